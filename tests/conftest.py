@@ -1,0 +1,50 @@
+"""Shared test helpers. Tests run against the source tree (the repository's root goes first on
+sys.path); test_cli.py also checks an installed wheel from another directory."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = Path(__file__).resolve().parent / "cases"
+EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
+sys.path.insert(0, str(REPO))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true",
+                     help="rewrite expected files under tests/cases from the current output (review the diff!)")
+
+
+@pytest.fixture
+def update_golden(request) -> bool:
+    return request.config.getoption("--update-golden")
+
+
+def check_golden(path: Path, actual: str, update: bool) -> None:
+    """Compare `actual` with the expected file; with --update-golden, rewrite it instead."""
+    if update:
+        path.write_text(actual, encoding="utf-8")
+        return
+    assert path.exists(), f"{path} is missing: run pytest --update-golden and review it"
+    assert actual == path.read_text(encoding="utf-8"), f"output differs from {path} (pytest --update-golden)"
+
+
+def cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, python: str = sys.executable,
+        stdin: bytes | None = None) -> subprocess.CompletedProcess:
+    """`python -m classimage ARGS` in a fresh process, as a user runs it."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
+    return subprocess.run([python, "-m", "classimage", *args], cwd=cwd, env=environment, input=stdin,
+                          capture_output=True, timeout=120)
+
+
+def written_files(user_data: str) -> dict[str, dict]:
+    """The write_files entries of rendered user data, by path."""
+    document = yaml.safe_load(user_data)
+    return {entry["path"]: entry for entry in document["write_files"]}
