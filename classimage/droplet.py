@@ -1,0 +1,13 @@
+"""Where classimage puts things on a droplet. The runner (templates/provision.py.j2), the user data
+and the tests all take these paths from here."""
+
+LIB = "/usr/local/lib/classimage"
+RUNNER = "/usr/local/sbin/classimage-provision"
+PLAN = f"{LIB}/plan.json"
+STATUS = "/var/lib/classimage/status.json"
+LOG = "/var/log/classimage.log"
+LOCK = "/run/classimage-provision.lock"
+# cloud-init runs the scripts here at every boot: resumes a provisioning a reboot interrupted.
+RESUME_HOOK = "/var/lib/cloud/scripts/per-boot/classimage-resume"
+METADATA_GUARD = f"{LIB}/metadata-guard"
+METADATA_GUARD_UNIT = "/etc/systemd/system/classimage-metadata-guard.service"

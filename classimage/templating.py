@@ -1,0 +1,125 @@
+"""Jinja2 rendering where every value is escaped for the language it lands in.
+
+Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`). Its environment has
+exactly one escaping filter, and refuses to render any `{{ value }}` that did not go through it:
+forgetting `|sh` in a shell template is a render error, not a shell injection. This module is the
+one place values from a spec are quoted for a shell (`sh`), Python (`py`) or YAML (`yaml`).
+"""
+
+from __future__ import annotations
+
+import shlex
+from functools import cache
+
+import jinja2
+import yaml
+
+from classimage.resources import data_dir
+
+
+class Escaped(str):
+    """Text already escaped for the language of the template it is inserted into."""
+
+
+class UnescapedValue(jinja2.TemplateError):
+    pass
+
+
+def sh(value) -> Escaped:
+    """One shell word per value, quoted so the shell reads it back byte for byte. A list or
+    tuple becomes several words."""
+    if isinstance(value, (list, tuple)):
+        return Escaped(" ".join(sh(v) for v in value))
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise UnescapedValue(f"cannot put {type(value).__name__} {value!r} in a shell script")
+    text = str(value)
+    if "\0" in text:
+        raise UnescapedValue("a shell word cannot hold a NUL byte")
+    return Escaped(shlex.quote(text))
+
+
+_PY_TYPES = (str, int, float, bool, type(None))
+
+
+def py(value) -> Escaped:
+    """A Python literal that evaluates to `value` (str, numbers, bool, None, lists, dicts)."""
+    def check(v):
+        if isinstance(v, (list, tuple)):
+            return all(check(i) for i in v)
+        if isinstance(v, dict):
+            return all(isinstance(k, str) and check(i) for k, i in v.items())
+        return isinstance(v, _PY_TYPES)
+
+    if not check(value):
+        raise UnescapedValue(f"cannot write {value!r} as a Python literal")
+    return Escaped(repr(value))
+
+
+class _Dumper(yaml.SafeDumper):
+    """Multi-line text as `|` blocks, so scripts inside user data stay readable."""
+
+
+_YAML_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
+
+
+def _represent_str(dumper: yaml.SafeDumper, data: str):
+    # YAML reads U+0085, U+2028 and U+2029 as line breaks; only double quotes escape them.
+    if any(mark in data for mark in _YAML_LINE_BREAKS):
+        style = '"'
+    else:
+        style = "|" if "\n" in data else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", data, style=style)
+
+
+_Dumper.add_representer(str, _represent_str)
+_Dumper.add_representer(Escaped, _represent_str)
+
+
+def to_yaml(value, indent: int = 0) -> Escaped:
+    """`value` as one YAML node to place after `key: ` at column `indent`; block scalars and
+    flow collections keep their continuation lines deeper than the key."""
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, allow_unicode=True,
+                     sort_keys=False, width=1 << 30)
+    if text.endswith("\n...\n"):
+        text = text[: -len("...\n")]
+    text = text[:-1]  # the document's own final newline; the template's line supplies one
+    first, *rest = text.split("\n")
+    pad = " " * indent
+    return Escaped("\n".join([first] + [pad + line if line else line for line in rest]))
+
+
+def _refuse_unescaped(value):
+    if isinstance(value, Escaped):
+        return value
+    raise UnescapedValue(f"template inserts {value!r} without its escaping filter")
+
+
+_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}}
+
+
+@cache
+def _environment(language: str) -> jinja2.Environment:
+    environment = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(data_dir("templates")),
+        undefined=jinja2.StrictUndefined,
+        autoescape=False,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        finalize=_refuse_unescaped,
+    )
+    environment.filters.update(_FILTERS[language])
+    return environment
+
+
+def render(name: str, **context) -> str:
+    """Render templates/`name`, e.g. `steps/tljh.sh.j2`, escaping for its language."""
+    language = name.removesuffix(".j2").rsplit(".", 1)[-1]
+    if language not in _FILTERS:
+        raise ValueError(f"no escaping rules for template {name!r}")
+    return _environment(language).get_template(name).render(**context)
+
+
+def static(name: str) -> str:
+    """A file from templates/ shipped as it is (no values inserted)."""
+    return (data_dir("templates") / name).read_text(encoding="utf-8")

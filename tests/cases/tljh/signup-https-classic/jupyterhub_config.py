@@ -1,0 +1,12 @@
+# Written by classimage. TLJH loads the files in jupyterhub_config.d after
+# config.yaml, for settings config.yaml has no key for.
+import os
+
+import nativeauthenticator
+
+# TLJH does not add NativeAuthenticator's templates; without them the hub's pages have no
+# "Authorize Users" or "Change Password" links.
+c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
+
+# Pull the course repository into each student's home and open it whenever their server starts.
+c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgithub.com%2Forg%2Fnotes.git&branch=week-1%2Fintro&urlpath=tree%2Fnotes%2FWeek%25201%2FStart%2520Here%2520%25231%2520%2526%2520more.ipynb'
