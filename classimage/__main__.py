@@ -1,0 +1,5 @@
+import sys
+
+from classimage.cli import main
+
+sys.exit(main())

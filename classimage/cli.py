@@ -1,0 +1,147 @@
+"""The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
+spec, render what the droplet needs, explain a key.
+
+Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
+2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+# jsonschema imports every optional format checker it finds; rfc3987_syntax, when installed (Jupyter
+# packages pull it in), compiles a grammar at import: 0.7 s on every command, for the `iri` format
+# no classimage schema uses. The command line is our own process, so it declines that import.
+sys.modules.setdefault("rfc3987_syntax", None)
+
+from classimage import __version__, reference, spec, userdata
+from classimage.problems import SpecError
+
+OK, INVALID, USAGE, INTERNAL = 0, 1, 2, 70
+
+
+class UsageError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.handler(args)
+    except SpecError as error:
+        for problem in error.problems:
+            print(problem.format(error.filename), file=sys.stderr)
+        errors = sum(not p.warning for p in error.problems)
+        print(f"{error.filename}: {errors} problem(s); nothing written", file=sys.stderr)
+        return INVALID
+    except UsageError as error:
+        print(f"classimage: {error}", file=sys.stderr)
+        return USAGE
+    except userdata.TooLarge as error:
+        print(f"classimage: {error} (shorten the package lists); nothing written", file=sys.stderr)
+        return INVALID
+    except KeyboardInterrupt:
+        return 130
+    except Exception as error:  # a bug in classimage, not in the spec: say so, briefly
+        if os.environ.get("CLASSIMAGE_DEBUG"):
+            raise
+        print(f"classimage: internal error: {type(error).__name__}: {error}\n"
+              "please report it with the spec; CLASSIMAGE_DEBUG=1 shows the traceback", file=sys.stderr)
+        return INTERNAL
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m classimage", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"classimage {__version__}")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    validate = verbs.add_parser("validate", help="check a course spec; writes nothing")
+    validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    validate.set_defaults(handler=_validate)
+
+    render = verbs.add_parser("render", help="write the droplet's user data")
+    render.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    where = render.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
+    where.add_argument("--stdout", action="store_true", help="print the user data instead of writing files")
+    render.set_defaults(handler=_render)
+
+    explain = verbs.add_parser("explain", help="describe the spec's keys")
+    explain.add_argument("key", nargs="?", metavar="KEY", help="e.g. hub.idle_timeout; all keys if left out")
+    explain.add_argument("--markdown", action="store_true", help="every key as a Markdown table")
+    explain.set_defaults(handler=_explain)
+    return parser
+
+
+def _load(path: str) -> spec.Loaded:
+    try:
+        loaded = spec.load_file(path)
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
+        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except OSError as error:
+        raise UsageError(f"cannot read {path}: {error}") from None
+    for warning in loaded.warnings:
+        print(warning.format(path), file=sys.stderr)
+    return loaded
+
+
+def _validate(args) -> int:
+    loaded = _load(args.spec)
+    print(f"{args.spec}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
+    return OK
+
+
+def _render(args) -> int:
+    loaded = _load(args.spec)
+    text = userdata.render(loaded)
+    size = len(text.encode())
+    if args.stdout:
+        sys.stdout.write(text)
+        print(f"user data: {_kib(size)} of {_kib(userdata.LIMIT)}", file=sys.stderr)
+        return OK
+    out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
+    target = _write(out, {"user-data.yaml": text})[0]
+    print(f"wrote {target} ({_kib(size)} of {_kib(userdata.LIMIT)})", file=sys.stderr)
+    print("next: paste it into DigitalOcean's droplet creation, Advanced options > "
+          "Add initialization scripts (see README.md)", file=sys.stderr)
+    return OK
+
+
+def _write(directory: Path, files: dict[str, str]) -> list[Path]:
+    """Write every file or none: each lands under its final name only when complete."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name, content in files.items():
+            target = directory / name
+            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+            try:
+                with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+                    out.write(content)
+                os.chmod(temporary, 0o644)
+                os.replace(temporary, target)
+            except BaseException:
+                Path(temporary).unlink(missing_ok=True)
+                raise
+            written.append(target)
+        return written
+    except OSError as error:
+        raise UsageError(f"cannot write to {directory}: {error.strerror or error} (choose another --out)") from None
+
+
+def _explain(args) -> int:
+    if args.markdown:
+        sys.stdout.write(reference.markdown())
+        return OK
+    text, found = reference.explain(args.key)
+    (sys.stdout if found else sys.stderr).write(text)
+    return OK if found else USAGE
+
+
+def _kib(size: int) -> str:
+    return f"{size / 1024:.1f} KiB"

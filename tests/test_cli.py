@@ -1,0 +1,115 @@
+"""The command line as a user runs it: fresh processes, exit codes, what is written and what is not."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import EXAMPLES, REPO, cli
+
+MINIMAL = REPO / "examples" / "minimal.yaml"
+
+
+def test_validate_exit_codes(tmp_path):
+    assert cli("validate", str(MINIMAL)).returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("course: {name: X}\n")
+    assert cli("validate", str(bad)).returncode == 1
+    missing = cli("validate", str(tmp_path / "nope.yaml"))
+    assert missing.returncode == 2
+    assert missing.stderr.decode() == f"classimage: cannot read {tmp_path / 'nope.yaml'}: No such file or directory\n"
+    assert cli("validate", str(tmp_path)).returncode == 2  # a directory
+    assert cli("validate").returncode == 2  # no SPEC
+    assert cli("frobnicate", str(MINIMAL)).returncode == 2
+
+
+def test_render_stdout_prints_only_the_user_data(tmp_path):
+    result = cli("render", str(MINIMAL), "--stdout", cwd=tmp_path)
+    assert result.returncode == 0
+    assert result.stdout.startswith(b"#cloud-config\n")
+    assert yaml.safe_load(result.stdout)["runcmd"]
+    assert "KiB of 64.0 KiB" in result.stderr.decode()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_render_writes_into_build_slug_by_default_and_prints_the_size(tmp_path):
+    result = cli("render", str(MINIMAL), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    written = tmp_path / "build" / "data101" / "user-data.yaml"
+    size = written.stat().st_size
+    assert f"wrote build/data101/user-data.yaml ({size / 1024:.1f} KiB of 64.0 KiB)" in result.stderr.decode()
+    assert sorted(p.name for p in written.parent.iterdir()) == ["user-data.yaml"]
+
+
+def test_render_into_an_unwritable_place_is_a_usage_error(tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = cli("render", str(MINIMAL), "--out", str(blocker / "out"))
+    assert result.returncode == 2
+    assert f"cannot write to {blocker / 'out'}" in result.stderr.decode()
+    assert b"Traceback" not in result.stderr
+
+
+def test_an_invalid_spec_writes_nothing(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("course: {name: X, slug: x1}\nhub: {admins: [Alice]}\n")
+    result = cli("render", str(bad), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    assert result.stderr.decode().splitlines()[-1] == f"{bad}: 1 problem(s); nothing written"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"\xff\xfe\x00garbage\x00" * 100, b"- a\n- b\n", b"{{{{", b"\t\t:"],
+                         ids=["empty", "binary", "list", "braces", "tabs"])
+def test_bad_files_give_a_report_not_a_traceback(tmp_path, content):
+    spec = tmp_path / "spec.yaml"
+    spec.write_bytes(content)
+    result = cli("render", str(spec), "--out", str(tmp_path / "out"))
+    assert result.returncode == 1
+    stderr = result.stderr.decode()
+    assert stderr.startswith(f"{spec}:") and "Traceback" not in stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_ten_megabyte_file_is_refused_at_once(tmp_path):
+    spec = tmp_path / "big.yaml"
+    spec.write_bytes(b"course:\n" + b"  # padding\n" * (10 * 1024 * 1024 // 12))
+    result = cli("validate", str(spec))
+    assert result.returncode == 1
+    assert "a course spec is a few kilobytes" in result.stderr.decode()
+
+
+def test_explain(tmp_path):
+    result = cli("explain", "hub.idle_timeout")
+    assert result.returncode == 0
+    assert result.stdout.decode().startswith("hub.idle_timeout\n  type: string\n  default: \"1h\"\n")
+    unknown = cli("explain", "hub.idle")
+    assert unknown.returncode == 2 and "did you mean hub.idle_timeout" in unknown.stderr.decode()
+
+
+def test_installed_package_works_from_another_directory(tmp_path):
+    """A non-editable install finds its templates and schemas (they ship inside the wheel)."""
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", str(wheels), str(REPO)],
+                   check=True, capture_output=True)
+    (wheel,) = wheels.glob("classimage-*.whl")
+    environment = tmp_path / "venv"
+    venv.create(environment, system_site_packages=True, with_pip=True)
+    python = str(environment / "bin" / "python")
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True,
+                   capture_output=True)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for example in EXAMPLES:
+        result = subprocess.run([python, "-m", "classimage", "render", str(example), "--out", "out"],
+                                cwd=elsewhere, capture_output=True, text=True)
+        assert result.returncode == 0, result.stderr
+    where = subprocess.run([python, "-c", "import classimage; print(classimage.__file__)"], cwd=elsewhere,
+                           capture_output=True, text=True).stdout
+    assert str(environment) in where
+    assert (elsewhere / "out" / "user-data.yaml").read_text() == cli("render", str(EXAMPLES[-1]), "--stdout").stdout.decode()

@@ -1,0 +1,46 @@
+"""The README stays true: its two opening commands, the commands it shows, and its table of steps."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+
+from conftest import REPO
+from classimage import plan, spec
+
+README = (REPO / "README.md").read_text()
+
+
+def bash_blocks() -> list[str]:
+    return re.findall(r"```bash\n(.*?)```", README, re.DOTALL)
+
+
+def test_readme_opens_with_the_two_commands():
+    first = README.split("```bash\n", 1)[1].split("```", 1)[0]
+    assert first.splitlines() == [
+        "pip install . && python -m classimage render examples/underworld.yaml --out build/",
+        "bash .ci/run",
+    ]
+    assert "python3 -m pytest" in (REPO / ".ci" / "run").read_text()
+
+
+def test_instructor_commands_work(tmp_path):
+    """Run the README's instructor blocks in a copy of the examples (pip install is the one step
+    left out: the tests already run classimage from this checkout)."""
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    first, *rest = bash_blocks()
+    render = first.split("&&", 1)[1].split("\n", 1)[0].strip()
+    script = "set -euo pipefail\n" + render + "\n" + "".join(rest)
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    python = shutil.which("python3")
+    script = script.replace("python -m classimage", f"{python} -m classimage")
+    result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "build" / "user-data.yaml").read_text().startswith("#cloud-config")
+
+
+def test_step_table_lists_the_steps_in_order():
+    table = re.findall(r"^\| `([a-z-]+)` \|", README, re.MULTILINE)
+    steps = plan.steps(spec.load_file(REPO / "examples" / "underworld.yaml").spec)
+    assert table == [s.name for s in steps]
