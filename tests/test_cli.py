@@ -101,7 +101,7 @@ def test_installed_package_works_from_another_directory(tmp_path):
     environment = tmp_path / "venv"
     venv.create(environment, system_site_packages=True, with_pip=True)
     python = str(environment / "bin" / "python")
-    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--quiet", str(wheel)], check=True,
+    subprocess.run([python, "-m", "pip", "install", "--no-deps", "--ignore-installed", "--quiet", str(wheel)], check=True,
                    capture_output=True)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
