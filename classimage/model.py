@@ -95,6 +95,12 @@ class Droplet:
 
 
 @dataclass(frozen=True)
+class Network:
+    proxy: str | None
+    ca_certificates: tuple[str, ...]  # PEM text; files named in the spec are read when it loads
+
+
+@dataclass(frozen=True)
 class Tljh:
     version: str
     bootstrap_url: str
@@ -108,6 +114,7 @@ class Spec:
     https: Https
     content: tuple[ContentRepo, ...]
     droplet: Droplet
+    network: Network
     tljh: Tljh
 
 

@@ -7,7 +7,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from classimage import droplet, templating, tljh
+from classimage import droplet, network, templating, tljh
 from classimage.model import Spec
 
 BAKE = "bake"  # heavy, shared by every droplet: goes into a snapshot
@@ -68,7 +68,13 @@ def _step(name: str, title: str, stage: str, *, check: bool = False, files=(), w
 def steps(spec: Spec) -> list[Step]:
     env = spec.environment
     packages = PREREQUISITES + tuple(p for p in env.apt if p not in PREREQUISITES)
-    plan = [
+    plan = []
+    network_files = network.files(spec)
+    if network_files:
+        # First: apt, pip, conda and the TLJH bootstrap all download through this network.
+        plan.append(_step("network", "Configure the proxy and trusted CAs", BAKE, files=network_files,
+                          certificates=bool(spec.network.ca_certificates)))
+    plan += [
         _step("packages", f"Install {len(packages)} system packages", BAKE, check=True, packages=packages),
         _step("metadata-guard", "Block non-root users from the metadata service", BAKE, check=True,
               guard=droplet.METADATA_GUARD,

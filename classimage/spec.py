@@ -9,6 +9,8 @@ import difflib
 import hashlib
 import ipaddress
 import json
+import re
+import ssl
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +44,13 @@ def load_file(path: str | Path) -> Loaded:
 def load_bytes(raw: bytes, filename: str) -> Loaded:
     document = yamlsource.load(raw, filename)
     problems = schema_problems(document) + checks(document)
+    certificates, certificate_problems = read_certificates(document, Path(filename).parent)
+    problems += certificate_problems
     errors = [p for p in problems if not p.warning]
     if errors:
         raise SpecError(filename, errors)  # warnings wait until the errors are fixed
     data = with_defaults(document.data)
+    data["network"]["ca_certificates"] = certificates
     spec = model.build(model.Spec, data)
     return Loaded(spec=spec, warnings=tuple(sorted(problems)), digest=digest(spec))
 
@@ -200,10 +205,7 @@ def checks(document: Document) -> list[Problem]:
         problems.append(Problem(document.line(path), format_path(path), message, fix, warning))
 
     def strings(*path) -> list[tuple[tuple, str]]:
-        value = _get(data, path)
-        if not isinstance(value, list):
-            return []
-        return [(path + (i,), v) for i, v in enumerate(value) if isinstance(v, str)]
+        return _strings(data, path)
 
     # Listed twice: harmless to pip or apt, but always a slip in a course spec.
     for path, key in [(("hub", "admins"), str), (("hub", "auth", "allowed_users"), str),
@@ -293,6 +295,56 @@ def checks(document: Document) -> list[Problem]:
         at(("tljh", "bootstrap_url"), "is plain http: anyone on the path can change what runs as root",
            "use an https:// URL", warning=True)
     return problems
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
+MAX_CERTIFICATE_BYTES = 64 * 1024
+
+
+def read_certificates(document: Document, base: Path) -> tuple[list[str], list[Problem]]:
+    """network.ca_certificates as PEM text: items that are not PEM already name files relative to
+    the spec. Each must hold certificates OpenSSL can load, and nothing else secret."""
+    pems: list[str] = []
+    problems: list[Problem] = []
+    for path, item in _strings(document.data, ("network", "ca_certificates")):
+        def problem(message, fix):
+            problems.append(Problem(document.line(path), format_path(path), message, fix))
+
+        text = item
+        if "-----BEGIN" not in item:
+            file = base / item
+            try:
+                if file.stat().st_size > MAX_CERTIFICATE_BYTES:
+                    problem(f"{_short(item)} is too large for a certificate file", "name the CA's PEM file")
+                    continue
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not a text file"
+                problem(f"cannot read {_short(item)}: {reason}",
+                        "give a PEM file's path relative to the spec, or paste the PEM text")
+                continue
+        if "PRIVATE KEY" in text:
+            problem("holds a private key", "give only the CA's certificate: user data is readable on the server")
+            continue
+        blocks = _PEM_BLOCK.findall(text)
+        if not blocks:
+            problem("holds no PEM certificate", "give text that starts with -----BEGIN CERTIFICATE-----")
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata="\n".join(blocks))
+        except ssl.SSLError as error:
+            problem(f"is not a certificate OpenSSL can read ({error.reason or error})",
+                    "check the PEM text was copied whole")
+            continue
+        pems.extend(block + "\n" for block in blocks)
+    return pems, problems
+
+
+def _strings(data, path) -> list[tuple[tuple, str]]:
+    value = _get(data, path)
+    if not isinstance(value, list):
+        return []
+    return [(path + (i,), v) for i, v in enumerate(value) if isinstance(v, str)]
 
 
 def _get(data, path):

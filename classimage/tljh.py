@@ -8,7 +8,7 @@ from __future__ import annotations
 import jsonschema
 import yaml
 
-from classimage import __version__, links, resources, templating
+from classimage import __version__, links, network, resources, templating
 from classimage.model import Auth, Spec
 
 PREFIX = "/opt/tljh"
@@ -106,6 +106,7 @@ def jupyterhub_config(spec: Spec) -> str:
     return templating.render(
         "jupyterhub_config.py.j2",
         native=spec.hub.auth.method == "signup",
+        environment=network.environment(spec),
         default_url=links.gitpull_path(first, spec.hub.default_app) if first else None,
     )
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from classimage import __version__, droplet, plan, templating
+from classimage import __version__, droplet, network, plan, templating
 from classimage.spec import Loaded
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
@@ -33,6 +33,7 @@ def plan_document(loaded: Loaded, steps: list[plan.Step], stage: str) -> dict:
         "course": {"name": spec.course.name, "slug": spec.course.slug},
         "spec_digest": loaded.digest,
         "stage": stage,
+        "environment": network.environment(spec),
         "steps": [
             {
                 "name": step.name,

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
-from classimage import droplet, links, plan, spec, tljh, userdata
+from classimage import droplet, links, network, plan, spec, tljh, userdata
 
 TLJH_REFERENCE = REPO.parent / "shared" / "reference" / "tljh" / "config.schema.json"
 VENDORED_TLJH_SCHEMA = REPO / "schemas" / "tljh-config.schema.json"
@@ -152,8 +152,11 @@ import json, sys
 from traitlets.config import Config
 c = Config()
 exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), {"c": c})
+environment = c.Spawner.get("environment")
 print(json.dumps({"template_paths": c.JupyterHub.get("template_paths"),
-                  "default_url": c.Spawner.get("default_url")}))
+                  "default_url": c.Spawner.get("default_url"),
+                  # TLJH may have set some already: update() must merge, so start from one of its own
+                  "environment": environment.get_value({"PATH": "tljh"}) if environment is not None else None}))
 """
 
 
@@ -174,6 +177,8 @@ def test_hub_config_runs_under_traitlets(path, rendered, tmp_path):
         assert (Path(folder) / "authorization-area.html").is_file()
     else:
         assert applied["template_paths"] is None
+    wanted = network.environment(loaded.spec)
+    assert applied["environment"] == ({"PATH": "tljh", **wanted} if wanted else None)
     first = loaded.spec.content[0] if loaded.spec.content else None
     assert applied["default_url"] == (links.gitpull_path(first, loaded.spec.hub.default_app) if first else None)
 

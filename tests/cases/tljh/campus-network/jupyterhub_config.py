@@ -1,0 +1,12 @@
+# Written by classimage. TLJH loads the files in jupyterhub_config.d after
+# config.yaml, for settings config.yaml has no key for.
+import os
+
+import nativeauthenticator
+
+# TLJH does not add NativeAuthenticator's templates; without them the hub's pages have no
+# "Authorize Users" or "Change Password" links.
+c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
+
+# Students' servers reach the internet the way the server does (the course's proxy and CAs).
+c.Spawner.environment.update({'http_proxy': 'http://proxy.example.edu:3128', 'https_proxy': 'http://proxy.example.edu:3128', 'HTTP_PROXY': 'http://proxy.example.edu:3128', 'HTTPS_PROXY': 'http://proxy.example.edu:3128', 'no_proxy': 'localhost,127.0.0.1,::1,169.254.169.254', 'NO_PROXY': 'localhost,127.0.0.1,::1,169.254.169.254', 'SSL_CERT_FILE': '/etc/ssl/certs/ca-certificates.crt', 'REQUESTS_CA_BUNDLE': '/etc/ssl/certs/ca-certificates.crt', 'PIP_CERT': '/etc/ssl/certs/ca-certificates.crt', 'CONDA_SSL_VERIFY': '/etc/ssl/certs/ca-certificates.crt'})
