@@ -11,7 +11,6 @@ import ipaddress
 import json
 import re
 import ssl
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 

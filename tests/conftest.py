@@ -48,3 +48,26 @@ def written_files(user_data: str) -> dict[str, dict]:
     """The write_files entries of rendered user data, by path."""
     document = yaml.safe_load(user_data)
     return {entry["path"]: entry for entry in document["write_files"]}
+
+
+@pytest.fixture(scope="session")
+def image():
+    """The test droplets' root filesystem (built once, cached across runs)."""
+    if os.geteuid() != 0:
+        pytest.skip("test droplets need root (debootstrap, systemd-nspawn, network namespaces)")
+    import shutil
+
+    import testdroplet
+
+    missing = [tool for tool in ("debootstrap", "systemd-nspawn", "tinyproxy", "nsenter") if not shutil.which(tool)]
+    assert not missing, f"install {' '.join(missing)} (.ci/run does)"
+    return testdroplet.image()
+
+
+@pytest.fixture
+def new_droplet(image, tmp_path):
+    """Make fresh test droplets for one test (see tests/firstboot.py)."""
+    from firstboot import droplets
+
+    with droplets(image, tmp_path) as make:
+        yield make

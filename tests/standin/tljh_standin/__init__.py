@@ -1,0 +1,1 @@
+"""TLJH STAND-IN: classimage's test stand-in for The Littlest JupyterHub. Not TLJH."""
