@@ -195,3 +195,5 @@ def droplets(image: Path, folder: Path):
         assert not Path(f"/sys/class/net/{droplet.veth}").exists()
     leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
+    mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(folder) in line]
+    assert mounts == [], f"mounts left behind: {mounts}"

@@ -3,7 +3,8 @@ consumes user data from a NoCloud seed exactly as a droplet's consumes it from D
 
 - `image()` builds the root filesystem once (debootstrap, then cloud-init inside it) and caches it
   under /var/cache/classimage-test-droplet/KEY, KEY being a hash of the recipe.
-- `TestDroplet` copies that image for one test, seeds it, and boots it in its own network namespace
+- `TestDroplet` lays a writable overlay over that image for one test (the image stays pristine;
+  the droplet's writes land in its own `upper` folder), seeds it, and boots it in its own network namespace
   (`--network-veth`, never the host's): the host end of the veth gets 10.213.N.1, the droplet
   10.213.N.2, and the droplet reaches PyPI and Debian only through a tinyproxy the harness runs on
   the host end. It runs commands inside (nsenter), reboots it (same instance-id) or not, collects
@@ -31,8 +32,9 @@ from pathlib import Path
 CACHE = Path(os.environ.get("CLASSIMAGE_TEST_CACHE", "/var/cache/classimage-test-droplet"))
 MIRROR = os.environ.get("CLASSIMAGE_TEST_MIRROR", "http://deb.debian.org/debian")
 LOCKS = Path("/run/classimage-test-droplet")
+# Debian packages are kept across droplets; PyPI's are not: this network's TLS-inspecting egress
+# makes pip's responses uncacheable, so each droplet downloads them through its proxy.
 APT_CACHE = CACHE / "downloads" / "apt-archives"
-PIP_CACHE = CACHE / "downloads" / "pip"
 HOST_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
@@ -173,10 +175,13 @@ def _end(process: subprocess.Popen | None, grace: float = 10) -> None:
 class TestDroplet:
     """One droplet for one test: `with TestDroplet(workdir) as droplet: droplet.seed(...); droplet.boot()`."""
 
-    def __init__(self, workdir: Path, rootfs: Path | None = None):
+    def __init__(self, workdir: Path, layers: Path | list[Path]):
+        """`layers`: the image, or several read-only layers, topmost first (a snapshot over its image)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root = self.workdir / "rootfs"
+        self.upper = self.workdir / "upper"
+        self.layers = [Path(layers)] if isinstance(layers, (str, Path)) else [Path(p) for p in layers]
         self._network_lock = self._claim_network()
         self.name = f"cim{self.index}"
         self.host_ip, self.ip = f"10.213.{self.index}.1", f"10.213.{self.index}.2"
@@ -184,11 +189,24 @@ class TestDroplet:
         self.proxy = Proxy(self.host_ip, f"10.213.{self.index}.0/24", self.workdir)
         self.nspawn: subprocess.Popen | None = None
         self.boots = 0
-        if rootfs is not None:
-            run(["cp", "-a", str(rootfs), str(self.root)])
-            # Until the user data's own CAs are installed, trust what the host trusts (TLS is inspected).
-            shutil.copy(HOST_BUNDLE, self.root / "etc/ssl/certs/ca-certificates.crt")
-            self._seed_downloads()
+        self._seed_downloads()
+        self._mount()
+        # Until the user data's own CAs are installed, trust what the host trusts (TLS is inspected).
+        shutil.copy(HOST_BUNDLE, self.root / "etc/ssl/certs/ca-certificates.crt")
+
+    def _mount(self) -> None:
+        work = self.workdir / "overlay-work"
+        for folder in (self.root, self.upper, work):
+            folder.mkdir(exist_ok=True)
+        lower = ":".join(str(layer) for layer in self.layers)
+        run(["mount", "-t", "overlay", "overlay", "-o", f"lowerdir={lower},upperdir={self.upper},workdir={work}",
+             str(self.root)])
+        self._mounted = True
+
+    def _unmount(self) -> None:
+        if getattr(self, "_mounted", False):
+            run(["umount", str(self.root)])
+            self._mounted = False
 
     def _claim_network(self):
         LOCKS.mkdir(parents=True, exist_ok=True)
@@ -212,10 +230,11 @@ class TestDroplet:
 
     @property
     def _archives(self) -> Path:
-        return self.root / "var/cache/apt/archives"
+        return self.upper / "var/cache/apt/archives"  # written before the overlay is mounted
 
     def _seed_downloads(self) -> None:
         APT_CACHE.mkdir(parents=True, exist_ok=True)
+        self._archives.mkdir(parents=True, exist_ok=True)
         for deb in APT_CACHE.glob("*.deb"):
             target = self._archives / deb.name
             if not target.exists():
@@ -245,13 +264,10 @@ class TestDroplet:
     def boot(self) -> None:
         if self.nspawn is not None:
             raise DropletError("already running")
-        PIP_CACHE.mkdir(parents=True, exist_ok=True)
         console = open(self.workdir / "console.log", "ab")
-        # pip's cache is shared by every droplet (pip is made for that); the first download still
-        # goes through the proxy.
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-M", self.name, "--network-veth",
-             "--boot", "--console=read-only", "-D", str(self.root), f"--bind={PIP_CACHE}:/root/.cache/pip"],
+             "--boot", "--console=read-only", "-D", str(self.root)],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True, env={"PATH": PATH})
         self.boots += 1
         deadline = time.monotonic() + 20
@@ -360,9 +376,12 @@ class TestDroplet:
     def destroy(self) -> None:
         try:
             self.shutdown()
+            self._unmount()
             self._harvest_downloads()
         finally:
-            shutil.rmtree(self.root, ignore_errors=True)
+            if not getattr(self, "_mounted", False):
+                for folder in (self.root, self.upper, self.workdir / "overlay-work"):
+                    shutil.rmtree(folder, ignore_errors=True)
             self._network_lock.close()
 
     def __enter__(self) -> TestDroplet:
