@@ -2,7 +2,8 @@
 spec, render what the droplet needs, explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
-2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written)."""
+2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
+DigitalOcean token), 3 Packer failed."""
 
 from __future__ import annotations
 
@@ -17,10 +18,10 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import __version__, reference, spec, userdata
+from classimage import __version__, packer, plan, reference, spec, userdata
 from classimage.problems import SpecError
 
-OK, INVALID, USAGE, INTERNAL = 0, 1, 2, 70
+OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
 
 
 class UsageError(Exception):
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except userdata.TooLarge as error:
         print(f"classimage: {error} (shorten the package lists); nothing written", file=sys.stderr)
         return INVALID
+    except packer.PackerError as error:
+        print(f"classimage: {error}", file=sys.stderr)
+        return FAILED
     except KeyboardInterrupt:
         return 130
     except Exception as error:  # a bug in classimage, not in the spec: say so, briefly
@@ -64,12 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     validate.set_defaults(handler=_validate)
 
-    render = verbs.add_parser("render", help="write the droplet's user data")
+    render = verbs.add_parser("render", help="write the user data (one-piece, bake, boot) and the Packer template")
     render.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     where = render.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
-    where.add_argument("--stdout", action="store_true", help="print the user data instead of writing files")
+    where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
     render.set_defaults(handler=_render)
+
+    build = verbs.add_parser("build", help="bake the course into a DigitalOcean snapshot with Packer")
+    build.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
+    build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
+    build.set_defaults(handler=_build)
 
     explain = verbs.add_parser("explain", help="describe the spec's keys")
     explain.add_argument("key", nargs="?", metavar="KEY", help="e.g. hub.idle_timeout; all keys if left out")
@@ -96,30 +106,82 @@ def _validate(args) -> int:
     return OK
 
 
+# What `render` writes, relative to its output directory.
+ONE_PIECE = "user-data.yaml"
+USER_DATA = {plan.FULL: ONE_PIECE, plan.BAKE: "bake/user-data.yaml", plan.BOOT: "boot/user-data.yaml"}
+
+
+def _artifacts(loaded: spec.Loaded) -> dict[str, str]:
+    """Everything render writes, rendered in memory first: a bad spec writes nothing."""
+    files = {USER_DATA[stage]: userdata.render(loaded, stage) for stage in plan.STAGES}
+    files.update({f"packer/{name}": text for name, text in packer.files(loaded.spec).items()})
+    return files
+
+
+def _render_into(args, loaded: spec.Loaded) -> Path:
+    files = _artifacts(loaded)
+    out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
+    _write(out, files)
+    for stage, name in USER_DATA.items():
+        size = len(files[name].encode())
+        print(f"wrote {out / name} ({_kib(size)} of {_kib(userdata.LIMIT)}; {_PURPOSE[stage]})", file=sys.stderr)
+    print(f"wrote {out / 'packer'}/ (the Packer template that bakes the snapshot)", file=sys.stderr)
+    return out
+
+
+_PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
+            plan.BAKE: "Packer's build droplet",
+            plan.BOOT: "for droplets made from the snapshot"}
+
+
 def _render(args) -> int:
     loaded = _load(args.spec)
-    text = userdata.render(loaded)
-    size = len(text.encode())
     if args.stdout:
+        text = userdata.render(loaded)
         sys.stdout.write(text)
-        print(f"user data: {_kib(size)} of {_kib(userdata.LIMIT)}", file=sys.stderr)
+        print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK
-    out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
-    target = _write(out, {"user-data.yaml": text})[0]
-    print(f"wrote {target} ({_kib(size)} of {_kib(userdata.LIMIT)})", file=sys.stderr)
-    print("next: paste it into DigitalOcean's droplet creation, Advanced options > "
-          "Add initialization scripts (see README.md)", file=sys.stderr)
+    _render_into(args, loaded)
+    print("next: paste user-data.yaml into DigitalOcean's droplet creation, Advanced options > "
+          "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
+          file=sys.stderr)
+    return OK
+
+
+def _build(args) -> int:
+    loaded = _load(args.spec)
+    if not args.dry_run and not os.environ.get(packer.TOKEN):
+        raise UsageError(
+            f"no DigitalOcean API token: set {packer.TOKEN} to a personal access token with write scope "
+            "(DigitalOcean control panel > API > Generate New Token), e.g. `export "
+            f"{packer.TOKEN}=dop_v1_...`; it is read from the environment only, never written to a file. "
+            "Nothing was built (--dry-run validates without one)")
+    out = _render_into(args, loaded)
+    folder = out / "packer"
+    what = packer.validate(folder, packer=packer.find())
+    print(f"packer validate: {what} is valid", file=sys.stderr)
+    if args.dry_run:
+        return OK
+    print(f"packer build {what}: a build droplet bakes the course (5 to 15 minutes)...", file=sys.stderr)
+    result = packer.build(what, packer=packer.find(), show=lambda line: print(f"  {line}", file=sys.stderr))
+    if result.returncode != 0:
+        raise packer.PackerError(f"packer build failed (exit {result.returncode}); last error: "
+                                 f"{result.errors[-1] if result.errors else 'see above'}")
+    for snapshot in result.artifacts.values():
+        print(snapshot)
+        print(f"snapshot {snapshot} is ready: create droplets from it with {out / USER_DATA[plan.BOOT]} "
+              "as their user data", file=sys.stderr)
     return OK
 
 
 def _write(directory: Path, files: dict[str, str]) -> list[Path]:
-    """Write every file or none: each lands under its final name only when complete."""
+    """Write the files (names may have folders): each lands under its final name only when complete."""
     try:
-        directory.mkdir(parents=True, exist_ok=True)
         written = []
         for name, content in files.items():
             target = directory / name
-            handle, temporary = tempfile.mkstemp(dir=directory, prefix=f".{name}.")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
             try:
                 with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
                     out.write(content)

@@ -11,3 +11,8 @@ LOCK = "/run/classimage-provision.lock"
 RESUME_HOOK = "/var/lib/cloud/scripts/per-boot/classimage-resume"
 METADATA_GUARD = f"{LIB}/metadata-guard"
 METADATA_GUARD_UNIT = "/etc/systemd/system/classimage-metadata-guard.service"
+# Written when a bake is sealed into a snapshot: what the image holds (which spec, which bake).
+IMAGE = "/var/lib/classimage/image.json"
+# On Packer's build droplet: wait for the bake, seal it, clean the system for the snapshot.
+FINISH_BAKE = f"{LIB}/finish-bake"
+IMAGE_CLEANUP = f"{LIB}/image-cleanup"

@@ -92,6 +92,7 @@ class Droplet:
     region: str
     size: str
     image: str
+    snapshot_regions: tuple[str, ...]
 
 
 @dataclass(frozen=True)

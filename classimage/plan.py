@@ -1,5 +1,10 @@
-"""What happens on a droplet, in order: the course as a list of Steps (data). The one-piece, bake and
-boot user data are renderings of this one list, filtered by stage."""
+"""What happens on a droplet, in order: the course as one list of Steps (data), each tagged with
+the stages it belongs to. The one-piece, bake and boot user data render this one list, filtered.
+
+- full: everything on a plain droplet's first boot (for instructors who skip Packer);
+- bake: the heavy, shared part, on Packer's build droplet: no admins, no secrets, a locked hub;
+- boot: per droplet, on droplets made from the snapshot: settings, fresh secrets, readiness.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +15,12 @@ from pathlib import PurePosixPath
 from classimage import droplet, network, templating, tljh
 from classimage.model import Spec
 
-BAKE = "bake"  # heavy, shared by every droplet: goes into a snapshot
-BOOT = "boot"  # per droplet: identity, hub settings, readiness
+FULL, BAKE, BOOT = "full", "bake", "boot"
+STAGES = (FULL, BAKE, BOOT)
 
-# Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch
-# it, and iptables for the metadata guard.
-PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables")
+# Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch it,
+# iptables for the metadata guard and ufw for the firewall.
+PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables", "ufw")
 
 
 @dataclass(frozen=True)
@@ -50,57 +55,80 @@ class Step:
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _step(name: str, title: str, stage: str, *, check: bool = False, files=(), when="once",
-          timeout=1800, **values) -> Step:
+def _step(name: str, title: str, stages, *, check: bool = False, files=(), when="once", timeout=1800,
+          template: str | None = None, **values) -> Step:
+    template = template or name
     staged = tuple(File(name, path, content, mode) for path, content, mode in files)
     return Step(
         name=name,
         title=title,
-        stages=frozenset([stage]),
-        run=templating.render(f"steps/{name}.sh.j2", files=staged, **values),
-        check=templating.render(f"steps/{name}.check.sh.j2", files=(), **values) if check else None,
+        stages=frozenset(stages),
+        run=templating.render(f"steps/{template}.sh.j2", files=staged, **values),
+        check=templating.render(f"steps/{template}.check.sh.j2", files=(), **values) if check else None,
         files=staged,
         when=when,
         timeout=timeout,
     )
 
 
-def steps(spec: Spec) -> list[Step]:
+def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
+    """The steps of `stage`, in order; `stage=None`: every step of every stage (for documentation)."""
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"no stage {stage!r}")
     env = spec.environment
     packages = PREREQUISITES + tuple(p for p in env.apt if p not in PREREQUISITES)
-    plan = []
+    every = []
+    if stage in (BOOT, None):
+        # First: refuse a droplet not made from a classimage snapshot, warn about another spec's.
+        every.append(_step("image-check", "Check this droplet was made from the course's snapshot", {BOOT},
+                           runner=droplet.RUNNER, bake_digest=bake_digest(spec)))
     network_files = network.files(spec)
     if network_files:
         # First: apt, pip, conda and the TLJH bootstrap all download through this network.
-        plan.append(_step("network", "Configure the proxy and trusted CAs", BAKE, files=network_files,
-                          certificates=bool(spec.network.ca_certificates)))
-    plan += [
-        _step("packages", f"Install {len(packages)} system packages", BAKE, check=True, packages=packages),
-        _step("metadata-guard", "Block non-root users from the metadata service", BAKE, check=True,
+        every.append(_step("network", "Configure the proxy and trusted CAs", {FULL, BAKE, BOOT},
+                           files=network_files, certificates=bool(spec.network.ca_certificates)))
+    every += [
+        _step("packages", f"Install {len(packages)} system packages", {FULL, BAKE}, check=True, packages=packages),
+        _step("security-updates", "Apply security updates", {BAKE}),
+        _step("metadata-guard", "Block non-root users from the metadata service", {FULL, BAKE}, check=True,
               guard=droplet.METADATA_GUARD,
               files=[(droplet.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
                      (droplet.METADATA_GUARD_UNIT, templating.static("classimage-metadata-guard.service"),
                       "0644")]),
+        _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),
         # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
-        _step("hub-config", "Write the hub's settings", BOOT,
+        _step("hub-config", "Write the hub's settings", {FULL, BOOT},
               files=[(tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
                      (f"{tljh.CONFIG_D}/classimage.py", tljh.jupyterhub_config(spec), "0644")]),
-        _step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", BAKE, check=True,
-              url=spec.tljh.bootstrap_url, args=tljh.bootstrap_args(spec), version=spec.tljh.version,
-              hub_python=tljh.HUB_PYTHON),
+        # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
+        _step("hub-lockdown", "Lock the build droplet's hub", {BAKE}, template="hub-config",
+              files=[(tljh.CONFIG_YAML, tljh.lockdown_yaml(), "0600")]),
     ]
+    for variant in (FULL, BAKE):
+        every.append(_step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", {variant}, check=True,
+                           url=spec.tljh.bootstrap_url, version=spec.tljh.version, hub_python=tljh.HUB_PYTHON,
+                           args=tljh.bootstrap_args(spec, with_admins=variant == FULL)))
     if env.conda.packages:
         channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
-        plan.append(_step("conda-packages", f"Install {len(env.conda.packages)} conda packages", BAKE,
-                          channels=channels, packages=env.conda.packages, user_bin=tljh.USER_BIN,
-                          timeout=3600))
+        every.append(_step("conda-packages", f"Install {len(env.conda.packages)} conda packages", {FULL, BAKE},
+                           channels=channels, packages=env.conda.packages, user_bin=tljh.USER_BIN,
+                           timeout=3600))
     if env.pip:
-        plan.append(_step("pip-packages", f"Install {len(env.pip)} pip packages", BAKE,
-                          requirements=env.pip, user_bin=tljh.USER_BIN))
-    plan += [
-        _step("hub-reload", "Restart the hub with the course's settings", BOOT, when="after-changes",
-              timeout=300),
-        _step("hub-ready", "Wait for the hub to answer", BOOT, when="after-changes", timeout=300,
+        every.append(_step("pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE},
+                           requirements=env.pip, user_bin=tljh.USER_BIN))
+    every += [
+        _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
+              secret=tljh.PROXY_SECRET),
+        _step("hub-reload", "Restart the proxy and hub with the course's settings", {FULL, BOOT},
+              when="after-changes", timeout=300),
+        _step("hub-ready", "Wait for the hub to answer", {FULL, BOOT}, when="after-changes", timeout=300,
               hub_api=tljh.HUB_API),
     ]
-    return plan
+    return [step for step in every if stage is None or stage in step.stages]
+
+
+def bake_digest(spec: Spec) -> str:
+    """Identifies what a snapshot holds: changes whenever a step that only the bake runs would
+    change (a step the boot stage runs again, like the network settings, is the boot's to decide)."""
+    joined = " ".join(step.digest for step in steps(spec, BAKE) if BOOT not in step.stages)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]

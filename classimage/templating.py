@@ -1,9 +1,10 @@
 """Jinja2 rendering where every value is escaped for the language it lands in.
 
-Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`). Its environment has
+Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`, `.hcl.j2`). Its environment has
 exactly one escaping filter, and refuses to render any `{{ value }}` that did not go through it:
 forgetting `|sh` in a shell template is a render error, not a shell injection. This module is the
-one place values from a spec are quoted for a shell (`sh`), Python (`py`) or YAML (`yaml`).
+one place values from a spec are quoted for a shell (`sh`), Python (`py`), YAML (`yaml`) or Packer's
+HCL2 (`hcl`).
 """
 
 from __future__ import annotations
@@ -88,13 +89,38 @@ def to_yaml(value, indent: int = 0) -> Escaped:
     return Escaped("\n".join([first] + [pad + line if line else line for line in rest]))
 
 
+_HCL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def hcl(value) -> Escaped:
+    """An HCL2 literal: a quoted string (escapes HCL knows, `${` and `%{` doubled so they stay text),
+    a number, a bool, or a list of those."""
+    if isinstance(value, (list, tuple)):
+        return Escaped("[" + ", ".join(hcl(v) for v in value) + "]")
+    if isinstance(value, bool):
+        return Escaped("true" if value else "false")
+    if isinstance(value, (int, float)):
+        return Escaped(repr(value))
+    if not isinstance(value, str):
+        raise UnescapedValue(f"cannot write {value!r} in HCL")
+    out = []
+    for char in value:
+        if char in _HCL_ESCAPES:
+            out.append(_HCL_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7F:
+            out.append(f"\\u{ord(char):04x}")
+        else:
+            out.append(char)
+    return Escaped('"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"')
+
+
 def _refuse_unescaped(value):
     if isinstance(value, Escaped):
         return value
     raise UnescapedValue(f"template inserts {value!r} without its escaping filter")
 
 
-_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}}
+_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}, "hcl": {"hcl": hcl}}
 
 
 @cache

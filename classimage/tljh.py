@@ -14,6 +14,8 @@ from classimage.model import Auth, Spec
 PREFIX = "/opt/tljh"
 CONFIG_YAML = f"{PREFIX}/config/config.yaml"
 CONFIG_D = f"{PREFIX}/config/jupyterhub_config.d"
+STATE = f"{PREFIX}/state"
+PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secret, made at install
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_BIN = f"{PREFIX}/user/bin"
 HUB_API = "http://127.0.0.1:15001/hub/api"
@@ -95,9 +97,26 @@ def check(settings: dict) -> None:
         raise InvalidTljhConfig("; ".join(errors))
 
 
-def config_yaml(spec: Spec) -> str:
+def lockdown() -> dict:
+    """config.yaml for Packer's build droplet: a hub nobody can sign up to or sign in to (no
+    signup, no admins), so nothing from the build (accounts, approvals) can reach the snapshot."""
+    result = {"users": {"admin": []},
+              "auth": {"type": NATIVE, NATIVE.rsplit(".", 1)[1]: {"enable_signup": False, "open_signup": False}}}
+    check(result)
+    return result
+
+
+def _yaml(settings: dict) -> str:
     header = f"# Written by classimage {__version__}. TLJH's settings for this hub; see `tljh-config show`.\n"
-    return header + yaml.safe_dump(config(spec), sort_keys=True, default_flow_style=False)
+    return header + yaml.safe_dump(settings, sort_keys=True, default_flow_style=False)
+
+
+def config_yaml(spec: Spec) -> str:
+    return _yaml(config(spec))
+
+
+def lockdown_yaml() -> str:
+    return _yaml(lockdown())
 
 
 def jupyterhub_config(spec: Spec) -> str:
@@ -111,10 +130,10 @@ def jupyterhub_config(spec: Spec) -> str:
     )
 
 
-def bootstrap_args(spec: Spec) -> list[str]:
+def bootstrap_args(spec: Spec, with_admins: bool = True) -> list[str]:
     """The bootstrap's flags: the pinned version, the progress page, one --admin per admin
-    (names only: no password ever goes into user data)."""
+    (names only: no password ever goes into user data; none at all on the build droplet)."""
     args = ["--version", spec.tljh.version, "--show-progress-page"]
-    for admin in spec.hub.admins:
+    for admin in spec.hub.admins if with_admins else ():
         args += ["--admin", admin]
     return args

@@ -10,7 +10,6 @@ from classimage import __version__, droplet, network, plan, templating
 from classimage.spec import Loaded
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
-FULL = "full"  # the one-piece user data: every step on the first boot
 
 
 class TooLarge(Exception):
@@ -33,6 +32,7 @@ def plan_document(loaded: Loaded, steps: list[plan.Step], stage: str) -> dict:
         "course": {"name": spec.course.name, "slug": spec.course.slug},
         "spec_digest": loaded.digest,
         "stage": stage,
+        "bake_digest": plan.bake_digest(spec),
         "environment": network.environment(spec),
         "steps": [
             {
@@ -55,7 +55,7 @@ def _script_path(number: int, step: plan.Step, suffix: str) -> str:
 
 def runner() -> str:
     return templating.render("provision.py.j2", version=__version__, plan=droplet.PLAN,
-                             status=droplet.STATUS, log=droplet.LOG, lock=droplet.LOCK)
+                             status=droplet.STATUS, log=droplet.LOG, lock=droplet.LOCK, image=droplet.IMAGE)
 
 
 def files(loaded: Loaded, steps: list[plan.Step], stage: str) -> list[WrittenFile]:
@@ -66,6 +66,9 @@ def files(loaded: Loaded, steps: list[plan.Step], stage: str) -> list[WrittenFil
         WrittenFile(droplet.RESUME_HOOK, "0755", templating.static("classimage-resume.sh")),
         WrittenFile(droplet.PLAN, "0600", json.dumps(document, indent=2) + "\n"),
     ]
+    if stage == plan.BAKE:  # what Packer runs on the build droplet once it is up
+        written += [WrittenFile(droplet.FINISH_BAKE, "0700", templating.static("finish-bake.sh")),
+                    WrittenFile(droplet.IMAGE_CLEANUP, "0700", templating.static("image-cleanup.sh"))]
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(_script_path(number, step, "sh"), "0700", step.run))
         if step.check:
@@ -74,11 +77,14 @@ def files(loaded: Loaded, steps: list[plan.Step], stage: str) -> list[WrittenFil
     return written
 
 
-def render(loaded: Loaded, stage: str = FULL) -> str:
-    steps = plan.steps(loaded.spec)
+def render(loaded: Loaded, stage: str = plan.FULL) -> str:
+    """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
+    made from the snapshot)."""
+    steps = plan.steps(loaded.spec, stage)
     text = templating.render(
         "user-data.yaml.j2",
         version=__version__,
+        stage=stage,
         files=files(loaded, steps, stage),
         runcmd=[droplet.RUNNER, "run"],
         status=droplet.STATUS,

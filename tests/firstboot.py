@@ -16,6 +16,7 @@ from packaging.requirements import Requirement
 
 import testdroplet
 from conftest import CASES, cli
+from classimage.cli import USER_DATA
 from classimage import droplet as layout
 from classimage import plan, spec, tljh
 from standin import serve
@@ -24,8 +25,9 @@ TEST_CA = CASES / "droplet" / "test-ca.pem"
 BOOT_DEADLINE = 900  # seconds for cloud-init to finish a first boot
 
 
-def render_for(droplet: testdroplet.TestDroplet, source: Path | dict) -> tuple[str, Path]:
-    """The spec with this network's settings added, rendered by the CLI as an instructor would."""
+def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str = plan.FULL) -> tuple[str, Path]:
+    """The spec with this network's settings added, rendered by the CLI as an instructor would:
+    the user data of `stage` (full: the one-piece user data)."""
     data = yaml.safe_load(source.read_text()) if isinstance(source, Path) else json.loads(json.dumps(source))
     network = data.setdefault("network", {})
     network["proxy"] = droplet.proxy.url
@@ -33,9 +35,10 @@ def render_for(droplet: testdroplet.TestDroplet, source: Path | dict) -> tuple[s
     data.setdefault("tljh", {})["bootstrap_url"] = serve.URL
     path = droplet.workdir / "spec.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
-    result = cli("render", str(path), "--stdout")
+    out = droplet.workdir / "rendered"
+    result = cli("render", str(path), "--out", str(out))
     assert result.returncode == 0, result.stderr.decode()
-    return result.stdout.decode(), path
+    return (out / USER_DATA[stage]).read_text(), path
 
 
 def boot(droplet, source, instance_id="i-first") -> tuple[dict, Path]:
@@ -179,9 +182,14 @@ def droplets(image: Path, folder: Path):
     leave nothing behind: no container, veth, proxy or process of theirs."""
     made: list[testdroplet.TestDroplet] = []
 
-    def make(name: str = "droplet") -> testdroplet.TestDroplet:
-        droplet = testdroplet.TestDroplet(folder / name, image)
-        serve.install(droplet.root)
+    def make(name: str = "droplet", layers: list[Path] | None = None, stand_in: bool = True,
+             inspect_only: bool = False) -> testdroplet.TestDroplet:
+        """A droplet on the image, or on `layers` (a snapshot over the image); `inspect_only` adds
+        nothing to what it stands on (no cached packages, no stand-in)."""
+        droplet = testdroplet.TestDroplet(folder / name, layers or image, seed_downloads=not inspect_only)
+        stand_in = stand_in and not inspect_only
+        if stand_in:
+            serve.install(droplet.root)
         made.append(droplet)
         return droplet
 

@@ -39,10 +39,12 @@ def test_render_stdout_prints_only_the_user_data(tmp_path):
 def test_render_writes_into_build_slug_by_default_and_prints_the_size(tmp_path):
     result = cli("render", str(MINIMAL), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    written = tmp_path / "build" / "data101" / "user-data.yaml"
-    size = written.stat().st_size
-    assert f"wrote build/data101/user-data.yaml ({size / 1024:.1f} KiB of 64.0 KiB)" in result.stderr.decode()
-    assert sorted(p.name for p in written.parent.iterdir()) == ["user-data.yaml"]
+    out = tmp_path / "build" / "data101"
+    size = (out / "user-data.yaml").stat().st_size
+    assert f"wrote build/data101/user-data.yaml ({size / 1024:.1f} KiB of 64.0 KiB;" in result.stderr.decode()
+    written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
+    assert written == ["bake/user-data.yaml", "boot/user-data.yaml", "packer/classimage.pkr.hcl",
+                       "packer/plugins.pkr.hcl", "user-data.yaml"]
 
 
 def test_render_into_an_unwritable_place_is_a_usage_error(tmp_path):

@@ -39,7 +39,7 @@ HOSTILE = (
     "",
 )
 COMMANDS = ("apt-get", "dpkg-query", "curl", "python3", "install", "systemctl", "tljh-config",
-            "iptables", "mkdir", "sleep")
+            "iptables", "ufw", "mkdir", "sleep")
 RECORDER = textwrap.dedent("""\
     #!/usr/bin/python3
     import json, os, sys
@@ -59,7 +59,7 @@ def hostile_spec() -> model.Spec:
         environment=model.Environment(apt=many, conda=model.Conda(channels=many, packages=many), pip=many),
         https=model.Https(None, None, False),
         content=(model.ContentRepo(url="https://example.org/" + HOSTILE[1], branch=HOSTILE[2], open=HOSTILE[3]),),
-        droplet=model.Droplet("nyc3", "s-2vcpu-4gb", "ubuntu-24-04-x64"),
+        droplet=model.Droplet("nyc3", "s-2vcpu-4gb", "ubuntu-24-04-x64", ()),
         network=model.Network(proxy=None, ca_certificates=()),
         tljh=model.Tljh(version=HOSTILE[0], bootstrap_url=HOSTILE[5]),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from dataclasses import replace
 
 from conftest import REPO
 from classimage import plan, spec
@@ -40,7 +41,14 @@ def test_instructor_commands_work(tmp_path):
     assert (tmp_path / "build" / "user-data.yaml").read_text().startswith("#cloud-config")
 
 
-def test_step_table_lists_the_steps_in_order():
-    table = re.findall(r"^\| `([a-z-]+)` \|", README, re.MULTILINE)
-    steps = plan.steps(spec.load_file(REPO / "examples" / "underworld.yaml").spec)
-    assert table == [s.name for s in steps]
+def test_step_table_lists_the_steps_in_order_with_their_stages():
+    cell = r" *(x?) *\|"
+    rows = re.findall(rf"^\| `([a-z-]+)` \|[^\n]*\|{cell}{cell}{cell}[^\n]*\|$", README, re.MULTILINE)
+    underworld = spec.load_file(REPO / "examples" / "underworld.yaml").spec
+    course = replace(underworld, network=replace(underworld.network, proxy="http://proxy.example.edu:3128"))
+    every: dict[str, set] = {}  # every step any course can have, in order, with its stages
+    for step in plan.steps(course, None):
+        every.setdefault(step.name, set()).update(step.stages)
+    assert [row[0] for row in rows] == list(every)
+    for name, full, bake, boot in rows:
+        assert {s for s, mark in ((plan.FULL, full), (plan.BAKE, bake), (plan.BOOT, boot)) if mark} == every[name], name

@@ -29,7 +29,7 @@ class Droplet:
         self.effects = root / "effects"
         self.runner.write_text(templating.render(
             "provision.py.j2", version="test", plan=str(self.plan_path), status=str(self.status_path),
-            log=str(self.log), lock=str(self.lock)))
+            log=str(self.log), lock=str(self.lock), image=str(root / "image.json")))
 
     def plan(self, *steps: dict) -> None:
         """Each step: name, run (bash), optional check, when, timeout. Scripts are written as files."""
@@ -214,5 +214,5 @@ def test_status_command(droplet):
     droplet.run()
     result = droplet.run("status")
     assert result.returncode == 0
-    assert result.stdout.splitlines()[0] == "Test Course (test): ready"
+    assert result.stdout.splitlines()[0] == "Test Course (test), full stage: ready"
     assert json.loads(droplet.run("status", "--json").stdout) == droplet.status

@@ -175,8 +175,9 @@ def _end(process: subprocess.Popen | None, grace: float = 10) -> None:
 class TestDroplet:
     """One droplet for one test: `with TestDroplet(workdir) as droplet: droplet.seed(...); droplet.boot()`."""
 
-    def __init__(self, workdir: Path, layers: Path | list[Path]):
-        """`layers`: the image, or several read-only layers, topmost first (a snapshot over its image)."""
+    def __init__(self, workdir: Path, layers: Path | list[Path], *, seed_downloads: bool = True):
+        """`layers`: the image, or several read-only layers, topmost first (a snapshot over its image).
+        `seed_downloads`: put cached Debian packages in (leave it off to inspect layers unchanged)."""
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.root = self.workdir / "rootfs"
@@ -189,7 +190,8 @@ class TestDroplet:
         self.proxy = Proxy(self.host_ip, f"10.213.{self.index}.0/24", self.workdir)
         self.nspawn: subprocess.Popen | None = None
         self.boots = 0
-        self._seed_downloads()
+        if seed_downloads:
+            self._seed_downloads()
         self._mount()
         # Until the user data's own CAs are installed, trust what the host trusts (TLS is inspected).
         shutil.copy(HOST_BUNDLE, self.root / "etc/ssl/certs/ca-certificates.crt")
@@ -359,6 +361,16 @@ class TestDroplet:
         """The same disk and seed boot again: cloud-init sees the same instance-id."""
         self.shutdown(timeout)
         self.boot()
+
+    def snapshot(self, destination: Path) -> list[Path]:
+        """Power off and keep this droplet's disk, as DigitalOcean snapshots one: its writes become
+        a read-only layer at `destination`. Returns the layers a droplet made from it stands on."""
+        self.shutdown()
+        self._unmount()
+        self.upper.rename(destination)
+        self.upper = self.workdir / "upper"
+        self.upper.mkdir()
+        return [destination, *self.layers]
 
     def collect(self, destination: Path) -> None:
         """Copy what explains a run: cloud-init's logs and result, classimage's log and status."""

@@ -3,7 +3,8 @@
 Two halves: `StandInProxy`, JupyterHub's Proxy API (add, delete and list routes) keeping the routes
 in /opt/tljh/state/rules/routes.json, as TLJH's traefik file provider keeps rules files; and
 `python -m tljh_standin.proxy` (traefik.service), an HTTP server on port 80 that forwards each
-request to the route with the longest matching prefix. Responses carry `X-Served-By: TLJH
+request to the route with the longest matching prefix, and refuses to start without the API secret
+TLJH's installer makes (state/traefik-api.secret), as traefik's rendered config would. Responses carry `X-Served-By: TLJH
 stand-in proxy`. No TLS: https settings are checked by the stand-in's config validation only.
 """
 
@@ -99,6 +100,15 @@ class Forwarder(http.server.BaseHTTPRequestHandler):
 
 
 def main():
+    # TLJH renders traefik's config with the API secret its installer made; without it, no proxy.
+    secret = os.path.join(paths.STATE, "traefik-api.secret")
+    try:
+        with open(secret) as handle:
+            value = handle.read()
+    except FileNotFoundError:
+        raise SystemExit(f"TLJH stand-in proxy: no {secret}: the proxy's API secret is missing")
+    if len(value) != 64 or any(c not in "0123456789abcdef" for c in value):
+        raise SystemExit(f"TLJH stand-in proxy: {secret} is not a 64-character hex secret")
     server = http.server.ThreadingHTTPServer(("", 80), Forwarder)
     server.daemon_threads = True
     server.serve_forever()
