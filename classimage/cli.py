@@ -69,7 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     render = verbs.add_parser("render", help="write the user data (one-piece, bake, boot) and the Packer template")
-    render.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    render.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
+    render.add_argument("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults")
+    render.add_argument("--admin", action="append", metavar="NAME",
+                        help="with --repo: an admin's hub user name (repeatable; default: instructor)")
     where = render.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
     where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
@@ -135,7 +138,19 @@ _PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
 
 
 def _render(args) -> int:
-    loaded = _load(args.spec)
+    if args.repo:
+        if args.spec:
+            raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
+        loaded = spec.for_repo(Path(args.repo), args.admin or ["instructor"])
+        for warning in loaded.warnings:
+            print(warning.format(args.repo), file=sys.stderr)
+        course = loaded.spec.course
+        print(f"no spec: course {course.name!r} ({course.slug}), admins {', '.join(loaded.spec.hub.admins)}; "
+              "write a spec to choose these (python -m classimage explain)", file=sys.stderr)
+    elif args.spec:
+        loaded = _load(args.spec)
+    else:
+        raise UsageError("render needs a SPEC, or --repo PATH for a course repository without one")
     if args.stdout:
         text = userdata.render(loaded)
         sys.stdout.write(text)

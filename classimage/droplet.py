@@ -16,3 +16,5 @@ IMAGE = "/var/lib/classimage/image.json"
 # On Packer's build droplet: wait for the bake, seal it, clean the system for the snapshot.
 FINISH_BAKE = f"{LIB}/finish-bake"
 IMAGE_CLEANUP = f"{LIB}/image-cleanup"
+# The course's postBuild (repo2docker's), installed where the post-build step runs it.
+POST_BUILD = f"{LIB}/post-build"

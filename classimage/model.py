@@ -61,6 +61,9 @@ class Environment:
     apt: tuple[str, ...]
     conda: Conda
     pip: tuple[str, ...]
+    python: str | None
+    post_build: str | None
+    from_repo: str | None  # as written; its files are read (and merged in) when the spec loads
 
 
 @dataclass(frozen=True)

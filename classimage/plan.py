@@ -108,14 +108,18 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
         every.append(_step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", {variant}, check=True,
                            url=spec.tljh.bootstrap_url, version=spec.tljh.version, hub_python=tljh.HUB_PYTHON,
                            args=tljh.bootstrap_args(spec, with_admins=variant == FULL)))
-    if env.conda.packages:
+    conda = env.conda.packages + ((f"python={env.python}",) if env.python else ())
+    if conda:
         channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
-        every.append(_step("conda-packages", f"Install {len(env.conda.packages)} conda packages", {FULL, BAKE},
-                           channels=channels, packages=env.conda.packages, user_bin=tljh.USER_BIN,
-                           timeout=3600))
+        every.append(_step("conda-packages", f"Install {len(conda)} conda packages", {FULL, BAKE},
+                           channels=channels, packages=conda, user_bin=tljh.USER_BIN, timeout=3600))
     if env.pip:
         every.append(_step("pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE},
                            requirements=env.pip, user_bin=tljh.USER_BIN))
+    if env.post_build:
+        every.append(_step("post-build", "Run the course's postBuild", {FULL, BAKE},
+                           files=[(droplet.POST_BUILD, env.post_build, "0755")], script=droplet.POST_BUILD,
+                           user_bin=tljh.USER_BIN, timeout=3600))
     every += [
         _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
               secret=tljh.PROXY_SECRET),

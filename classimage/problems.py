@@ -12,10 +12,13 @@ class Problem:
     message: str
     fix: str = ""
     warning: bool = False
+    file: str | None = None  # when the problem is in another file than the spec (a repository's)
 
     def format(self, filename: str) -> str:
+        filename = self.file or filename
         where = f"{filename}:{self.line}" if self.line else filename
-        text = f"{where} {self.path or '(top)'}: {self.message}"
+        path = self.path or ("" if self.file else "(top)")  # a whole file of a repository has no key
+        text = f"{where} {path}: {self.message}" if path else f"{where}: {self.message}"
         if self.fix:
             text += f" ({self.fix})"
         return f"warning: {text}" if self.warning else text
@@ -26,5 +29,6 @@ class SpecError(Exception):
 
     def __init__(self, filename: str, problems: list[Problem]):
         self.filename = filename
-        self.problems = sorted(problems)
+        # the spec's own problems first, then each other file's, each by line
+        self.problems = sorted(problems, key=lambda p: (p.file is not None, p.file or "", p.line, p.path, p.message))
         super().__init__("\n".join(p.format(filename) for p in self.problems))

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import jsonschema
+import yaml
 from packaging.requirements import InvalidRequirement, Requirement
-from packaging.utils import canonicalize_name
 
-from classimage import model, resources, units, yamlsource
+from classimage import environment, model, resources, units, yamlsource
 from classimage.problems import Problem, SpecError
 from classimage.yamlsource import Document, format_path
 
@@ -44,14 +44,34 @@ def load_bytes(raw: bytes, filename: str) -> Loaded:
     document = yamlsource.load(raw, filename)
     problems = schema_problems(document) + checks(document)
     certificates, certificate_problems = read_certificates(document, Path(filename).parent)
-    problems += certificate_problems
+    repo, repo_problems = read_repo(document, Path(filename).parent)
+    problems += certificate_problems + repo_problems
     errors = [p for p in problems if not p.warning]
     if errors:
         raise SpecError(filename, errors)  # warnings wait until the errors are fixed
     data = with_defaults(document.data)
     data["network"]["ca_certificates"] = certificates
+    if repo is not None:
+        problems += environment.merge(data["environment"], repo, filename, document.line)
+        errors = [p for p in problems if not p.warning]
+        if errors:
+            raise SpecError(filename, errors)
     spec = model.build(model.Spec, data)
-    return Loaded(spec=spec, warnings=tuple(sorted(problems)), digest=digest(spec))
+    warnings = SpecError(filename, problems).problems  # in report order
+    return Loaded(spec=spec, warnings=tuple(warnings), digest=digest(spec))
+
+
+def for_repo(repo: Path, admins: list[str]) -> Loaded:
+    """A spec for a course repository that has none: the defaults, named after its folder, with
+    the environment its binder files describe."""
+    repo = Path(repo).resolve()
+    slug = re.sub(r"[^a-z0-9-]+", "-", repo.name.lower()).strip("-")[:32].strip("-")
+    if not re.match(r"^[a-z][a-z0-9-]*[a-z0-9]$", slug):
+        slug = ("course-" + slug).strip("-")[:32].strip("-") if slug else "course"
+    data = {"course": {"name": repo.name[:120] or "Course", "slug": slug}, "hub": {"admins": admins},
+            "environment": {"from_repo": repo.name}}
+    return load_bytes(yaml.safe_dump(data, allow_unicode=True).encode(),
+                      str(repo.parent / f"{repo.name} (no spec: defaults)"))
 
 
 def digest(spec: model.Spec) -> str:
@@ -208,8 +228,8 @@ def checks(document: Document) -> list[Problem]:
 
     # Listed twice: harmless to pip or apt, but always a slip in a course spec.
     for path, key in [(("hub", "admins"), str), (("hub", "auth", "allowed_users"), str),
-                      (("environment", "apt"), str), (("environment", "conda", "packages"), _conda_name),
-                      (("environment", "pip"), _pip_name)]:
+                      (("environment", "apt"), str), (("environment", "conda", "packages"), environment.conda_name),
+                      (("environment", "pip"), environment.pip_name)]:
         seen: dict = {}
         for item_path, item in strings(*path):
             name = key(item)
@@ -339,6 +359,39 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
     return pems, problems
 
 
+def read_repo(document: Document, base: Path) -> tuple[environment.RepoEnvironment | None, list[Problem]]:
+    """environment.from_repo's binder files, each item held to the same rules as the spec's own."""
+    where = ("environment", "from_repo")
+    folder = _get(document.data, where)
+    if not isinstance(folder, str):
+        return None, []
+    if not (base / folder).is_dir():
+        return None, [Problem(document.line(where), format_path(where), f"{_short(folder)} is not a folder",
+                              "give the course repository's folder, relative to this spec")]
+    found = environment.read(base / folder)
+    problems = list(found.problems)
+    root = resources.schema(SCHEMA)
+    items = lambda *keys: resources.resolve("#/properties/environment/properties/" + "/properties/".join(keys), root)
+    rules = [(found.apt, items("apt")["items"]), (found.conda, items("conda", "packages")["items"]),
+             (found.channels, items("conda", "channels")["items"])]
+    if found.python:
+        rules.append(([found.python], items("python")))
+    for listed, rule in rules:
+        validator = jsonschema.Draft202012Validator(rule)
+        for item in listed:
+            if any(True for _ in validator.iter_errors(item.value)):
+                problems.append(Problem(item.line, "", f"{_short(item.value)} is not {rule.get('x-expected')}",
+                                        rule.get("x-fix", ""), file=item.file))
+    for item in found.pip:
+        try:
+            Requirement(item.value)
+        except InvalidRequirement as error:
+            problems.append(Problem(item.line, "", f"{_short(item.value)} is not a pip requirement: "
+                                    f"{str(error).splitlines()[0]}", "classimage installs requirements one by one: "
+                                    "options such as -r, -e or --index-url are not supported", file=item.file))
+    return found, problems
+
+
 def _strings(data, path) -> list[tuple[tuple, str]]:
     value = _get(data, path)
     if not isinstance(value, list):
@@ -352,20 +405,6 @@ def _get(data, path):
             return None
         data = data[key]
     return data
-
-
-def _pip_name(requirement: str) -> str:
-    try:
-        return canonicalize_name(Requirement(requirement).name)
-    except InvalidRequirement:
-        return requirement
-
-
-def _conda_name(spec: str) -> str:
-    for i, char in enumerate(spec):
-        if char in " =<>!~":
-            return spec[:i].lower()
-    return spec.lower()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -56,7 +56,8 @@ def hostile_spec() -> model.Spec:
         course=model.CourseInfo(name=HOSTILE[0] + HOSTILE[4], slug="hostile"),
         hub=model.Hub(admins=many, default_app="jupyterlab", idle_timeout="1h", memory_limit="1G",
                       cpu_limit=1.0, auth=model.Auth("signup", True, 8, model.Lockout(5, "10m"), ())),
-        environment=model.Environment(apt=many, conda=model.Conda(channels=many, packages=many), pip=many),
+        environment=model.Environment(apt=many, conda=model.Conda(channels=many, packages=many), pip=many,
+                                      python=HOSTILE[2], post_build=None, from_repo=None),
         https=model.Https(None, None, False),
         content=(model.ContentRepo(url="https://example.org/" + HOSTILE[1], branch=HOSTILE[2], open=HOSTILE[3]),),
         droplet=model.Droplet("nyc3", "s-2vcpu-4gb", "ubuntu-24-04-x64", ()),
@@ -128,7 +129,7 @@ def test_hostile_strings_arrive_as_single_arguments(sandbox_run):
                                              *plan.PREREQUISITES, *many]
     assert calls(recorded, "pip") == [["install", "--no-input", *many]]
     channels = [w for c in many for w in ("--channel", c)]
-    assert calls(recorded, "mamba") == [["install", "--yes", *channels, *many]]
+    assert calls(recorded, "mamba") == [["install", "--yes", *channels, *many, f"python={HOSTILE[2]}"]]
     (curl,) = calls(recorded, "curl")[:1]
     assert curl[-1] == HOSTILE[5]
     bootstrap = [argv for argv in calls(recorded, "python3") if argv and argv[0].endswith("tljh-bootstrap.py")]
