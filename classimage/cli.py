@@ -8,6 +8,7 @@ DigitalOcean token), 3 Packer failed."""
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -18,7 +19,7 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import __version__, packer, plan, reference, spec, userdata
+from classimage import __version__, links, packer, plan, reference, spec, userdata, workflows
 from classimage.problems import SpecError
 
 OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     except userdata.TooLarge as error:
         print(f"classimage: {error} (shorten the package lists); nothing written", file=sys.stderr)
         return INVALID
+    except (links.LinkError, workflows.WorkflowError) as error:
+        print(f"classimage: {error}", file=sys.stderr)
+        return USAGE
     except packer.PackerError as error:
         print(f"classimage: {error}", file=sys.stderr)
         return FAILED
@@ -73,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults")
     render.add_argument("--admin", action="append", metavar="NAME",
                         help="with --repo: an admin's hub user name (repeatable; default: instructor)")
+    render.add_argument("--workflows", metavar="DIR",
+                        help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
+                             "DIR is the course repository holding the spec")
     where = render.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
     where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
@@ -83,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
     build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
     build.set_defaults(handler=_build)
+
+    share = verbs.add_parser("links", help="print the links to share: nbgitpuller launch links and the hub's pages")
+    share.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    share.add_argument("--hub", metavar="URL", help="the hub's address (default: https://HOSTNAME from the spec)")
+    share.add_argument("--json", action="store_true", help="print JSON")
+    share.set_defaults(handler=_links)
 
     explain = verbs.add_parser("explain", help="describe the spec's keys")
     explain.add_argument("key", nargs="?", metavar="KEY", help="e.g. hub.idle_timeout; all keys if left out")
@@ -151,12 +164,20 @@ def _render(args) -> int:
         loaded = _load(args.spec)
     else:
         raise UsageError("render needs a SPEC, or --repo PATH for a course repository without one")
+    flows = {}
+    if args.workflows:
+        if not args.spec:
+            raise UsageError("--workflows needs a SPEC in the course repository: the workflows validate and build it")
+        flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
     if args.stdout:
         text = userdata.render(loaded)
         sys.stdout.write(text)
         print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK
     _render_into(args, loaded)
+    if flows:
+        for name in _write(Path(args.workflows), flows):
+            print(f"wrote {name}", file=sys.stderr)
     print("next: paste user-data.yaml into DigitalOcean's droplet creation, Advanced options > "
           "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
           file=sys.stderr)
@@ -209,6 +230,27 @@ def _write(directory: Path, files: dict[str, str]) -> list[Path]:
         return written
     except OSError as error:
         raise UsageError(f"cannot write to {directory}: {error.strerror or error} (choose another --out)") from None
+
+
+def _links(args) -> int:
+    loaded = _load(args.spec)
+    found = links.everything(loaded.spec, links.hub_url(loaded.spec, args.hub))
+    if args.json:
+        print(json.dumps(found, indent=2, ensure_ascii=False))
+        return OK
+    print(f"hub: {found['hub']}")
+    for name, url in found["pages"].items():
+        print(f"  {name + ':':<17} {url}")
+    if not found["content"]:
+        print("\n(no content repositories in the spec: add them under `content:`)")
+    for item in found["content"]:
+        detail = ", ".join(x for x in (f"branch {item['branch']}" if item["branch"] else "",
+                                       f"opens {item['open']}" if item["open"] else "") if x)
+        print(f"\n{item['repo']}" + (f" ({detail})" if detail else ""))
+        print(f"  link:     {item['link']}")
+        print(f"  markdown: {item['markdown']}")
+        print(f"  html:     {item['html']}")
+    return OK
 
 
 def _explain(args) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import jsonschema
 import yaml
 
-from classimage import __version__, links, network, resources, templating
+from classimage import __version__, droplet, links, network, resources, templating
 from classimage.model import Auth, Spec
 
 PREFIX = "/opt/tljh"
@@ -19,6 +19,9 @@ PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secre
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_BIN = f"{PREFIX}/user/bin"
 HUB_API = "http://127.0.0.1:15001/hub/api"
+# The provisioning status over HTTP: a hub-managed service, public at /services/classimage-status/.
+STATUS_SERVICE = "classimage-status"
+STATUS_PORT = 15003
 TLJH_SCHEMA = "tljh-config.schema.json"
 
 NATIVE = "nativeauthenticator.NativeAuthenticator"
@@ -126,6 +129,8 @@ def jupyterhub_config(spec: Spec) -> str:
         "jupyterhub_config.py.j2",
         native=spec.hub.auth.method == "signup",
         environment=network.environment(spec),
+        status_service={"name": STATUS_SERVICE, "url": f"http://127.0.0.1:{STATUS_PORT}", "display": False,
+                        "command": [droplet.RUNNER, "serve-status", "--port", str(STATUS_PORT)]},
         default_url=links.gitpull_path(first, spec.hub.default_app) if first else None,
     )
 

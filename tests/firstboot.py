@@ -135,6 +135,10 @@ def assert_ready(droplet, spec_path: Path, *, bootstraps: int = 1, first_boot_cl
     code, body, headers = fetch(droplet, "/hub/api")
     assert code == 200 and "version" in json.loads(body) and headers["X-Served-By"] == "TLJH stand-in proxy"
     assert fetch(droplet, "/hub/health")[0] == 200
+    # the provisioning status, as a health check reads it: through the hub's proxy, no log tails
+    code, body, _ = fetch(droplet, f"/services/{tljh.STATUS_SERVICE}/")
+    assert code == 200, body
+    assert json.loads(body)["state"] == "ready" and "log_tail" not in body
     return status
 
 

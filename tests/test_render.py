@@ -172,7 +172,9 @@ from traitlets.config import Config
 c = Config()
 exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), {"c": c})
 environment = c.Spawner.get("environment")
-print(json.dumps({"template_paths": c.JupyterHub.get("template_paths"),
+services = c.JupyterHub.services  # TLJH's culler may be listed first: append() must keep it
+print(json.dumps({"services": services.get_value([{"name": "cull-idle"}]),
+                  "template_paths": c.JupyterHub.get("template_paths"),
                   "default_url": c.Spawner.get("default_url"),
                   # TLJH may have set some already: update() must merge, so start from one of its own
                   "environment": environment.get_value({"PATH": "tljh"}) if environment is not None else None}))
@@ -196,6 +198,8 @@ def test_hub_config_runs_under_traitlets(path, rendered, tmp_path):
         assert (Path(folder) / "authorization-area.html").is_file()
     else:
         assert applied["template_paths"] is None
+    assert [s["name"] for s in applied["services"]] == ["cull-idle", tljh.STATUS_SERVICE]
+    assert applied["services"][1]["command"][:2] == [droplet.RUNNER, "serve-status"]
     wanted = network.environment(loaded.spec)
     assert applied["environment"] == ({"PATH": "tljh", **wanted} if wanted else None)
     first = loaded.spec.content[0] if loaded.spec.content else None

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import time
+import urllib.error
 from pathlib import Path
 
 import pytest
@@ -216,3 +217,34 @@ def test_status_command(droplet):
     assert result.returncode == 0
     assert result.stdout.splitlines()[0] == "Test Course (test), full stage: ready"
     assert json.loads(droplet.run("status", "--json").stdout) == droplet.status
+
+
+def test_status_over_http_leaves_out_log_tails(droplet):
+    import socket
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([PYTHON, str(droplet.runner), "serve-status", "--port", str(port)])
+    try:
+        url = f"http://127.0.0.1:{port}/services/classimage-status/"
+        for _ in range(50):
+            try:
+                urllib.request.urlopen(url, timeout=2)
+            except urllib.error.HTTPError as error:
+                assert error.code == 503  # provisioning has not started
+                break
+            except OSError:
+                time.sleep(0.1)
+        droplet.plan(*three_steps(fail_second=True))
+        droplet.run()
+        with urllib.request.urlopen(url, timeout=5) as response:
+            public = json.loads(response.read())
+        assert public["state"] == "failed" and public["failed_step"] == "two"
+        assert [s["name"] for s in public["steps"]] == ["one", "two", "reload"]
+        assert "log_tail" not in json.dumps(public) and "nosuchpackage" not in json.dumps(public)
+        assert "pid" not in public["run"]
+    finally:
+        server.terminate()
+        server.wait()

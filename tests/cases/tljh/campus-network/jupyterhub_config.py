@@ -10,3 +10,7 @@ c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.
 
 # Students' servers reach the internet the way the server does (the course's proxy and CAs).
 c.Spawner.environment.update({'http_proxy': 'http://proxy.example.edu:3128', 'https_proxy': 'http://proxy.example.edu:3128', 'HTTP_PROXY': 'http://proxy.example.edu:3128', 'HTTPS_PROXY': 'http://proxy.example.edu:3128', 'no_proxy': 'localhost,127.0.0.1,::1,169.254.169.254', 'NO_PROXY': 'localhost,127.0.0.1,::1,169.254.169.254', 'SSL_CERT_FILE': '/etc/ssl/certs/ca-certificates.crt', 'REQUESTS_CA_BUNDLE': '/etc/ssl/certs/ca-certificates.crt', 'PIP_CERT': '/etc/ssl/certs/ca-certificates.crt', 'CONDA_SSL_VERIFY': '/etc/ssl/certs/ca-certificates.crt'})
+
+# The provisioning status, for anyone (a health check) to read at /services/classimage-status/:
+# states and times only. The hub runs it; TLJH may have listed its own services already.
+c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})

@@ -1,0 +1,55 @@
+"""GitHub Actions workflows for a course repository: validate the spec on pull requests, bake the
+snapshot when the course's software changes, and check the hub every 30 minutes."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from classimage import __version__, templating, tljh
+from classimage.model import Spec
+
+FOLDER = ".github/workflows"
+# Third-party actions, pinned to full commit SHAs: (uses, the release it is).
+CHECKOUT = ("actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2")
+SETUP_PYTHON = ("actions/setup-python@0b93645e9fea7318ecaed2b359559ac225c90a2b", "v5.3.0")
+NAMES = ("classimage-validate", "classimage-snapshot", "classimage-health")
+_PLAIN = re.compile(r"^[A-Za-z0-9._/*+-]+$")
+ENVIRONMENT_FILES = ("environment.yml", "requirements.txt", "apt.txt", "runtime.txt", "postBuild")
+
+
+class WorkflowError(Exception):
+    pass
+
+
+def _inside(path: Path, repository: Path, what: str) -> str:
+    """`path` relative to the repository, as plain text: GitHub would evaluate `${{` anywhere."""
+    relative = os.path.relpath(path.resolve(), repository.resolve())
+    if relative.startswith(".."):
+        raise WorkflowError(f"the {what} ({path}) is not inside the course repository {repository}")
+    if not _PLAIN.match(relative):
+        raise WorkflowError(f"the {what}'s path {relative!r} has characters a workflow cannot hold safely: "
+                            "use letters, digits, . _ - and /")
+    return relative
+
+
+def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
+    """The workflow files, by path relative to the repository."""
+    spec_relative = _inside(spec_path, repository, "spec")
+    paths = [spec_relative]
+    if spec.environment.from_repo:
+        folder = _inside(spec_path.parent / spec.environment.from_repo, repository, "environment.from_repo")
+        prefix = "" if folder == "." else folder + "/"
+        paths += [f"{prefix}binder/**", f"{prefix}.binder/**"] + [prefix + name for name in ENVIRONMENT_FILES]
+    values = {
+        "version": __version__,
+        "checkout": CHECKOUT,
+        "setup_python": SETUP_PYTHON,
+        "requirement": f"classimage=={__version__}",
+        "spec": spec_relative,
+        "paths": paths,
+        "hub": f"https://{spec.https.hostname}" if spec.https.hostname else None,
+        "status_path": f"/services/{tljh.STATUS_SERVICE}/",
+    }
+    return {f"{FOLDER}/{name}.yml": templating.render(f"workflows/{name}.yaml.j2", **values) for name in NAMES}
