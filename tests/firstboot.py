@@ -29,6 +29,9 @@ def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str
     """The spec with this network's settings added, rendered by the CLI as an instructor would:
     the user data of `stage` (full: the one-piece user data)."""
     data = yaml.safe_load(source.read_text()) if isinstance(source, Path) else json.loads(json.dumps(source))
+    environment = data.get("environment") or {}
+    if isinstance(source, Path) and environment.get("from_repo"):  # the copy lives elsewhere
+        environment["from_repo"] = str((source.parent / environment["from_repo"]).resolve())
     network = data.setdefault("network", {})
     network["proxy"] = droplet.proxy.url
     network["ca_certificates"] = testdroplet.host_extra_cas() + [TEST_CA.read_text()]
@@ -107,11 +110,12 @@ def assert_ready(droplet, spec_path: Path, *, bootstraps: int = 1, first_boot_cl
     tljh.check(written)
     assert droplet.path(f"{tljh.CONFIG_D}/classimage.py").read_text() == tljh.jupyterhub_config(course)
     # conda: one call with the spec's channels and packages
-    if course.environment.conda.packages:
+    conda = list(course.environment.conda.packages) + ([f"python={course.environment.python}"]
+                                                       if course.environment.python else [])
+    if conda:
         channels = list(course.environment.conda.channels)
         assert records(droplet, "conda-calls.jsonl") == [{"tool": "mamba", "command": "install", "channels": channels,
-                                                          "packages": list(course.environment.conda.packages),
-                                                          "override_channels": False}]
+                                                          "packages": conda, "override_channels": False}]
     # pip: every package importable from the user environment
     if course.environment.pip:
         wanted = [Requirement(r) for r in course.environment.pip]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import testdroplet
-from conftest import REPO
+from conftest import CASES, REPO
 from firstboot import (BOOT_DEADLINE, ProgressWatcher, assert_ready, boot, droplets, explain, fetch, records,
                        render_for)
 from classimage import droplet as layout
@@ -145,3 +145,14 @@ def test_underworld_example_boots_to_ready(new_droplet):
     assert_ready(droplet, spec_path)
 
 
+
+
+def test_environment_from_a_course_repository(new_droplet):
+    """binder/environment.yml (Python pin, conda and pip packages), apt.txt and postBuild, plus the
+    spec's own pip package, on a real first boot."""
+    droplet = new_droplet()
+    cloud_init, spec_path = boot(droplet, CASES / "tljh" / "from-repo" / "spec.yaml")
+    assert cloud_init["status"] == "done", explain(droplet)
+    status = assert_ready(droplet, spec_path)
+    assert [s["name"] for s in status["steps"]][-3:] == ["post-build", "hub-reload", "hub-ready"]
+    assert "jupyter" in droplet.path(layout.LOG).read_text().split("run post-build", 1)[1]  # its output

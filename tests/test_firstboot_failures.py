@@ -65,3 +65,11 @@ def test_hostile_strings_execute_nothing_in_the_droplet(new_droplet):
     assert plan_document["course"]["name"] == course.course.name
     # pip got the marker intact and judged it (rather than a shell running it)
     assert "Ignoring xvfbwrapper: markers" in droplet.path(layout.LOG).read_text()
+
+
+def test_a_failing_post_build_stops_the_provisioning(new_droplet):
+    droplet = new_droplet()
+    source = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
+    source["environment"] = {"from_repo": str(CASES / "droplet" / "failing-postbuild")}
+    cloud_init, _ = boot(droplet, source)
+    assert_failed(droplet, "post-build", cloud_init, "the course data is not where I expected")

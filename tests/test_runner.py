@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import time
-import urllib.error
 from pathlib import Path
 
 import pytest
@@ -221,6 +220,7 @@ def test_status_command(droplet):
 
 def test_status_over_http_leaves_out_log_tails(droplet):
     import socket
+    import urllib.error
     import urllib.request
 
     with socket.socket() as probe:
