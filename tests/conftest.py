@@ -36,6 +36,18 @@ def check_golden(path: Path, actual: str, update: bool) -> None:
     assert actual == path.read_text(encoding="utf-8"), f"output differs from {path} (pytest --update-golden)"
 
 
+def validate_report(folder: Path, monkeypatch, capsys) -> tuple[int, str]:
+    """`classimage validate spec.yaml` run in `folder`: its exit status and everything it printed."""
+    from classimage import cli as classimage_cli
+
+    monkeypatch.chdir(folder)
+    status = classimage_cli.main(["validate", "spec.yaml"])
+    captured = capsys.readouterr()
+    report = f"exit: {status}\n" + captured.err + captured.out
+    assert "Traceback" not in report
+    return status, report
+
+
 def cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, python: str = sys.executable,
         stdin: bytes | None = None) -> subprocess.CompletedProcess:
     """`python -m classimage ARGS` in a fresh process, as a user runs it."""

@@ -9,8 +9,7 @@ import dataclasses
 import pytest
 import yaml
 
-from conftest import CASES, cli, check_golden
-from classimage import cli as classimage_cli
+from conftest import CASES, check_golden, cli, validate_report
 from classimage import spec
 
 REPO_CASES = sorted(p.name for p in (CASES / "repos").iterdir() if p.is_dir())
@@ -19,14 +18,10 @@ REPO_CASES = sorted(p.name for p in (CASES / "repos").iterdir() if p.is_dir())
 @pytest.mark.parametrize("case", REPO_CASES)
 def test_repository_case(case, capsys, monkeypatch, update_golden):
     folder = CASES / "repos" / case
-    monkeypatch.chdir(folder)
-    status = classimage_cli.main(["validate", "spec.yaml"])
-    captured = capsys.readouterr()
-    report = f"exit: {status}\n" + captured.err + captured.out
+    status, report = validate_report(folder, monkeypatch, capsys)
     if status == 0:
         environment = dataclasses.asdict(spec.load_file("spec.yaml").spec.environment)
         report += "environment:\n" + yaml.safe_dump(environment, sort_keys=False)
-    assert "Traceback" not in report
     check_golden(folder / "expected.txt", report, update_golden)
 
 

@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from conftest import CASES, EXAMPLES, check_golden, cli
+from conftest import CASES, EXAMPLES, check_golden, cli, validate_report
 from classimage import cli as classimage_cli
 
 VALIDATE_CASES = sorted(p.name for p in (CASES / "validate").iterdir() if p.is_dir())
@@ -16,11 +16,7 @@ VALIDATE_CASES = sorted(p.name for p in (CASES / "validate").iterdir() if p.is_d
 @pytest.mark.parametrize("case", VALIDATE_CASES)
 def test_validate_case(case, capsys, monkeypatch, update_golden):
     folder = CASES / "validate" / case
-    monkeypatch.chdir(folder)
-    status = classimage_cli.main(["validate", "spec.yaml"])
-    captured = capsys.readouterr()
-    report = f"exit: {status}\n" + captured.err + captured.out
-    assert "Traceback" not in report
+    _, report = validate_report(folder, monkeypatch, capsys)
     check_golden(folder / "expected.txt", report, update_golden)
 
 
