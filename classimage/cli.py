@@ -1,5 +1,5 @@
 """The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
-spec, render what the droplet needs, explain a key.
+spec, render what the droplet needs, build a snapshot, share the links, explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
 2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
