@@ -174,9 +174,12 @@ def test_a_background_process_left_by_a_step_does_not_hold_the_runner(droplet):
 
 
 def test_only_one_run_at_a_time(droplet):
-    droplet.plan({"name": "slow", "run": "sleep 3"})
+    droplet.plan({"name": "slow", "run": "sleep 5"})
     first = subprocess.Popen([PYTHON, str(droplet.runner), "run"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    time.sleep(1)
+    for _ in range(100):  # until the first run holds the lock (it writes the status once it does)
+        if droplet.status_path.exists() and droplet.status["state"] == "running":
+            break
+        time.sleep(0.05)
     second = droplet.run()
     first.wait(timeout=30)
     assert second.returncode == 75 and "another classimage-provision is running" in second.stderr
