@@ -201,7 +201,7 @@ READERS = (
 # ---------------------------------------------------------------------------------------------
 # Merging with what the spec lists itself
 
-def merge(environment: dict, found: RepoEnvironment, spec_file: str, lines) -> list[Problem]:
+def merge(environment: dict, found: RepoEnvironment, lines) -> list[Problem]:
     """Add what the repository says to `environment` (the spec's, defaults filled); the problems of
     a package, Python version or postBuild given differently by both. `lines(path)` finds a line
     of the spec."""

@@ -52,7 +52,7 @@ def load_bytes(raw: bytes, filename: str) -> Loaded:
     data = with_defaults(document.data)
     data["network"]["ca_certificates"] = certificates
     if repo is not None:
-        problems += environment.merge(data["environment"], repo, filename, document.line)
+        problems += environment.merge(data["environment"], repo, document.line)
         errors = [p for p in problems if not p.warning]
         if errors:
             raise SpecError(filename, errors)
@@ -223,15 +223,12 @@ def checks(document: Document) -> list[Problem]:
     def at(path, message, fix="", warning=False):
         problems.append(Problem(document.line(path), format_path(path), message, fix, warning))
 
-    def strings(*path) -> list[tuple[tuple, str]]:
-        return _strings(data, path)
-
     # Listed twice: harmless to pip or apt, but always a slip in a course spec.
     for path, key in [(("hub", "admins"), str), (("hub", "auth", "allowed_users"), str),
                       (("environment", "apt"), str), (("environment", "conda", "packages"), environment.conda_name),
                       (("environment", "pip"), environment.pip_name)]:
         seen: dict = {}
-        for item_path, item in strings(*path):
+        for item_path, item in _strings(data, path):
             name = key(item)
             if name in seen:
                 at(item_path, f"{_short(item)} is listed twice (also line {document.line(seen[name])})",
@@ -239,7 +236,7 @@ def checks(document: Document) -> list[Problem]:
             else:
                 seen[name] = item_path
 
-    for item_path, item in strings("environment", "pip"):
+    for item_path, item in _strings(data, ("environment", "pip")):
         try:
             Requirement(item)
         except InvalidRequirement as error:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from classimage import __version__, droplet, network, plan, templating
+from classimage import __version__, droplet, network, plan, templating, tljh
 from classimage.spec import Loaded
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
@@ -68,7 +68,9 @@ def files(loaded: Loaded, steps: list[plan.Step], stage: str) -> list[WrittenFil
     ]
     if stage == plan.BAKE:  # what Packer runs on the build droplet once it is up
         written += [WrittenFile(droplet.FINISH_BAKE, "0700", templating.static("finish-bake.sh")),
-                    WrittenFile(droplet.IMAGE_CLEANUP, "0700", templating.static("image-cleanup.sh"))]
+                    WrittenFile(droplet.IMAGE_CLEANUP, "0700", templating.render(
+                        "image-cleanup.sh.j2", state=tljh.STATE, proxy_secret=tljh.PROXY_SECRET,
+                        user_bin=tljh.USER_BIN, lib=droplet.LIB, plan=droplet.PLAN))]
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(_script_path(number, step, "sh"), "0700", step.run))
         if step.check:
