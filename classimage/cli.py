@@ -19,7 +19,7 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import __version__, links, packer, plan, reference, spec, userdata, workflows
+from classimage import __version__, artifacts, links, packer, plan, reference, spec, userdata, workflows
 from classimage.problems import SpecError
 
 OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
@@ -122,32 +122,16 @@ def _validate(args) -> int:
     return OK
 
 
-# What `render` writes, relative to its output directory.
-ONE_PIECE = "user-data.yaml"
-USER_DATA = {plan.FULL: ONE_PIECE, plan.BAKE: "bake/user-data.yaml", plan.BOOT: "boot/user-data.yaml"}
-
-
-def _artifacts(loaded: spec.Loaded) -> dict[str, str]:
-    """Everything render writes, rendered in memory first: a bad spec writes nothing."""
-    files = {USER_DATA[stage]: userdata.render(loaded, stage) for stage in plan.STAGES}
-    files.update({f"packer/{name}": text for name, text in packer.files(loaded.spec).items()})
-    return files
-
-
 def _render_into(args, loaded: spec.Loaded) -> Path:
-    files = _artifacts(loaded)
+    files = artifacts.render(loaded)
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
     _write(out, files)
-    for stage, name in USER_DATA.items():
+    for stage, name in artifacts.USER_DATA.items():
         size = len(files[name].encode())
-        print(f"wrote {out / name} ({_kib(size)} of {_kib(userdata.LIMIT)}; {_PURPOSE[stage]})", file=sys.stderr)
-    print(f"wrote {out / 'packer'}/ (the Packer template that bakes the snapshot)", file=sys.stderr)
+        print(f"wrote {out / name} ({_kib(size)} of {_kib(userdata.LIMIT)}; {artifacts.PURPOSE[stage]})",
+              file=sys.stderr)
+    print(f"wrote {out / artifacts.PACKER}/ (the Packer template that bakes the snapshot)", file=sys.stderr)
     return out
-
-
-_PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
-            plan.BAKE: "Packer's build droplet",
-            plan.BOOT: "for droplets made from the snapshot"}
 
 
 def _render(args) -> int:
@@ -170,7 +154,7 @@ def _render(args) -> int:
             raise UsageError("--workflows needs a SPEC in the course repository: the workflows validate and build it")
         flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
     if args.stdout:
-        text = userdata.render(loaded)
+        text = artifacts.render(loaded)[artifacts.ONE_PIECE]
         sys.stdout.write(text)
         print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK
@@ -193,7 +177,7 @@ def _build(args) -> int:
             f"{packer.TOKEN}=dop_v1_...`; it is read from the environment only, never written to a file. "
             "Nothing was built (--dry-run validates without one)")
     out = _render_into(args, loaded)
-    folder = out / "packer"
+    folder = out / artifacts.PACKER
     what = packer.validate(folder, packer=packer.find())
     print(f"packer validate: {what} is valid", file=sys.stderr)
     if args.dry_run:
@@ -205,7 +189,7 @@ def _build(args) -> int:
                                  f"{result.errors[-1] if result.errors else 'see above'}")
     for snapshot in result.artifacts.values():
         print(snapshot)
-        print(f"snapshot {snapshot} is ready: create droplets from it with {out / USER_DATA[plan.BOOT]} "
+        print(f"snapshot {snapshot} is ready: create droplets from it with {out / artifacts.USER_DATA[plan.BOOT]} "
               "as their user data", file=sys.stderr)
     return OK
 

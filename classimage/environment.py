@@ -12,11 +12,13 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import jsonschema
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from classimage import yamlsource
-from classimage.problems import Problem, SpecError
+from classimage import resources, yamlsource
+from classimage.problems import Problem, SpecError, short
+from classimage.yamlsource import Document, format_path
 
 CONFIG_FOLDERS = ("binder", ".binder")
 # repo2docker files classimage does not turn into a server: (name, error?, why and what to do).
@@ -247,3 +249,36 @@ def pip_name(requirement: str) -> str:
 
 def conda_name(spec: str) -> str:
     return re.split(r"[ =<>!~]", spec, maxsplit=1)[0].lower()
+
+
+def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, list[Problem]]:
+    """environment.from_repo's binder files, each item held to the same rules as the spec's own."""
+    where = ("environment", "from_repo")
+    folder = document.get(where)
+    if not isinstance(folder, str):
+        return None, []
+    if not (base / folder).is_dir():
+        return None, [Problem(document.line(where), format_path(where), f"{short(folder)} is not a folder",
+                              "give the course repository's folder, relative to this spec")]
+    found = read(base / folder)
+    problems = list(found.problems)
+    root = resources.schema()
+    items = lambda *keys: resources.resolve("#/properties/environment/properties/" + "/properties/".join(keys), root)
+    rules = [(found.apt, items("apt")["items"]), (found.conda, items("conda", "packages")["items"]),
+             (found.channels, items("conda", "channels")["items"])]
+    if found.python:
+        rules.append(([found.python], items("python")))
+    for listed, rule in rules:
+        validator = jsonschema.Draft202012Validator(rule)
+        for item in listed:
+            if any(True for _ in validator.iter_errors(item.value)):
+                problems.append(Problem(item.line, "", f"{short(item.value)} is not {rule.get('x-expected')}",
+                                        rule.get("x-fix", ""), file=item.file))
+    for item in found.pip:
+        try:
+            Requirement(item.value)
+        except InvalidRequirement as error:
+            problems.append(Problem(item.line, "", f"{short(item.value)} is not a pip requirement: "
+                                    f"{str(error).splitlines()[0]}", "classimage installs requirements one by one: "
+                                    "options such as -r, -e or --index-url are not supported", file=item.file))
+    return found, problems

@@ -26,10 +26,13 @@ def urlpath(repo: ContentRepo, default_app: str) -> str:
 
 
 def gitpull_path(repo: ContentRepo, default_app: str) -> str:
-    """`/git-pull?repo=...&branch=...&urlpath=...`, relative to a user's server, every value encoded."""
+    """`/git-pull?repo=...&branch=...&targetpath=...&urlpath=...`, relative to a user's server,
+    every value encoded. The target folder is named explicitly: left to itself, nbgitpuller names
+    it after the URL as written (`course.git` for .../course.git), not where urlpath opens."""
     query = [("repo", repo.url)]
     if repo.branch:
         query.append(("branch", repo.branch))
+    query.append(("targetpath", repo.folder))
     query.append(("urlpath", urlpath(repo, default_app)))
     return "/git-pull?" + urlencode(query, quote_via=quote, safe="")
 
@@ -66,7 +69,7 @@ def parse(link: str) -> Parsed:
     path = query["urlpath"][0]
     app = next(name for name, prefix in PREFIX.items() if path.startswith(prefix))
     target = unquote(path[len(PREFIX[app]):])
-    folder = ContentRepo(url=repo, branch=None, open=None).folder
+    folder = query["targetpath"][0]
     opened = target[len(folder) + 1:] if target.startswith(folder + "/") else None
     return Parsed(repo=repo, branch=query.get("branch", [None])[0], open=opened, app=app)
 

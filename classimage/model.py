@@ -7,6 +7,7 @@ import dataclasses
 import types
 import typing
 from dataclasses import dataclass
+from typing import Literal
 
 from classimage import units
 
@@ -29,7 +30,7 @@ class Lockout:
 
 @dataclass(frozen=True)
 class Auth:
-    method: str
+    method: Literal["signup", "first-use", "allowed-users"]
     ask_email: bool
     min_password_length: int
     lockout: Lockout
@@ -39,7 +40,7 @@ class Auth:
 @dataclass(frozen=True)
 class Hub:
     admins: tuple[str, ...]
-    default_app: str
+    default_app: Literal["jupyterlab", "classic"]
     idle_timeout: str
     memory_limit: str | None
     cpu_limit: float | None
@@ -94,7 +95,7 @@ class ContentRepo:
 class Droplet:
     region: str
     size: str
-    image: str
+    image: Literal["ubuntu-24-04-x64", "ubuntu-22-04-x64", "debian-12-x64", "debian-11-x64"]
     snapshot_regions: tuple[str, ...]
 
 
@@ -146,4 +147,4 @@ def _convert(hint, value):
         return _convert(inner[0], value)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
-    return value
+    return value  # str, int, bool, Literal: as validated

@@ -6,10 +6,15 @@ from __future__ import annotations
 
 import configparser
 import io
+import re
+import ssl
+from pathlib import Path
 
 import yaml
 
 from classimage.model import Spec
+from classimage.problems import Problem, short
+from classimage.yamlsource import Document, format_path
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # what update-ca-certificates builds
 NO_PROXY = "localhost,127.0.0.1,::1,169.254.169.254"
@@ -74,3 +79,46 @@ def _condarc(proxy: str | None, certificates: bool) -> str:
     if certificates:
         settings["ssl_verify"] = CA_BUNDLE
     return "# Written by classimage: how conda and mamba reach their channels.\n" + yaml.safe_dump(settings)
+
+
+_PEM_BLOCK = re.compile(r"-----BEGIN CERTIFICATE-----\s.*?-----END CERTIFICATE-----", re.DOTALL)
+MAX_CERTIFICATE_BYTES = 64 * 1024
+
+
+def read_certificates(document: Document, base: Path) -> tuple[list[str], list[Problem]]:
+    """network.ca_certificates as PEM text: items that are not PEM already name files relative to
+    the spec. Each must hold certificates OpenSSL can load, and nothing else secret."""
+    pems: list[str] = []
+    problems: list[Problem] = []
+    for path, item in document.strings(("network", "ca_certificates")):
+        def problem(message, fix):
+            problems.append(Problem(document.line(path), format_path(path), message, fix))
+
+        text = item
+        if "-----BEGIN" not in item:
+            file = base / item
+            try:
+                if file.stat().st_size > MAX_CERTIFICATE_BYTES:
+                    problem(f"{short(item)} is too large for a certificate file", "name the CA's PEM file")
+                    continue
+                text = file.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as error:
+                reason = getattr(error, "strerror", None) or "not a text file"
+                problem(f"cannot read {short(item)}: {reason}",
+                        "give a PEM file's path relative to the spec, or paste the PEM text")
+                continue
+        if "PRIVATE KEY" in text:
+            problem("holds a private key", "give only the CA's certificate: user data is readable on the server")
+            continue
+        blocks = _PEM_BLOCK.findall(text)
+        if not blocks:
+            problem("holds no PEM certificate", "give text that starts with -----BEGIN CERTIFICATE-----")
+            continue
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata="\n".join(blocks))
+        except ssl.SSLError as error:
+            problem(f"is not a certificate OpenSSL can read ({error.reason or error})",
+                    "check the PEM text was copied whole")
+            continue
+        pems.extend(block + "\n" for block in blocks)
+    return pems, problems

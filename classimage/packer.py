@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from classimage import droplet, templating
+from classimage import provision, templating
 from classimage.model import Spec
 
 TEMPLATE = "classimage.pkr.hcl"
@@ -37,7 +37,7 @@ def files(spec: Spec) -> dict[str, str]:
         slug=slug,
         droplet_name=f"{slug}-bake",
         tags=["classimage", f"classimage-{slug}"],
-        finish_bake=droplet.FINISH_BAKE,
+        finish_bake=f"{provision.RUNNER} finish-bake",
     )
     return {TEMPLATE: template, PLUGINS: templating.static(f"packer/{PLUGINS}")}
 

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from classimage import droplet, network, templating, tljh
+from classimage import network, provision, templating, tljh
 from classimage.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
@@ -21,6 +21,8 @@ STAGES = (FULL, BAKE, BOOT)
 # Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch it,
 # iptables for the metadata guard and ufw for the firewall.
 PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables", "ufw")
+# Seconds any wait for the hub or the proxy may take before the step fails with a message.
+HUB_WAIT = 180
 
 
 @dataclass(frozen=True)
@@ -34,18 +36,18 @@ class File:
 
     @property
     def staged(self) -> str:
-        return f"{droplet.LIB}/files/{self.step}/{PurePosixPath(self.path).name}"
+        return f"{provision.FILES}/{self.step}/{PurePosixPath(self.path).name}"
 
 
 @dataclass(frozen=True)
 class Step:
     name: str
     title: str
-    stages: frozenset
+    stages: frozenset[str]
     run: str  # bash script
     check: str | None = None  # bash script exiting 0 when the work is already in place
     files: tuple[File, ...] = ()
-    when: str = "once"  # or "after-changes": run again whenever an earlier step ran
+    when: str = provision.ONCE  # or AFTER_CHANGES: run again whenever an earlier step ran
     timeout: int = 1800  # seconds
 
     @property
@@ -55,8 +57,9 @@ class Step:
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _step(name: str, title: str, stages, *, check: bool = False, files=(), when="once", timeout=1800,
-          template: str | None = None, **values) -> Step:
+def _step(name: str, title: str, stages: set[str], *, check: bool = False,
+          files: tuple[tuple[str, str, str], ...] = (), when: str = provision.ONCE, timeout: int = 1800,
+          template: str | None = None, **values: object) -> Step:
     template = template or name
     staged = tuple(File(name, path, content, mode) for path, content, mode in files)
     return Step(
@@ -77,11 +80,12 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
         raise ValueError(f"no stage {stage!r}")
     env = spec.environment
     packages = PREREQUISITES + tuple(p for p in env.apt if p not in PREREQUISITES)
+    user_env = {"user_env": tljh.USER_ENV, "user_bin": tljh.USER_BIN}
     every = []
     if stage in (BOOT, None):
         # First: refuse a droplet not made from a classimage snapshot, warn about another spec's.
         every.append(_step("image-check", "Check this droplet was made from the course's snapshot", {BOOT},
-                           runner=droplet.RUNNER, bake_digest=bake_digest(spec)))
+                           runner=provision.RUNNER, bake_digest=bake_digest(spec)))
     network_files = network.files(spec)
     if network_files:
         # First: apt, pip, conda and the TLJH bootstrap all download through this network.
@@ -91,42 +95,44 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
         _step("packages", f"Install {len(packages)} system packages", {FULL, BAKE}, check=True, packages=packages),
         _step("security-updates", "Apply security updates", {BAKE}),
         _step("metadata-guard", "Block non-root users from the metadata service", {FULL, BAKE}, check=True,
-              guard=droplet.METADATA_GUARD,
-              files=[(droplet.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
-                     (droplet.METADATA_GUARD_UNIT, templating.static("classimage-metadata-guard.service"),
-                      "0644")]),
+              guard=provision.METADATA_GUARD,
+              files=((provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
+                     (provision.METADATA_GUARD_UNIT,
+                      templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
+                      "0644"))),
         _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),
         # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
-        _step("hub-config", "Write the hub's settings", {FULL, BOOT},
-              files=[(tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
-                     (f"{tljh.CONFIG_D}/classimage.py", tljh.jupyterhub_config(spec), "0644")]),
+        _step("hub-config", "Write the hub's settings", {FULL, BOOT}, private=tljh.PRIVATE_DIRS,
+              files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
+                     (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"))),
         # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
         _step("hub-lockdown", "Lock the build droplet's hub", {BAKE}, template="hub-config",
-              files=[(tljh.CONFIG_YAML, tljh.lockdown_yaml(), "0600")]),
+              private=tljh.PRIVATE_DIRS, files=((tljh.CONFIG_YAML, tljh.lockdown_yaml(spec.tljh.version), "0600"),)),
     ]
     for variant in (FULL, BAKE):
         every.append(_step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", {variant}, check=True,
                            url=spec.tljh.bootstrap_url, version=spec.tljh.version, hub_python=tljh.HUB_PYTHON,
+                           commit=tljh.is_commit(spec.tljh.version), page_pid=provision.PROGRESS_PAGE_PID,
                            args=tljh.bootstrap_args(spec, with_admins=variant == FULL)))
     conda = env.conda.packages + ((f"python={env.python}",) if env.python else ())
     if conda:
         channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
         every.append(_step("conda-packages", f"Install {len(conda)} conda packages", {FULL, BAKE},
-                           channels=channels, packages=conda, user_bin=tljh.USER_BIN, timeout=3600))
+                           channels=channels, packages=conda, timeout=3600, **user_env))
     if env.pip:
         every.append(_step("pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE},
-                           requirements=env.pip, user_bin=tljh.USER_BIN))
+                           requirements=env.pip, **user_env))
     if env.post_build:
         every.append(_step("post-build", "Run the course's postBuild", {FULL, BAKE},
-                           files=[(droplet.POST_BUILD, env.post_build, "0755")], script=droplet.POST_BUILD,
-                           user_bin=tljh.USER_BIN, timeout=3600))
+                           files=((provision.POST_BUILD, env.post_build, "0755"),), script=provision.POST_BUILD,
+                           timeout=3600, **user_env))
     every += [
         _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
               secret=tljh.PROXY_SECRET),
         _step("hub-reload", "Restart the proxy and hub with the course's settings", {FULL, BOOT},
-              when="after-changes", timeout=300),
-        _step("hub-ready", "Wait for the hub to answer", {FULL, BOOT}, when="after-changes", timeout=300,
-              hub_api=tljh.HUB_API),
+              when=provision.AFTER_CHANGES, timeout=HUB_WAIT + 60, hub_open=provision.HUB_OPEN, wait=HUB_WAIT),
+        _step("hub-ready", "Wait for the hub to answer", {FULL, BOOT}, when=provision.AFTER_CHANGES,
+              timeout=HUB_WAIT + 60, hub_api=tljh.PUBLIC_HUB_API, wait=HUB_WAIT),
     ]
     return [step for step in every if stage is None or stage in step.stages]
 

@@ -32,3 +32,32 @@ class SpecError(Exception):
         # the spec's own problems first, then each other file's, each by line
         self.problems = sorted(problems, key=lambda p: (p.file is not None, p.file or "", p.line, p.path, p.message))
         super().__init__("\n".join(p.format(filename) for p in self.problems))
+
+
+# How a value is quoted in a problem's message.
+
+
+def clip(text: str, limit: int = 60) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def describe(value: object) -> str:
+    """A value in words: `nothing`, `true`, `the number 2`, `the text 'x'`, `a list`."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f"the text {short(value)}"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, dict):
+        return "a mapping"
+    return f"a {type(value).__name__}"
+
+
+def short(value: object) -> str:
+    """Text as a clipped Python literal (control characters visible), anything else in words."""
+    return clip(repr(value)) if isinstance(value, str) else describe(value)

@@ -8,7 +8,6 @@ import re
 from dataclasses import dataclass
 
 from classimage import resources
-from classimage.spec import SCHEMA
 
 
 @dataclass(frozen=True)
@@ -34,7 +33,7 @@ class Key:
 
 
 def keys() -> list[Key]:
-    root = resources.schema(SCHEMA)
+    root = resources.schema()
     found: list[Key] = []
 
     def walk(schema: dict, prefix: str):
@@ -86,7 +85,7 @@ def _first_sentence(text: str) -> str:
 
 def markdown() -> str:
     """docs/spec.md: every key, generated (a test keeps the file in step with the schema)."""
-    root = resources.schema(SCHEMA)
+    root = resources.schema()
     out = ["# Course spec reference", "",
            "<!-- Generated from schemas/course.schema.json by `python -m classimage explain --markdown`. -->",
            "", root["description"], "",

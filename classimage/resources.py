@@ -18,8 +18,11 @@ def data_dir(name: str) -> Path:
     raise FileNotFoundError(f"classimage is incomplete: its {name}/ directory is missing (reinstall it)")
 
 
+COURSE_SCHEMA = "course.schema.json"  # the course spec's single source of truth
+
+
 @cache
-def schema(filename: str) -> dict:
+def schema(filename: str = COURSE_SCHEMA) -> dict:
     return json.loads((data_dir("schemas") / filename).read_text(encoding="utf-8"))
 
 

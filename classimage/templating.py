@@ -1,14 +1,15 @@
 """Jinja2 rendering where every value is escaped for the language it lands in.
 
-Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`, `.hcl.j2`). Its environment has
-exactly one escaping filter, and refuses to render any `{{ value }}` that did not go through it:
-forgetting `|sh` in a shell template is a render error, not a shell injection. This module is the
-one place values from a spec are quoted for a shell (`sh`), Python (`py`), YAML (`yaml`) or Packer's
-HCL2 (`hcl`).
+Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`, `.hcl.j2`,
+`.service.j2`). Its environment has exactly one escaping filter, and refuses to render any
+`{{ value }}` that did not go through it: forgetting `|sh` in a shell template is a render error, not a shell injection. This module is the
+one place values from a spec are quoted for a shell (`sh`), Python (`py`), YAML (`yaml`), Packer's
+HCL2 (`hcl`) or a systemd unit (`unit`: plain paths only).
 """
 
 from __future__ import annotations
 
+import re
 import shlex
 from functools import cache
 
@@ -114,13 +115,25 @@ def hcl(value) -> Escaped:
     return Escaped('"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"')
 
 
+_UNIT_WORD = re.compile(r"^[A-Za-z0-9/._-]+$")
+
+
+def unit(value) -> Escaped:
+    """A word in a systemd unit file. systemd's own quoting differs from the shell's, so only
+    words that need none are allowed (classimage's paths): anything else is refused."""
+    if not isinstance(value, str) or not _UNIT_WORD.match(value):
+        raise UnescapedValue(f"cannot put {value!r} in a systemd unit")
+    return Escaped(value)
+
+
 def _refuse_unescaped(value):
     if isinstance(value, Escaped):
         return value
     raise UnescapedValue(f"template inserts {value!r} without its escaping filter")
 
 
-_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}, "hcl": {"hcl": hcl}}
+_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}, "hcl": {"hcl": hcl},
+            "service": {"unit": unit}}
 
 
 @cache

@@ -1,39 +1,57 @@
 """The course as The Littlest JupyterHub's own settings: config.yaml, a jupyterhub_config.d file for
-what config.yaml has no key for, and the bootstrap's flags. Follows TLJH's documented interface
-(shared/reference/tljh/CONTRACT.md); TLJH's own schema checks the result before anything is written.
+what config.yaml has no key for, and the bootstrap's flags. Follows TLJH's interface (docs/design.md
+and TLJH 2.0.0's source); the schema of the release the spec pins checks the result before anything
+is written.
 """
 
 from __future__ import annotations
 
+import re
+
 import jsonschema
 import yaml
 
-from classimage import __version__, droplet, links, network, resources, templating
+from classimage import __version__, links, network, provision, resources, templating
 from classimage.model import Auth, Spec
 
 PREFIX = "/opt/tljh"
-CONFIG_YAML = f"{PREFIX}/config/config.yaml"
-CONFIG_D = f"{PREFIX}/config/jupyterhub_config.d"
+CONFIG_DIR = f"{PREFIX}/config"
+CONFIG_YAML = f"{CONFIG_DIR}/config.yaml"
+CONFIG_D = f"{CONFIG_DIR}/jupyterhub_config.d"
+CLASSIMAGE_CONFIG = f"{CONFIG_D}/classimage.py"
+# TLJH makes these 0700 but keeps the mode of a folder that exists: classimage, writing first, must too.
+PRIVATE_DIRS = (CONFIG_DIR, CONFIG_D)
 STATE = f"{PREFIX}/state"
 PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secret, made at install
+PROXY_RULES = f"{STATE}/rules/rules.toml"  # the hub writes it: routes, and a hash of the proxy secret
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
-USER_BIN = f"{PREFIX}/user/bin"
-HUB_API = "http://127.0.0.1:15001/hub/api"
-# The provisioning status over HTTP: a hub-managed service, public at /services/classimage-status/.
-STATUS_SERVICE = "classimage-status"
-STATUS_PORT = 15003
-TLJH_SCHEMA = "tljh-config.schema.json"
+USER_ENV = f"{PREFIX}/user"
+USER_BIN = f"{USER_ENV}/bin"
+PUBLIC_HUB_API = "http://127.0.0.1/hub/api"  # the hub's API through the proxy on port 80
+# The releases classimage knows, each with its config schema (converted from tljh/config_schema.py).
+# A commit is checked against the newest release's.
+SCHEMAS = {"2.0.0": "tljh-2.0.0.schema.json"}
+NEWEST = "2.0.0"
 
 NATIVE = "nativeauthenticator.NativeAuthenticator"
 FIRST_USE = "firstuseauthenticator.FirstUseAuthenticator"
 
-# TLJH's schema lists every top-level key but `auth` (free-form) and cannot refuse unknown ones
-# (its additionalProperties sits inside `properties`), so classimage refuses them itself.
-_TOP_LEVEL = set(resources.schema(TLJH_SCHEMA)["properties"]) - {"additionalProperties"} | {"auth"}
-
 
 class InvalidTljhConfig(Exception):
     """classimage produced settings TLJH would reject: a bug in classimage, never in the spec."""
+
+
+RELEASE = re.compile(r"^[0-9]+\.[0-9]+\.[0-9]+$")
+
+
+def is_commit(version: str) -> bool:
+    return re.fullmatch(r"[0-9a-f]{40}", version) is not None
+
+
+def schema(version: str) -> dict:
+    """TLJH's config schema for `version`: its own for a release classimage knows, else (a commit)
+    the newest release's."""
+    return resources.schema(SCHEMAS.get(version, SCHEMAS[NEWEST]))
 
 
 def config(spec: Spec) -> dict:
@@ -46,11 +64,11 @@ def config(spec: Spec) -> dict:
     }
     if hub.auth.method == "allowed-users":
         result["users"]["allowed"] = list(hub.auth.allowed_users)
-    limits = {}
+    limits: dict = {}
     if hub.memory_limit is not None:
         limits["memory"] = hub.memory_limit
     if hub.cpu_limit is not None:
-        limits["cpu"] = hub.cpu_limit
+        limits["cpu"] = int(hub.cpu_limit) if float(hub.cpu_limit).is_integer() else hub.cpu_limit
     if limits:
         result["limits"] = limits
     # Never services.cull.users: with NativeAuthenticator, culling a user deletes their password.
@@ -61,7 +79,7 @@ def config(spec: Spec) -> dict:
         if spec.https.staging:
             letsencrypt["staging"] = True
         result["https"] = {"enabled": True, "letsencrypt": letsencrypt}
-    check(result)
+    check(result, spec.tljh.version)
     return result
 
 
@@ -85,27 +103,34 @@ def _auth(auth: Auth) -> dict:
     return {"type": FIRST_USE, FIRST_USE.rsplit(".", 1)[1]: {"min_password_length": auth.min_password_length}}
 
 
-def check(settings: dict) -> None:
-    """Refuse settings TLJH's schema (or its unwritten rules) would reject."""
-    unknown = set(settings) - _TOP_LEVEL
-    if unknown:
-        raise InvalidTljhConfig(f"unknown TLJH settings: {sorted(unknown)}")
-    validator = jsonschema.Draft7Validator(resources.schema(TLJH_SCHEMA),
-                                           format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
-    errors = [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(settings)]
-    for name, traits in settings.get("auth", {}).items():
+def problems(settings: dict, version: str) -> list[str]:
+    """What TLJH `version` would refuse in `settings`: its schema (which tljh-config applies to
+    every later change), and the rules its code enforces at hub start."""
+    rules = schema(version)
+    # TLJH's schema lists every top-level key but `auth` (free-form) and cannot refuse unknown ones
+    # (its additionalProperties sits inside `properties`), so classimage refuses them itself.
+    known = set(rules["properties"]) - {"additionalProperties"} | {"auth"}
+    found = [f"{key}: not a TLJH setting" for key in sorted(set(settings) - known)]
+    validator = jsonschema.Draft7Validator(rules, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER)
+    found += [f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(settings)]
+    for name in settings.get("auth", {}):
         if name != "type" and not name[:1].isupper():
-            errors.append(f"auth.{name}: TLJH refuses lower-case keys under auth (hub fails to start)")
-    if errors:
-        raise InvalidTljhConfig("; ".join(errors))
+            found.append(f"auth.{name}: TLJH refuses lower-case keys under auth (hub fails to start)")
+    return found
 
 
-def lockdown() -> dict:
+def check(settings: dict, version: str) -> None:
+    found = problems(settings, version)
+    if found:
+        raise InvalidTljhConfig("; ".join(found))
+
+
+def lockdown(version: str) -> dict:
     """config.yaml for Packer's build droplet: a hub nobody can sign up to or sign in to (no
     signup, no admins), so nothing from the build (accounts, approvals) can reach the snapshot."""
     result = {"users": {"admin": []},
               "auth": {"type": NATIVE, NATIVE.rsplit(".", 1)[1]: {"enable_signup": False, "open_signup": False}}}
-    check(result)
+    check(result, version)
     return result
 
 
@@ -118,8 +143,8 @@ def config_yaml(spec: Spec) -> str:
     return _yaml(config(spec))
 
 
-def lockdown_yaml() -> str:
-    return _yaml(lockdown())
+def lockdown_yaml(version: str) -> str:
+    return _yaml(lockdown(version))
 
 
 def jupyterhub_config(spec: Spec) -> str:
@@ -129,16 +154,21 @@ def jupyterhub_config(spec: Spec) -> str:
         "jupyterhub_config.py.j2",
         native=spec.hub.auth.method == "signup",
         environment=network.environment(spec),
-        status_service={"name": STATUS_SERVICE, "url": f"http://127.0.0.1:{STATUS_PORT}", "display": False,
-                        "command": [droplet.RUNNER, "serve-status", "--port", str(STATUS_PORT)]},
+        hub_open=provision.HUB_OPEN,
+        course=spec.course.name,
+        status_service={"name": provision.SERVICE, "url": f"http://127.0.0.1:{provision.SERVICE_PORT}",
+                        "display": False,
+                        "command": [provision.RUNNER, "serve-status", "--port", str(provision.SERVICE_PORT)]},
         default_url=links.gitpull_path(first, spec.hub.default_app) if first else None,
     )
 
 
 def bootstrap_args(spec: Spec, with_admins: bool = True) -> list[str]:
-    """The bootstrap's flags: the pinned version, the progress page, one --admin per admin
-    (names only: no password ever goes into user data; none at all on the build droplet)."""
-    args = ["--version", spec.tljh.version, "--show-progress-page"]
+    """The bootstrap's flags: the pinned version and one --admin per admin (names only: no
+    password ever goes into user data; none at all on the build droplet). Not TLJH's
+    --show-progress-page: classimage serves its own page (TLJH's fetches a favicon from GitHub,
+    fatally, and outlives a failed install on port 80)."""
+    args = ["--version", spec.tljh.version]
     for admin in spec.hub.admins if with_admins else ():
         args += ["--admin", admin]
     return args

@@ -1,13 +1,15 @@
-"""The plan as cloud-init user data: one #cloud-config document that writes the runner, the plan and
-the step scripts, and runs the runner once from runcmd."""
+"""The plan as cloud-init user data: one #cloud-config document that writes the runner (the
+classimage.provision module, as it is), its plan and the step scripts, and runs it from runcmd."""
 
 from __future__ import annotations
 
-import json
+import base64
+import gzip
+import inspect
 from dataclasses import dataclass
 
-from classimage import __version__, droplet, network, plan, templating, tljh
-from classimage.spec import Loaded
+from classimage import __version__, network, plan, provision, templating, tljh
+from classimage.model import Spec
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
 
@@ -21,76 +23,79 @@ class WrittenFile:
     path: str
     mode: str
     content: str
+    compressed: bool = False  # shipped as gzip+base64 (cloud-init's `encoding: gz+b64`)
+
+    @property
+    def encoded(self) -> str:
+        """The content as the user data carries it."""
+        if not self.compressed:
+            return self.content
+        return base64.b64encode(gzip.compress(self.content.encode(), mtime=0)).decode()
 
 
-def plan_document(loaded: Loaded, steps: list[plan.Step], stage: str) -> dict:
+def script_path(number: int, step: plan.Step, suffix: str) -> str:
+    return f"{provision.STEPS}/{number:02d}-{step.name}.{suffix}"
+
+
+def plan_document(spec: Spec, spec_digest: str, steps: list[plan.Step], stage: str,
+                  status_token_sha256: str | None = None) -> provision.Plan:
     """What the runner reads: the steps in order, by script path, with what identifies the course."""
-    spec = loaded.spec
-    return {
-        "format": 1,
-        "classimage": __version__,
-        "course": {"name": spec.course.name, "slug": spec.course.slug},
-        "spec_digest": loaded.digest,
-        "stage": stage,
-        "bake_digest": plan.bake_digest(spec),
-        "environment": network.environment(spec),
-        "steps": [
-            {
-                "name": step.name,
-                "title": step.title,
-                "run": _script_path(number, step, "sh"),
-                "check": _script_path(number, step, "check.sh") if step.check else None,
-                "when": step.when,
-                "timeout": step.timeout,
-                "digest": step.digest,
-            }
-            for number, step in enumerate(steps, 1)
-        ],
-    }
-
-
-def _script_path(number: int, step: plan.Step, suffix: str) -> str:
-    return f"{droplet.LIB}/steps/{number:02d}-{step.name}.{suffix}"
+    return provision.Plan(
+        classimage=__version__,
+        course=provision.Course(name=spec.course.name, slug=spec.course.slug),
+        spec_digest=spec_digest,
+        stage=stage,
+        bake_digest=plan.bake_digest(spec),
+        environment=network.environment(spec),
+        steps=tuple(
+            provision.PlanStep(name=step.name, title=step.title, run=script_path(number, step, "sh"),
+                               check=script_path(number, step, "check.sh") if step.check else None,
+                               when=step.when, timeout=step.timeout, digest=step.digest)
+            for number, step in enumerate(steps, 1)),
+        status_token_sha256=status_token_sha256,
+    )
 
 
 def runner() -> str:
-    return templating.render("provision.py.j2", version=__version__, plan=droplet.PLAN,
-                             status=droplet.STATUS, log=droplet.LOG, lock=droplet.LOCK, image=droplet.IMAGE)
+    """The provisioning program, shipped as it is (as TLJH ships its bootstrap)."""
+    return inspect.getsource(provision)
 
 
-def files(loaded: Loaded, steps: list[plan.Step], stage: str) -> list[WrittenFile]:
-    """Everything the user data writes, in order."""
-    document = plan_document(loaded, steps, stage)
+def files(spec: Spec, spec_digest: str, stage: str, status_token_sha256: str | None = None) -> list[WrittenFile]:
+    """Everything the user data of `stage` writes, in order."""
+    steps = plan.steps(spec, stage)
+    document = plan_document(spec, spec_digest, steps, stage, status_token_sha256)
     written = [
-        WrittenFile(droplet.RUNNER, "0755", runner()),
-        WrittenFile(droplet.RESUME_HOOK, "0755", templating.static("classimage-resume.sh")),
-        WrittenFile(droplet.PLAN, "0600", json.dumps(document, indent=2) + "\n"),
+        # The same program for every course, and over half the user data as text: compressed.
+        WrittenFile(provision.RUNNER, "0755", runner(), compressed=True),
+        WrittenFile(provision.RESUME_HOOK, "0755", templating.render("classimage-resume.sh.j2",
+                                                                     runner=provision.RUNNER)),
+        WrittenFile(provision.PLAN, "0600", document.to_json()),
     ]
-    if stage == plan.BAKE:  # what Packer runs on the build droplet once it is up
-        written += [WrittenFile(droplet.FINISH_BAKE, "0700", templating.static("finish-bake.sh")),
-                    WrittenFile(droplet.IMAGE_CLEANUP, "0700", templating.render(
-                        "image-cleanup.sh.j2", state=tljh.STATE, proxy_secret=tljh.PROXY_SECRET,
-                        user_bin=tljh.USER_BIN, lib=droplet.LIB, plan=droplet.PLAN))]
+    if stage == plan.BAKE:  # what `classimage-provision finish-bake` runs once the bake is sealed
+        written.append(WrittenFile(provision.IMAGE_CLEANUP, "0700", templating.render(
+            "image-cleanup.sh.j2", state=tljh.STATE, proxy_secret=tljh.PROXY_SECRET, rules=tljh.PROXY_RULES,
+            user_env=tljh.USER_ENV, user_bin=tljh.USER_BIN, lib=provision.LIB, plan=provision.PLAN,
+            hub_open=provision.HUB_OPEN)))
     for number, step in enumerate(steps, 1):
-        written.append(WrittenFile(_script_path(number, step, "sh"), "0700", step.run))
+        written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:
-            written.append(WrittenFile(_script_path(number, step, "check.sh"), "0700", step.check))
+            written.append(WrittenFile(script_path(number, step, "check.sh"), "0700", step.check))
         written += [WrittenFile(f.staged, "0600", f.content) for f in step.files]
     return written
 
 
-def render(loaded: Loaded, stage: str = plan.FULL) -> str:
+def render(spec: Spec, spec_digest: str, stage: str = plan.FULL, status_token_sha256: str | None = None) -> str:
     """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
     made from the snapshot)."""
-    steps = plan.steps(loaded.spec, stage)
     text = templating.render(
         "user-data.yaml.j2",
         version=__version__,
         stage=stage,
-        files=files(loaded, steps, stage),
-        runcmd=[droplet.RUNNER, "run"],
-        status=droplet.STATUS,
-        log=droplet.LOG,
+        files=files(spec, spec_digest, stage, status_token_sha256),
+        runcmd=[provision.RUNNER, "run"],
+        status=provision.STATUS,
+        log=provision.LOG,
     )
     size = len(text.encode())
     if size > LIMIT:

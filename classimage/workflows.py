@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from classimage import __version__, templating, tljh
+from classimage import __version__, provision, templating
 from classimage.model import Spec
 
 FOLDER = ".github/workflows"
@@ -50,6 +50,6 @@ def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
         "spec": spec_relative,
         "paths": paths,
         "hub": f"https://{spec.https.hostname}" if spec.https.hostname else None,
-        "status_path": f"/services/{tljh.STATUS_SERVICE}/",
+        "status_path": provision.SERVICE_PATH,
     }
     return {f"{FOLDER}/{name}.yml": templating.render(f"workflows/{name}.yaml.j2", **values) for name in NAMES}

@@ -48,6 +48,22 @@ class Document:
                 return 1
             path = path[:-1]
 
+    def get(self, path: Path) -> Any:
+        """The value at `path`, or None where the data (possibly still invalid) has none."""
+        data = self.data
+        for key in path:
+            if not isinstance(data, dict) or key not in data:
+                return None
+            data = data[key]
+        return data
+
+    def strings(self, path: Path) -> list[tuple[Path, str]]:
+        """(path, text) of every text item of the list at `path`."""
+        value = self.get(path)
+        if not isinstance(value, list):
+            return []
+        return [((*path, i), v) for i, v in enumerate(value) if isinstance(v, str)]
+
 
 def load(raw: bytes, filename: str) -> Document:
     """Parse `raw` (the file's bytes) or raise SpecError naming every reason it cannot be read."""

@@ -57,9 +57,17 @@ def cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, python: str
 
 
 def written_files(user_data: str) -> dict[str, dict]:
-    """The write_files entries of rendered user data, by path."""
+    """The write_files entries of rendered user data, by path, contents decoded as cloud-init does."""
+    import base64
+    import gzip
+
     document = yaml.safe_load(user_data)
-    return {entry["path"]: entry for entry in document["write_files"]}
+    files = {}
+    for entry in document["write_files"]:
+        if entry.get("encoding") == "gz+b64":
+            entry = dict(entry, content=gzip.decompress(base64.b64decode(entry["content"])).decode())
+        files[entry["path"]] = entry
+    return files
 
 
 @pytest.fixture(scope="session")

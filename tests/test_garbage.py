@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import EXAMPLES
-from classimage import spec, userdata
+from classimage import artifacts, spec
 from classimage.problems import SpecError
 
 SCALARS = st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(max_size=30)
@@ -24,7 +24,7 @@ def outcome(raw: bytes):
         for problem in error.problems:
             assert problem.format("spec.yaml").startswith("spec.yaml")
         return None
-    userdata.render(loaded)  # whatever validates also renders
+    artifacts.render(loaded)  # whatever validates also renders
     return loaded
 
 

@@ -22,7 +22,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import written_files
-from classimage import droplet, links, model, plan, spec, templating, tljh, userdata
+from classimage import links, model, plan, provision, spec, templating, tljh, userdata
 
 HOSTILE = (
     "$(touch /tmp/canary/dollar)",
@@ -39,7 +39,7 @@ HOSTILE = (
     "",
 )
 COMMANDS = ("apt-get", "dpkg-query", "curl", "python3", "install", "systemctl", "tljh-config",
-            "iptables", "ufw", "mkdir", "sleep")
+            "iptables", "ufw", "mkdir", "sleep", "chown", "chmod", "timeout")
 RECORDER = textwrap.dedent("""\
     #!/usr/bin/python3
     import json, os, sys
@@ -76,7 +76,7 @@ def sandbox_run(tmp_path_factory):
     for folder in (lib, record, canary, bin_dir, opt / "tljh/user/bin", opt / "tljh/hub/bin"):
         folder.mkdir(parents=True)
     for target in [bin_dir / c for c in COMMANDS] + [opt / "tljh/user/bin" / c for c in ("pip", "mamba")] \
-            + [opt / "tljh/hub/bin/python3", lib / Path(droplet.METADATA_GUARD).relative_to(droplet.LIB)]:
+            + [opt / "tljh/hub/bin/python3", lib / Path(provision.METADATA_GUARD).relative_to(provision.LIB)]:
         target.write_text(RECORDER)
         target.chmod(0o755)
     steps = plan.steps(hostile_spec())
@@ -88,16 +88,16 @@ def sandbox_run(tmp_path_factory):
                 path.write_text(text)
                 scripts.append(path)
         for file in step.files:
-            staged = lib / Path(file.staged).relative_to(droplet.LIB)
+            staged = lib / Path(file.staged).relative_to(provision.LIB)
             staged.parent.mkdir(parents=True, exist_ok=True)
             staged.write_text(file.content)
     results = []
     for script in scripts:
-        inside = f"{droplet.LIB}/{script.name}"
+        inside = f"{provision.LIB}/{script.name}"
         result = subprocess.run(
             # Mount points go on tmpfs: bwrap cannot create them on the read-only root.
             ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-             "--tmpfs", str(Path(droplet.LIB).parent), "--bind", str(lib), droplet.LIB,
+             "--tmpfs", str(Path(provision.LIB).parent), "--bind", str(lib), provision.LIB,
              "--bind", str(opt), "/opt", "--bind", str(record), "/tmp/record",
              "--bind", str(canary), "/tmp/canary", "--ro-bind", str(bin_dir), "/tmp/recorders",
              "--unshare-all", "--die-with-parent", "--clearenv", "--setenv", "PATH", "/tmp/recorders:/usr/bin:/bin",
@@ -129,12 +129,13 @@ def test_hostile_strings_arrive_as_single_arguments(sandbox_run):
                                              *plan.PREREQUISITES, *many]
     assert calls(recorded, "pip") == [["install", "--no-input", *many]]
     channels = [w for c in many for w in ("--channel", c)]
-    assert calls(recorded, "mamba") == [["install", "--yes", *channels, *many, f"python={HOSTILE[2]}"]]
+    assert calls(recorded, "mamba") == [["install", "--yes", "--prefix", tljh.USER_ENV, *channels, *many,
+                                         f"python={HOSTILE[2]}"]]
     (curl,) = calls(recorded, "curl")[:1]
     assert curl[-1] == HOSTILE[5]
     bootstrap = [argv for argv in calls(recorded, "python3") if argv and argv[0].endswith("tljh-bootstrap.py")]
     admins = [w for a in many for w in ("--admin", a)]
-    assert bootstrap == [[bootstrap[0][0], "--version", HOSTILE[0], "--show-progress-page", *admins]]
+    assert bootstrap == [[bootstrap[0][0], "--version", HOSTILE[0], *admins]]
     # The apt check asks dpkg about each hostile name, verbatim.
     asked = [argv[-1] for argv in calls(recorded, "dpkg-query")]
     assert asked == [*plan.PREREQUISITES, *many]
@@ -143,10 +144,9 @@ def test_hostile_strings_arrive_as_single_arguments(sandbox_run):
 def test_hostile_values_stay_data_in_the_other_languages(tmp_path):
     """plan.json (JSON), config.yaml (YAML), the hub config (Python), the user data (YAML)."""
     hostile = hostile_spec()
-    loaded = spec.Loaded(spec=hostile, warnings=(), digest=HOSTILE[1])
-    text = userdata.render(loaded)
+    text = userdata.render(hostile, HOSTILE[1])
     files = written_files(text)
-    document = json.loads(files[droplet.PLAN]["content"])
+    document = json.loads(files[provision.PLAN]["content"])
     assert document["course"]["name"] == hostile.course.name
     assert document["spec_digest"] == HOSTILE[1]
     steps = plan.steps(hostile)

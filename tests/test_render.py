@@ -1,13 +1,19 @@
-"""Rendering: golden user data for the examples, determinism, and the real tools' verdicts on what
-is rendered (cloud-init's schema, shellcheck, TLJH's schema, the hub config run by traitlets)."""
+"""Rendering: goldens per part (each step script, each file a step installs, the plan, the skeleton of
+each user data), determinism, and the real tools' verdicts on what is rendered (cloud-init's schema,
+shellcheck, TLJH's schema, the hub config run by traitlets).
+
+The goldens live in tests/cases/render/EXAMPLE/: `steps/NAME.sh` (`NAME.STAGE.sh` where a step
+differs between stages), `files/STEP/NAME`, `STAGE.plan.json` (step digests masked: they follow
+from the scripts) and `STAGE.user-data.yaml` (the cloud-config with each file's content replaced by
+the name of its golden). A change to one step rewrites one golden."""
 
 from __future__ import annotations
 
 import ast
 import json
-from dataclasses import replace
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import jsonschema
@@ -15,22 +21,18 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
-from classimage import droplet, links, network, packer, plan, spec, tljh, userdata
+from classimage import artifacts, links, network, packer, plan, provision, spec, tljh, userdata
 
-TLJH_REFERENCE = REPO.parent / "shared" / "reference" / "tljh" / "config.schema.json"
-VENDORED_TLJH_SCHEMA = REPO / "schemas" / "tljh-config.schema.json"
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
 # Every spec whose rendering the real tools must accept: the examples and the TLJH table's specs.
 SPECS = EXAMPLES + [case / "spec.yaml" for case in TLJH_CASES]
-
-
 CASE_IDS = [p.parent.name if p.name == "spec.yaml" else p.stem for p in SPECS]
 RENDERINGS = [(path, stage) for path in SPECS for stage in plan.STAGES]
 RENDERING_IDS = [f"{name}-{stage}" for name in CASE_IDS for stage in plan.STAGES]
 
 
 def render(path: Path, stage: str = plan.FULL) -> str:
-    return userdata.render(spec.load_file(path), stage)
+    return artifacts.render(spec.load_file(path))[artifacts.USER_DATA[stage]]
 
 
 @pytest.fixture(scope="module")
@@ -44,16 +46,102 @@ def scripts(user_data: str) -> dict[str, str]:
             if entry["content"].startswith(("#!/bin/bash", "#!/bin/sh"))}
 
 
+# -- goldens per part -----------------------------------------------------------------------------
+
+def parts(loaded: spec.Loaded) -> tuple[dict[str, str], dict[tuple[str, str], str]]:
+    """The example's parts by golden name, and for each (stage, path on the droplet) its golden name."""
+    by_name: dict[str, dict[str, str]] = {}  # golden base name -> {stage: content}
+    where: dict[tuple[str, str], str] = {}
+    for stage in plan.STAGES:
+        steps = plan.steps(loaded.spec, stage)
+        for number, step in enumerate(steps, 1):
+            pieces = [(userdata.script_path(number, step, "sh"), f"steps/{step.name}.sh", step.run)]
+            if step.check:
+                pieces.append((userdata.script_path(number, step, "check.sh"), f"steps/{step.name}.check.sh",
+                               step.check))
+            pieces += [(file.staged, f"files/{step.name}/{Path(file.path).name}", file.content) for file in step.files]
+            for path, name, content in pieces:
+                by_name.setdefault(name, {})[stage] = content
+                where[stage, path] = name
+    goldens: dict[str, str] = {}
+    for name, variants in by_name.items():
+        if len(set(variants.values())) == 1:
+            goldens[name] = next(iter(variants.values()))
+            continue
+        for stage, content in variants.items():  # differs by stage: one golden per stage
+            base, dot, suffix = name.partition(".")
+            staged = f"{base}.{stage}{dot}{suffix}"
+            goldens[staged] = content
+            for key, value in list(where.items()):
+                if key[0] == stage and value == name:
+                    where[key] = staged
+    return goldens, where
+
+
+def masked_plan(text: str) -> str:
+    document = json.loads(text)
+    for step in document["steps"]:
+        step["digest"] = "<from the step's scripts>"
+    for key in ("spec_digest", "bake_digest"):
+        document[key] = f"<{key}>"
+    document["classimage"] = "<version>"
+    return json.dumps(document, indent=2) + "\n"
+
+
+def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
+    """The user data with each file's content replaced by the name of the golden that holds it."""
+    document = yaml.safe_load(text)
+    for entry in document["write_files"]:
+        path = entry["path"]
+        if path == provision.RUNNER:
+            entry["content"] = "<classimage/provision.py, compressed>"
+        elif path == provision.PLAN:
+            entry["content"] = f"<{stage}.plan.json>"
+        elif (stage, path) in where:
+            entry["content"] = f"<{where[stage, path]}>"
+        else:
+            entry["content"] = f"<files/{Path(path).name}>"
+    header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
+    return header + yaml.safe_dump(document, sort_keys=False, width=1 << 20)
+
+
+@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
+def test_golden_parts(example, update_golden):
+    loaded = spec.load_file(example)
+    folder = CASES / "render" / example.stem
+    goldens, where = parts(loaded)
+    rendered_files = artifacts.render(loaded)
+    for stage in plan.STAGES:
+        text = rendered_files[artifacts.USER_DATA[stage]]
+        files = written_files(text)
+        goldens[f"{stage}.plan.json"] = masked_plan(files[provision.PLAN]["content"])
+        goldens[f"{stage}.user-data.yaml"] = skeleton(text, stage, where)
+        for path, entry in files.items():  # files outside the steps (the image's cleanup, the resume hook)
+            if path not in (provision.RUNNER, provision.PLAN) and (stage, path) not in where:
+                goldens[f"files/{Path(path).name}"] = entry["content"]
+    goldens[packer.TEMPLATE] = rendered_files[f"{artifacts.PACKER}/{packer.TEMPLATE}"]
+    if update_golden:
+        for old in folder.rglob("*"):
+            if old.is_file() and str(old.relative_to(folder)) not in goldens:
+                old.unlink()
+    for name, content in sorted(goldens.items()):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        check_golden(folder / name, content, update_golden)
+    stray = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
+                   and str(p.relative_to(folder)) not in goldens)
+    assert stray == [], f"goldens nothing renders any more (pytest --update-golden removes them): {stray}"
+
+
 @pytest.mark.parametrize("stage", plan.STAGES)
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_golden_user_data(example, stage, update_golden):
-    check_golden(CASES / "render" / f"{example.stem}.{stage}.user-data.yaml", render(example, stage), update_golden)
-
-
-@pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
-def test_golden_packer_template(example, update_golden):
-    template = packer.files(spec.load_file(example).spec)[packer.TEMPLATE]
-    check_golden(CASES / "render" / f"{example.stem}.{packer.TEMPLATE}", template, update_golden)
+def test_the_skeleton_and_the_parts_make_the_user_data(stage):
+    """The goldens hold all of it: each file of the user data is exactly its part."""
+    loaded = spec.load_file(EXAMPLES[0])
+    goldens, where = parts(loaded)
+    text = artifacts.render(loaded)[artifacts.USER_DATA[stage]]
+    for path, entry in written_files(text).items():
+        if (stage, path) in where:
+            assert entry["content"] == goldens[where[stage, path]], path
+    assert written_files(text)[provision.RUNNER]["content"] == Path(provision.__file__).read_text()
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -67,6 +155,8 @@ def test_render_is_deterministic_across_processes(example, tmp_path):
     assert outputs[0] == outputs[1]
     assert outputs[0].decode() == render(example)
 
+
+# -- what the real tools say ----------------------------------------------------------------------
 
 @pytest.mark.parametrize("path, stage", RENDERINGS, ids=RENDERING_IDS)
 def test_cloud_init_accepts_user_data(path, stage, rendered, tmp_path):
@@ -98,25 +188,29 @@ def test_user_data_layout(rendered, stage):
     assert text.startswith("#cloud-config\n")
     document = yaml.safe_load(text)
     assert set(document) == {"write_files", "runcmd"}
-    assert document["runcmd"] == [[droplet.RUNNER, "run"]]
+    assert document["runcmd"] == [[provision.RUNNER, "run"]]
     files = written_files(text)
-    plan_document = json.loads(files[droplet.PLAN]["content"])
-    for step in plan_document["steps"]:
-        assert step["run"] in files and files[step["run"]]["permissions"] == "0700"
-        assert step["check"] is None or step["check"] in files
-    assert files[droplet.RUNNER]["permissions"] == "0755"
-    assert files[droplet.RESUME_HOOK]["content"].rstrip().endswith(f"exec {droplet.RUNNER} resume")
-    assert plan_document["stage"] == stage
-    # Only Packer's build droplet gets the scripts that seal and clean the image.
-    assert (droplet.FINISH_BAKE in files) == (droplet.IMAGE_CLEANUP in files) == (stage == plan.BAKE)
+    plan_document = provision.Plan.from_json(files[provision.PLAN]["content"])
+    for step in plan_document.steps:
+        assert step.run in files and files[step.run]["permissions"] == "0700"
+        assert step.check is None or step.check in files
+    assert files[provision.RUNNER]["permissions"] == "0755" and files[provision.RUNNER]["encoding"] == "gz+b64"
+    assert files[provision.RESUME_HOOK]["content"].rstrip().endswith(f"exec {provision.RUNNER} resume")
+    assert plan_document.stage == stage
+    # Only Packer's build droplet gets the script that cleans the image.
+    assert (provision.IMAGE_CLEANUP in files) == (stage == plan.BAKE)
 
 
-def test_runner_runs_on_the_oldest_supported_python(rendered):
-    """The runner runs under the droplet's python3: Debian 11 has 3.9."""
-    source = written_files(rendered[EXAMPLES[0], plan.FULL])[droplet.RUNNER]["content"]
+def test_runner_runs_on_the_oldest_supported_python():
+    """The runner runs under the droplet's python3: Ubuntu 22.04 and Debian 11 have 3.9/3.10."""
+    source = userdata.runner()
     ast.parse(source, feature_version=(3, 9))
     result = subprocess.run(["/usr/bin/python3", "-c", source, "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "classimage-provision" in result.stdout, result.stderr
+    imports = {n.names[0].name.split(".")[0] for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Import)}
+    imports |= {n.module.split(".")[0] for n in ast.walk(ast.parse(source))
+                if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
+    assert imports <= set(sys.stdlib_module_names) | {"__future__"}, imports - set(sys.stdlib_module_names)
 
 
 @pytest.mark.parametrize("case", TLJH_CASES, ids=lambda p: p.name)
@@ -128,28 +222,20 @@ def test_tljh_settings(case, update_golden):
     check_golden(case / "bootstrap-args.txt", " ".join(tljh.bootstrap_args(loaded.spec)) + "\n", update_golden)
 
 
-def test_vendored_tljh_schema_is_tljhs():
-    if not TLJH_REFERENCE.exists():
-        pytest.skip("the shared TLJH reference is not beside this checkout")
-    assert json.loads(VENDORED_TLJH_SCHEMA.read_text()) == json.loads(TLJH_REFERENCE.read_text())
-
-
 @pytest.mark.parametrize("path, stage", RENDERINGS, ids=RENDERING_IDS)
 def test_config_yaml_is_valid_for_tljh(path, stage, rendered):
-    """The config.yaml in the user data validates against TLJH's own schema, uses only keys TLJH
-    knows (its schema cannot refuse unknown top-level keys, so this test does), and never enables
-    culling users (it would delete NativeAuthenticator passwords)."""
-    schema_file = TLJH_REFERENCE if TLJH_REFERENCE.exists() else VENDORED_TLJH_SCHEMA
-    schema = json.loads(schema_file.read_text())
+    """The config.yaml in the user data validates against the pinned TLJH release's own schema,
+    uses only keys TLJH knows, and never enables culling users (it would delete NativeAuthenticator
+    passwords)."""
+    version = spec.load_file(path).spec.tljh.version
     step = "hub-lockdown" if stage == plan.BAKE else "hub-config"
     settings = yaml.safe_load(written_files(rendered[path, stage])[plan.File(step, tljh.CONFIG_YAML, "").staged]["content"])
+    schema = tljh.schema(version)
     jsonschema.Draft7Validator(schema, format_checker=jsonschema.Draft7Validator.FORMAT_CHECKER).validate(settings)
-    assert set(settings) <= set(schema["properties"]) - {"additionalProperties"} | {"auth"}
+    assert tljh.problems(settings, version) == []
     assert not settings.get("services", {}).get("cull", {}).get("users", False)
-    for name in settings["auth"]:
-        assert name == "type" or name[0].isupper(), f"auth.{name}: TLJH refuses lower-case keys"
     if stage == plan.BAKE:  # the build droplet's hub: nobody can sign up, no admin to approve anyone
-        assert settings == tljh.lockdown()
+        assert settings == tljh.lockdown(version)
         assert settings["auth"]["NativeAuthenticator"]["enable_signup"] is False and settings["users"]["admin"] == []
     elif settings["auth"]["type"] == tljh.NATIVE:
         native = settings["auth"]["NativeAuthenticator"]
@@ -157,53 +243,83 @@ def test_config_yaml_is_valid_for_tljh(path, stage, rendered):
         assert {"allowed_failed_logins", "seconds_before_next_try", "minimum_password_length"} <= set(native)
 
 
-def test_tljh_check_refuses_what_tljh_would():
-    with pytest.raises(tljh.InvalidTljhConfig, match="unknown TLJH settings"):
-        tljh.check({"limit": {"memory": "1G"}})
-    with pytest.raises(tljh.InvalidTljhConfig, match="limits.cpu"):
-        tljh.check({"limits": {"cpu": -1}})
-    with pytest.raises(tljh.InvalidTljhConfig, match="lower-case keys"):
-        tljh.check({"auth": {"type": tljh.NATIVE, "nativeauthenticator": {}}})
+@pytest.mark.parametrize("settings, message", [
+    ({"limit": {"memory": "1G"}}, "limit: not a TLJH setting"),
+    ({"limits": {"cpu": 0.5}}, "limits.cpu: 0.5 is not of type 'integer'"),  # 2.0.0 takes whole cores
+    ({"limits": {"cpu": -1, "memory": None}}, "limits.memory: None is not of type 'string'"),
+    ({"auth": {"type": tljh.NATIVE, "nativeauthenticator": {}}}, "lower-case keys"),
+])
+def test_tljh_check_refuses_what_tljh_2_0_0_would(settings, message):
+    with pytest.raises(tljh.InvalidTljhConfig, match=message):
+        tljh.check(settings, "2.0.0")
 
 
 HUB_CONFIG_PROBE = """
-import json, sys
+import json, os, sys
 from traitlets.config import Config
+from tornado import web
 c = Config()
 exec(compile(open(sys.argv[1]).read(), sys.argv[1], "exec"), {"c": c})
 environment = c.Spawner.get("environment")
 services = c.JupyterHub.services  # TLJH's culler may be listed first: append() must keep it
+class User: admin = sys.argv[2] == "admin"
+class Spawner: user = User()
+try:
+    c.Spawner.pre_spawn_hook(Spawner())
+    spawn = "allowed"
+except web.HTTPError as error:
+    spawn = error.log_message
 print(json.dumps({"services": services.get_value([{"name": "cull-idle"}]),
                   "template_paths": c.JupyterHub.get("template_paths"),
                   "default_url": c.Spawner.get("default_url"),
+                  "announcement": c.JupyterHub.get("template_vars", {}).get("announcement"),
+                  "signup": c.NativeAuthenticator.get("enable_signup"),
+                  "spawn": spawn,
                   # TLJH may have set some already: update() must merge, so start from one of its own
                   "environment": environment.get_value({"PATH": "tljh"}) if environment is not None else None}))
 """
 
 
+def run_hub_config(text: str, folder: Path, user: str = "student", hub_open: bool = False) -> dict:
+    """The jupyterhub_config.d file, run the way JupyterHub loads config files, with the real
+    NativeAuthenticator installed, and with the class open or not (the marker under `folder`)."""
+    marker = folder / "hub-open"
+    if hub_open:
+        marker.touch()
+    config_file = folder / "classimage.py"
+    config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker))))
+    result = subprocess.run([sys.executable, "-c", HUB_CONFIG_PROBE, str(config_file), user], capture_output=True,
+                            text=True, cwd=folder)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
 @pytest.mark.parametrize("path", SPECS, ids=CASE_IDS)
 def test_hub_config_runs_under_traitlets(path, rendered, tmp_path):
-    """The jupyterhub_config.d file, run the way JupyterHub loads config files, with the real
-    NativeAuthenticator installed: its template folder exists and holds the authorization page."""
     loaded = spec.load_file(path)
-    staged = plan.File("hub-config", f"{tljh.CONFIG_D}/classimage.py", "").staged
-    config_file = tmp_path / "classimage.py"
-    config_file.write_text(written_files(rendered[path, plan.FULL])[staged]["content"])
-    result = subprocess.run([sys.executable, "-c", HUB_CONFIG_PROBE, str(config_file)], capture_output=True,
-                            text=True, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
-    applied = json.loads(result.stdout)
+    staged = plan.File("hub-config", tljh.CLASSIMAGE_CONFIG, "").staged
+    applied = run_hub_config(written_files(rendered[path, plan.FULL])[staged]["content"], tmp_path, hub_open=True)
     if loaded.spec.hub.auth.method == "signup":
         (folder,) = applied["template_paths"]
         assert (Path(folder) / "authorization-area.html").is_file()
     else:
         assert applied["template_paths"] is None
-    assert [s["name"] for s in applied["services"]] == ["cull-idle", tljh.STATUS_SERVICE]
-    assert applied["services"][1]["command"][:2] == [droplet.RUNNER, "serve-status"]
+    assert [s["name"] for s in applied["services"]] == ["cull-idle", provision.SERVICE]
+    assert applied["services"][1]["command"][:2] == [provision.RUNNER, "serve-status"]
     wanted = network.environment(loaded.spec)
     assert applied["environment"] == ({"PATH": "tljh", **wanted} if wanted else None)
     first = loaded.spec.content[0] if loaded.spec.content else None
     assert applied["default_url"] == (links.gitpull_path(first, loaded.spec.hub.default_app) if first else None)
+    assert applied["spawn"] == "allowed" and applied["announcement"] is None and applied["signup"] is None
+
+
+@pytest.mark.parametrize("user, spawn", [("student", "being prepared"), ("admin", "allowed")])
+def test_until_the_class_is_open_the_hub_says_so_and_starts_no_students_server(user, spawn, tmp_path):
+    text = tljh.jupyterhub_config(spec.load_file(EXAMPLES[0]).spec)
+    applied = run_hub_config(text, tmp_path, user=user, hub_open=False)
+    assert "is being prepared" in applied["announcement"]
+    assert applied["signup"] is False  # nobody claims an account before the admins' exist
+    assert spawn in applied["spawn"]
 
 
 def test_no_password_reaches_the_user_data(rendered):

@@ -32,7 +32,7 @@ def test_render_a_repository_without_a_spec(tmp_path):
     stderr = result.stderr.decode()
     assert "no spec: course 'repo' (repo), admins teacher" in stderr
     assert "requirements.txt: is ignored because environment.yml is there" in stderr
-    assert "install --yes --channel conda-forge --channel underworldcode 'numpy>=1.26' python=3.11" in \
+    assert "install --yes --prefix /opt/tljh/user --channel conda-forge --channel underworldcode 'numpy>=1.26' python=3.11" in \
         (tmp_path / "out" / "user-data.yaml").read_text()
 
 

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import CASES, cli
-from classimage import tljh, workflows
+from classimage import provision, workflows
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ class Hub(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self):
         answers = {"/hub/health": {}, "/hub/api": {"version": "5.2.1"},
-                   f"/services/{tljh.STATUS_SERVICE}/": {"state": Hub.state, "stage": "full", "failed_step":
+                   f"/services/{provision.SERVICE}/": {"state": Hub.state, "stage": "full", "failed_step":
                                                          None if Hub.state == "ready" else "pip-packages"}}
         if self.path not in answers:
             self.send_error(404)

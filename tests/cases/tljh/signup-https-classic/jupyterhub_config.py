@@ -2,6 +2,8 @@
 # config.yaml, for settings config.yaml has no key for.
 import os
 
+from tornado import web
+
 import nativeauthenticator
 
 # TLJH does not add NativeAuthenticator's templates; without them the hub's pages have no
@@ -9,8 +11,26 @@ import nativeauthenticator
 c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
 
 # Pull the course repository into each student's home and open it whenever their server starts.
-c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgithub.com%2Forg%2Fnotes.git&branch=week-1%2Fintro&urlpath=tree%2Fnotes%2FWeek%25201%2FStart%2520Here%2520%25231%2520%2526%2520more.ipynb'
+c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgithub.com%2Forg%2Fnotes.git&branch=week-1%2Fintro&targetpath=notes&urlpath=tree%2Fnotes%2FWeek%25201%2FStart%2520Here%2520%25231%2520%2526%2520more.ipynb'
 
 # The provisioning status, for anyone (a health check) to read at /services/classimage-status/:
 # states and times only. The hub runs it; TLJH may have listed its own services already.
 c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})
+
+# Until classimage has installed the course's software (and made the admins' accounts), the hub
+# says the class is being prepared, takes no signups, and starts no student's server. The last
+# provisioning step opens the class and restarts the hub.
+PREPARING = ('Géologie 101' + " is being prepared: the server is still installing the course's "
+             "software. Please come back in a few minutes.")
+HUB_OPEN = '/var/lib/classimage/hub-open'
+
+
+def _wait_until_ready(spawner):
+    if not os.path.exists(HUB_OPEN) and not spawner.user.admin:
+        raise web.HTTPError(503, PREPARING)
+
+
+c.Spawner.pre_spawn_hook = _wait_until_ready
+if not os.path.exists(HUB_OPEN):
+    c.JupyterHub.template_vars = {"announcement": PREPARING}
+    c.NativeAuthenticator.enable_signup = False

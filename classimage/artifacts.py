@@ -1,0 +1,22 @@
+"""Every file `render` writes for a spec, as text by relative path: one call, pure and
+deterministic, so a spec that cannot render writes nothing and the CLI only writes and prints."""
+
+from __future__ import annotations
+
+from classimage import packer, plan, userdata
+from classimage.spec import Loaded
+
+ONE_PIECE = "user-data.yaml"
+USER_DATA = {plan.FULL: ONE_PIECE, plan.BAKE: "bake/user-data.yaml", plan.BOOT: "boot/user-data.yaml"}
+PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
+           plan.BAKE: "Packer's build droplet",
+           plan.BOOT: "for droplets made from the snapshot"}
+PACKER = "packer"
+
+
+def render(loaded: Loaded, status_token_sha256: str | None = None) -> dict[str, str]:
+    """{relative path: text}: the user data of every stage and the Packer template."""
+    files = {USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, status_token_sha256)
+             for stage in plan.STAGES}
+    files.update({f"{PACKER}/{name}": text for name, text in packer.files(loaded.spec).items()})
+    return files

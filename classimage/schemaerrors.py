@@ -1,0 +1,120 @@
+"""Schema errors as problems an instructor can act on: jsonschema's findings, each translated into
+`what is wrong` and `how to fix it`, worded from the schema's own `x-expected` and `x-fix`."""
+
+from __future__ import annotations
+
+import difflib
+import json
+
+import jsonschema
+
+from classimage import resources, units
+from classimage.problems import Problem, clip, describe, short
+from classimage.yamlsource import Document, format_path
+
+
+def problems(document: Document) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(resources.schema())
+    problems: list[Problem] = []
+    for error in validator.iter_errors(document.data):
+        problems.extend(_translate(error, document))
+    return problems
+
+
+def _translate(error: jsonschema.ValidationError, document: Document) -> list[Problem]:
+    path = tuple(error.absolute_path)
+    here = format_path(path)
+    line = document.line(path)
+    schema, value, keyword = error.schema, error.instance, error.validator
+
+    if keyword == "additionalProperties":
+        allowed = list(schema.get("properties", {}))
+        result = []
+        for key in sorted(k for k in value if k not in allowed):
+            close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+            fix = f"did you mean `{close[0]}`?" if close else "keys allowed here: " + ", ".join(allowed)
+            result.append(Problem(document.line(path + (key,), key=True), format_path(path + (key,)),
+                                  "unknown key", fix))
+        return result
+    if keyword == "required":
+        if not path:
+            parent = "at the top"
+        elif isinstance(path[-1], int):
+            parent = f"to item {path[-1] + 1} of `{format_path(path[:-1])}`"
+        else:
+            parent = f"under `{path[-1]}:`"
+        result = []
+        for key in error.validator_value:
+            if key not in value:
+                example = schema.get("properties", {}).get(key, {}).get("examples", [None])[0]
+                shown = f"`{key}: {json.dumps(example)}`" if example is not None else f"`{key}:`"
+                result.append(Problem(document.line(path, key=True), format_path(path + (key,)),
+                                      "is missing", f"add {shown} {parent}"))
+        return result
+    if keyword == "dependentRequired":
+        result = []
+        for key, needed in error.validator_value.items():
+            for other in needed:
+                if key in value and other not in value:
+                    result.append(Problem(document.line(path + (key,), key=True),
+                                          format_path(path + (other,)), f"is missing: `{key}` needs it",
+                                          f"add `{other}:` under `{path[-1]}:`" if path else f"add `{other}:`"))
+        return result
+    if keyword == "type":
+        return [Problem(line, here, f"expected {_type_words(error.validator_value)}, got {describe(value)}",
+                        schema.get("x-fix") or _type_fix(error.validator_value, value))]
+    if keyword == "pattern":
+        fix = schema.get("x-fix", "")
+        suggestion = units.suggest_memory(value) if "K, M, G, T" in fix else None
+        if suggestion:
+            fix = f"write {suggestion}"
+        return [Problem(line, here, f"{short(value)} is not {schema.get('x-expected', 'valid here')}", fix)]
+    if keyword == "enum":
+        options = [str(o) for o in error.validator_value]
+        close = difflib.get_close_matches(str(value), options, n=1, cutoff=0.5)
+        fix = f"did you mean `{close[0]}`?" if close else "choose one of: " + ", ".join(options)
+        return [Problem(line, here, f"{short(value)} is not a choice here", fix)]
+    if keyword == "minItems":
+        return [Problem(line, here, f"needs at least {error.validator_value} item(s)",
+                        "add one, as `- name` on the next line")]
+    if keyword in ("minimum", "maximum", "exclusiveMinimum"):
+        bound = {"minimum": "at least", "maximum": "at most", "exclusiveMinimum": "more than"}[keyword]
+        return [Problem(line, here, f"{short(value)} is out of range", f"use a number {bound} {error.validator_value}")]
+    if keyword == "minLength":
+        return [Problem(line, here, "is empty", "write a value or remove the key")]
+    if keyword == "maxLength":
+        return [Problem(line, here, f"is {len(value)} characters long",
+                        f"shorten it to at most {error.validator_value}")]
+    return [Problem(line, here, error.message[:200])]
+
+
+_TYPE_WORDS = {"string": "text", "array": "a list", "object": "a mapping of keys", "integer": "a whole number",
+               "number": "a number", "boolean": "true or false", "null": "nothing (null)"}
+
+
+def _type_words(expected) -> str:
+    kinds = [expected] if isinstance(expected, str) else list(expected)
+    return " or ".join(_TYPE_WORDS.get(k, k) for k in kinds)
+
+
+def _type_fix(expected, value) -> str:
+    kinds = [expected] if isinstance(expected, str) else list(expected)
+    if "string" in kinds and isinstance(value, (list, dict)):
+        return "write it as text on one line, in quotes if it holds : [ ] { } or #"
+    if "string" in kinds and value is not None:
+        shown = value.isoformat() if hasattr(value, "isoformat") else str(value)
+        if isinstance(value, bool):
+            shown = "yes/no/on/off (YAML reads them as true/false)"
+            return f"put the value in quotes; unquoted, {shown}"
+        return f'put it in quotes: "{clip(shown)}"'
+    if "array" in kinds:
+        return "write a list: `[a, b]`, or one `- item` per line"
+    if "object" in kinds:
+        return "write its keys indented on the lines below it"
+    if "boolean" in kinds:
+        return "write true or false"
+    if "integer" in kinds:
+        return "write a whole number without quotes or units"
+    if "number" in kinds:
+        return "write a number without quotes or units"
+    return ""
