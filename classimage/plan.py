@@ -18,9 +18,10 @@ from classimage.model import Spec
 FULL, BAKE, BOOT = "full", "bake", "boot"
 STAGES = (FULL, BAKE, BOOT)
 
-# Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch it,
-# iptables for the metadata guard and ufw for the firewall.
-PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables", "ufw")
+# Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch it;
+# iptables for the metadata guard, ufw for the firewall, iproute2 (ss) to see who holds port 80.
+PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables", "ufw",
+                 "iproute2")
 # Seconds any wait for the hub or the proxy may take before the step fails with a message.
 HUB_WAIT = 180
 
@@ -130,7 +131,8 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
         _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
               secret=tljh.PROXY_SECRET),
         _step("hub-reload", "Restart the proxy and hub with the course's settings", {FULL, BOOT},
-              when=provision.AFTER_CHANGES, timeout=HUB_WAIT + 60, hub_open=provision.HUB_OPEN, wait=HUB_WAIT),
+              when=provision.AFTER_CHANGES, timeout=HUB_WAIT + 60, hub_open=provision.HUB_OPEN, wait=HUB_WAIT,
+              page_pid=provision.PROGRESS_PAGE_PID),
         _step("hub-ready", "Wait for the hub to answer", {FULL, BOOT}, when=provision.AFTER_CHANGES,
               timeout=HUB_WAIT + 60, hub_api=tljh.PUBLIC_HUB_API, wait=HUB_WAIT),
     ]

@@ -21,8 +21,9 @@ A step is skipped when it already completed with the same content, or when its c
 is in place; steps marked after-changes (the hub reload) run whenever an earlier step ran. All
 output goes to one log file; one status file, replaced atomically after every step, records each
 step's state, times, and on failure its exit code and the last lines of its output. While a run
-goes on and port 80 is free, a page on port 80 says the class is being prepared (TLJH's installer
-stops it, through --progress-page-server-pid, just before its proxy takes the port).
+goes on and port 80 is free, a page on port 80 says the class is being prepared. Steps get its
+process id: TLJH's installer stops it (--progress-page-server-pid) just before its proxy takes the
+port, and the hub reload stops it itself.
 
 Everything in classimage that names a path on the droplet takes it from this module, and the
 plan's format (Plan, PlanStep) is defined here once, for the writer and the reader alike.

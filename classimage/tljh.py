@@ -24,6 +24,7 @@ PRIVATE_DIRS = (CONFIG_DIR, CONFIG_D)
 STATE = f"{PREFIX}/state"
 PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secret, made at install
 PROXY_RULES = f"{STATE}/rules/rules.toml"  # the hub writes it: routes, and a hash of the proxy secret
+INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_ENV = f"{PREFIX}/user"
 USER_BIN = f"{USER_ENV}/bin"

@@ -75,7 +75,7 @@ def files(spec: Spec, spec_digest: str, stage: str, status_token_sha256: str | N
     if stage == plan.BAKE:  # what `classimage-provision finish-bake` runs once the bake is sealed
         written.append(WrittenFile(provision.IMAGE_CLEANUP, "0700", templating.render(
             "image-cleanup.sh.j2", state=tljh.STATE, proxy_secret=tljh.PROXY_SECRET, rules=tljh.PROXY_RULES,
-            user_env=tljh.USER_ENV, user_bin=tljh.USER_BIN, lib=provision.LIB, plan=provision.PLAN,
+            user_bin=tljh.USER_BIN, installer_log=tljh.INSTALLER_LOG, lib=provision.LIB, plan=provision.PLAN,
             hub_open=provision.HUB_OPEN)))
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))

@@ -1,4 +1,6 @@
-"""What the first-boot tests check on a test droplet, shared by test_firstboot*.py."""
+"""What the droplet tests share: droplets that run the real TLJH 2.0.0 (over the layer of stand-ins
+for its downloads, tests/tljh_downloads.py), specs with this network's settings, what "ready" means
+checked on the droplet itself, and a student's whole first class through the hub's proxy."""
 
 from __future__ import annotations
 
@@ -6,46 +8,59 @@ import contextlib
 import json
 import subprocess
 import threading
-import urllib.error
 import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import yaml
 from packaging.requirements import Requirement
 
+import course_repo
 import testdroplet
-from conftest import CASES, cli
-from classimage.cli import USER_DATA
-from classimage import droplet as layout
-from classimage import plan, spec, tljh
-from standin import serve
+import tljh_downloads
+from conftest import cli
+from hubclient import Browser, wait_for
+from classimage import artifacts, plan, provision, spec, tljh
 
-TEST_CA = CASES / "droplet" / "test-ca.pem"
-BOOT_DEADLINE = 900  # seconds for cloud-init to finish a first boot
+BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
+ADMIN_PASSWORD = "correct-horse-battery-staple"
 
 
-def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str = plan.FULL) -> tuple[str, Path]:
-    """The spec with this network's settings added, rendered by the CLI as an instructor would:
-    the user data of `stage` (full: the one-piece user data)."""
+def layers(image: Path) -> list[Path]:
+    """What a plain droplet stands on: the image, and over it the stand-ins for TLJH's downloads."""
+    return [image] if tljh_downloads.REAL else [tljh_downloads.layer(image), image]
+
+
+def spec_for(droplet: testdroplet.TestDroplet, source: Path | dict, ca: course_repo.TestCA | None = None) -> Path:
+    """The spec with what this network needs, set through the spec as on any campus network: the
+    proxy (the harness's tinyproxy), the CAs (the one that inspects TLS here, and the test CA of the
+    course repository), and where TLJH's bootstrap is (the stand-in serves it on loopback)."""
     data = yaml.safe_load(source.read_text()) if isinstance(source, Path) else json.loads(json.dumps(source))
     environment = data.get("environment") or {}
     if isinstance(source, Path) and environment.get("from_repo"):  # the copy lives elsewhere
         environment["from_repo"] = str((source.parent / environment["from_repo"]).resolve())
     network = data.setdefault("network", {})
     network["proxy"] = droplet.proxy.url
-    network["ca_certificates"] = testdroplet.host_extra_cas() + [TEST_CA.read_text()]
-    data.setdefault("tljh", {})["bootstrap_url"] = serve.URL
+    network["ca_certificates"] = testdroplet.host_extra_cas() + ([ca.certificate] if ca else [])
+    if not tljh_downloads.REAL:
+        data.setdefault("tljh", {})["bootstrap_url"] = tljh_downloads.BOOTSTRAP_URL
     path = droplet.workdir / "spec.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return path
+
+
+def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str = plan.FULL,
+               ca: course_repo.TestCA | None = None) -> tuple[str, Path]:
+    """The user data of `stage` for the spec (with this network's settings), rendered by the CLI as
+    an instructor renders it."""
+    path = spec_for(droplet, source, ca)
     out = droplet.workdir / "rendered"
     result = cli("render", str(path), "--out", str(out))
     assert result.returncode == 0, result.stderr.decode()
-    return (out / USER_DATA[stage]).read_text(), path
+    return (out / artifacts.USER_DATA[stage]).read_text(), path
 
 
-def boot(droplet, source, instance_id="i-first") -> tuple[dict, Path]:
-    user_data, spec_path = render_for(droplet, source)
+def boot(droplet, source, instance_id="i-first", ca=None) -> tuple[dict, Path]:
+    user_data, spec_path = render_for(droplet, source, ca=ca)
     droplet.seed(user_data, instance_id)
     droplet.boot()
     return droplet.wait_for_cloud_init(BOOT_DEADLINE), spec_path
@@ -53,42 +68,32 @@ def boot(droplet, source, instance_id="i-first") -> tuple[dict, Path]:
 
 def explain(droplet) -> str:
     """What to read when an assertion fails: our status, our log's tail, cloud-init's output tail."""
-    status = droplet.sh(f"{layout.RUNNER} status").stdout if droplet.nspawn else ""
-    log = droplet.path(layout.LOG)
-    output = droplet.path("/var/log/cloud-init-output.log")
-    tail = lambda p: "\n".join(p.read_text(errors="replace").splitlines()[-25:]) if p.exists() else "(none)"
-    return f"\n--- status\n{status}\n--- {layout.LOG}\n{tail(log)}\n--- cloud-init-output.log\n{tail(output)}"
+    status = droplet.sh(f"{provision.RUNNER} status").stdout if droplet.nspawn else ""
+    tail = lambda p: "\n".join(p.read_text(errors="replace").splitlines()[-40:]) if p.exists() else "(none)"
+    return (f"\n--- status\n{status}\n--- {provision.LOG}\n{tail(droplet.path(provision.LOG))}"
+            f"\n--- installer.log\n{tail(droplet.path('/opt/tljh/installer.log'))}"
+            f"\n--- cloud-init-output.log\n{tail(droplet.path('/var/log/cloud-init-output.log'))}")
 
 
-def records(droplet, name: str) -> list:
-    path = droplet.path(f"/opt/tljh/stand-in/{name}")
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+def browser(droplet) -> Browser:
+    return Browser(f"http://{droplet.ip}")
 
 
-def fetch(droplet, path: str, opener=None, data: dict | None = None, timeout=15):
-    """A request to the droplet's port 80 from the host, as a student's browser makes it."""
-    opener = opener or urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    body = urllib.parse.urlencode(data).encode() if data is not None else None
-    try:
-        with opener.open(f"http://{droplet.ip}{path}", data=body, timeout=timeout) as response:
-            return response.status, response.read().decode(), response.headers
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode(errors="replace"), error.headers
-    except urllib.error.URLError as error:  # nothing listens
-        return None, str(error.reason), {}
+def mode(droplet, inside: str) -> str:
+    return oct(droplet.path(inside).stat().st_mode & 0o777)
 
 
-def assert_ready(droplet, spec_path: Path, *, bootstraps: int = 1, first_boot_clean: bool = True) -> dict:
-    """Everything 'ready' means, checked on the droplet itself."""
+def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True) -> dict:
+    """Everything 'ready' means, checked on the droplet itself and through its proxy."""
     loaded = spec.load_file(spec_path)
     course = loaded.spec
     if first_boot_clean:
         result = droplet.read_json("/var/lib/cloud/data/result.json")
         assert result["v1"]["errors"] == [], result
-    status = droplet.read_json(layout.STATUS)
+    status = droplet.read_json(provision.STATUS)
     assert status["state"] == "ready", explain(droplet)
     assert status["spec_digest"] == loaded.digest
-    assert [s["name"] for s in status["steps"]] == [s.name for s in plan.steps(course)]
+    assert [s["name"] for s in status["steps"]] == [s.name for s in plan.steps(course, status["stage"])]
     for step in status["steps"]:
         assert step["state"] == "done" and step["seconds"] >= 0 and step["started"] <= step["finished"], step
     # apt: the prerequisites and the course's packages
@@ -96,26 +101,29 @@ def assert_ready(droplet, spec_path: Path, *, bootstraps: int = 1, first_boot_cl
     installed = droplet.sh("dpkg-query --show --showformat='${Package} ${db:Status-Abbrev}\\n' " + " ".join(packages))
     states = dict(line.split(maxsplit=1) for line in installed.stdout.splitlines())
     assert {name: states.get(name, "").strip() for name in packages} == {name: "ii" for name in packages}
-    # TLJH: bootstrapped once, at the pinned version, with the admins and the progress page
-    calls = records(droplet, "bootstrap-calls.jsonl")
-    assert len(calls) == bootstraps, calls
-    call = calls[-1]
-    admins = [w for a in course.hub.admins for w in ("--admin", a)]
-    assert call["argv"] == ["--version", course.tljh.version, "--show-progress-page", *admins]
-    assert call["version"] == course.tljh.version
-    assert call["proxy"] == course.network.proxy  # the bootstrap downloaded through the spec's proxy
-    # config.yaml: what the spec implies, valid for TLJH (the stand-in also refused anything invalid)
+    # TLJH itself, at the pinned version, installed by its own bootstrap
+    version = droplet.sh(f"{tljh.HUB_PYTHON} -c 'import importlib.metadata as m; "
+                         "print(m.version(\"the-littlest-jupyterhub\"))'", check=True).stdout.strip()
+    assert version == course.tljh.version
+    # config.yaml: what the spec implies (TLJH's installer rewrote it with its own YAML writer)
     written = yaml.safe_load(droplet.path(tljh.CONFIG_YAML).read_text())
     assert written == tljh.config(course)
-    tljh.check(written)
-    assert droplet.path(f"{tljh.CONFIG_D}/classimage.py").read_text() == tljh.jupyterhub_config(course)
-    # conda: one call with the spec's channels and packages
+    assert tljh.problems(written, course.tljh.version) == []
+    assert droplet.path(tljh.CLASSIMAGE_CONFIG).read_text() == tljh.jupyterhub_config(course)
+    # the modes TLJH sets and expects
+    assert mode(droplet, tljh.CONFIG_DIR) == mode(droplet, tljh.CONFIG_D) == "0o700"
+    assert mode(droplet, tljh.CLASSIMAGE_CONFIG) == mode(droplet, tljh.CONFIG_YAML) == "0o600"
+    assert mode(droplet, tljh.STATE) == "0o700"
+    writable = droplet.sh(f"find {tljh.USER_ENV} \\( -perm -o+w -o ! -user root \\) ! -type l | head -5").stdout
+    assert writable == "", f"the user environment is not TLJH's (root's, writable by nobody else):\n{writable}"
+    # conda: one install, into TLJH's user environment, with the spec's channels and packages
     conda = list(course.environment.conda.packages) + ([f"python={course.environment.python}"]
                                                        if course.environment.python else [])
-    if conda:
-        channels = list(course.environment.conda.channels)
-        assert records(droplet, "conda-calls.jsonl") == [{"tool": "mamba", "command": "install", "channels": channels,
-                                                          "packages": conda, "override_channels": False}]
+    if not tljh_downloads.REAL:
+        ours = [c for c in tljh_downloads.conda_calls(droplet.root) if c["command"] == "install" and not c["force_reinstall"]]
+        expected = [{"channels": list(course.environment.conda.channels), "packages": conda,
+                     "prefix": tljh.USER_ENV}] if conda else []
+        assert [{k: c[k] for k in ("channels", "packages", "prefix")} for c in ours] == expected
     # pip: every package importable from the user environment
     if course.environment.pip:
         wanted = [Requirement(r) for r in course.environment.pip]
@@ -129,45 +137,64 @@ def assert_ready(droplet, spec_path: Path, *, bootstraps: int = 1, first_boot_cl
         # As the course runs them: the underworld stack's lavavu needs a display, which its notebooks
         # get from Xvfb (the spec installs xvfb and xvfbwrapper for this).
         display = "xvfb-run --auto-servernum " if "xvfb" in course.environment.apt else ""
-        result = droplet.sh(f"{display}/opt/tljh/user/bin/python3 /var/tmp/import-probe.py")
+        result = droplet.sh(f"{display}{tljh.USER_BIN}/python3 /var/tmp/import-probe.py")
         assert result.returncode == 0, result.stderr
-    # the network settings: the course's CAs in the system store, pip and conda told about them
+    # the network settings: the course's CAs in the system store, pip told about the proxy
     bundle = droplet.path("/etc/ssl/certs/ca-certificates.crt").read_text()
     assert all(pem.strip() in bundle for pem in course.network.ca_certificates)
     assert f"proxy = {course.network.proxy}" in droplet.path("/etc/pip.conf").read_text()
-    # the hub answers, through the proxy on port 80, from outside the droplet
-    code, body, headers = fetch(droplet, "/hub/api")
-    assert code == 200 and "version" in json.loads(body) and headers["X-Served-By"] == "TLJH stand-in proxy"
-    assert fetch(droplet, "/hub/health")[0] == 200
+    # the hub answers through the real traefik on port 80, from outside the droplet, and is open
+    hub = browser(droplet)
+    api = hub.get("/hub/api")
+    assert api.code == 200 and "version" in json.loads(api.body), api
+    assert hub.get("/hub/health").code == 200
+    assert droplet.path(provision.HUB_OPEN).exists()
+    login = hub.get("/hub/login")
+    assert login.code == 200 and "being prepared" not in login.body, login
     # the provisioning status, as a health check reads it: through the hub's proxy, no log tails
-    code, body, _ = fetch(droplet, f"/services/{tljh.STATUS_SERVICE}/")
-    assert code == 200, body
-    assert json.loads(body)["state"] == "ready" and "log_tail" not in body
+    public = hub.get(provision.SERVICE_PATH)
+    assert public.code == 200, public
+    assert json.loads(public.body)["state"] == "ready" and "log_tail" not in public.body
     return status
 
 
 class ProgressWatcher(threading.Thread):
-    """Polls the droplet's port 80 during its first boot, keeping what answered."""
+    """Polls the droplet's port 80 during its first boot, keeping each change in what answers:
+    `nothing`, `classimage's page`, `proxy, no hub yet`, `hub, being prepared (signup CODE)`,
+    `hub, open`, or `other CODE`."""
 
     def __init__(self, droplet):
         super().__init__(daemon=True)
-        self.droplet, self.seen, self.stopped = droplet, [], threading.Event()
+        self.droplet, self.stopped = droplet, threading.Event()
+        self.seen: list[str] = []
+
+    def classify(self, client: Browser) -> str:
+        page = client.get("/hub/login", timeout=3)
+        if page.code is None:
+            return "nothing"
+        if page.code == 503 and "The class is being prepared" in page.body:
+            return "classimage's page"
+        if page.code == 404 and "404 page not found" in page.body:
+            return "proxy, no hub yet"
+        if page.code == 200 and "is being prepared: the server is still installing" in page.body:
+            return f"hub, being prepared (signup {client.get('/hub/signup', timeout=3).code})"
+        if page.code == 200:
+            return "hub, open"
+        return f"other {page.code}"
 
     def run(self):
+        client = browser(self.droplet)
         while not self.stopped.is_set():
-            try:
-                code, body, _ = fetch(self.droplet, "/", timeout=2)
-                if code:
-                    self.seen.append(body)
-            except OSError:  # e.g. a timeout while the port changes hands
-                pass
-            self.stopped.wait(0.3)
+            kind = self.classify(client)
+            if not self.seen or self.seen[-1] != kind:
+                self.seen.append(kind)
+            self.stopped.wait(0.5)
 
 
 def assert_failed(droplet, step: str, cloud_init: dict, *expected_output: str) -> dict:
     """Failure is visible: our status names the step with its log tail; cloud-init reports an error;
     nothing claims ready."""
-    status = droplet.read_json(layout.STATUS)
+    status = droplet.read_json(provision.STATUS)
     assert status["state"] == "failed" and status["failed_step"] == step, explain(droplet)
     failed = next(s for s in status["steps"] if s["name"] == step)
     assert failed["state"] == "failed" and failed["exit_code"] != 0
@@ -184,20 +211,98 @@ def assert_failed(droplet, step: str, cloud_init: dict, *expected_output: str) -
     return status
 
 
+def listening(droplet, port: int) -> bool:
+    return f":{port} " in droplet.sh("ss -Htln").stdout
+
+
+# -- a student's whole first class ----------------------------------------------------------------
+
+def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict:
+    """The instructor signs in; a student signs up and is refused until approved; the instructor
+    approves; the student signs in, gets a server (SystemdSpawner, Unix user jupyter-NAME, the
+    spec's limits on its unit), follows the launch link `classimage links` prints (the real
+    nbgitpuller pulls the course repository; the notebook is where the link opens), runs code that
+    imports a pip package from the spec; the culler runs with the spec's timeout."""
+    course = spec.load_file(spec_path).spec
+    password = "student-password-1"
+    admin = browser(droplet)
+    page = admin.sign_up(course.hub.admins[0], ADMIN_PASSWORD)
+    assert page.code == 200, page
+    page = admin.sign_in(course.hub.admins[0], ADMIN_PASSWORD)
+    home = admin.get("/hub/home")
+    assert home.code == 200 and "Authorize Users" in home.body, home
+
+    pupil = browser(droplet)
+    assert pupil.sign_up(student, password).code == 200
+    refused = pupil.sign_in(student, password)
+    assert "not been authorized" in refused.body or "authorized by an admin" in refused.body, refused
+    assert pupil.get("/hub/home").url.split("?")[0].endswith("/hub/login")
+    assert admin.get(f"/hub/authorize/{student}").code == 200  # the admin's "Authorize" button
+    signed_in = pupil.sign_in(student, password)
+    assert pupil.get("/hub/home").code == 200 and "/hub/login" not in pupil.get("/hub/home").url, signed_in
+
+    pupil.start_server(student)
+    unix = f"jupyter-{student}"
+    groups = droplet.sh(f"id -nG {unix}", check=True).stdout.split()
+    assert "jupyterhub-users" in groups and "jupyterhub-admins" not in groups
+    unit = droplet.sh(f"systemctl show {unix} -p ActiveState -p MemoryMax -p CPUQuotaPerSecUSec -p User",
+                      check=True).stdout
+    uid = droplet.sh(f"id -u {unix}", check=True).stdout.strip()
+    assert "ActiveState=active" in unit and f"User={uid}" in unit, unit
+    if course.hub.memory_limit:
+        from classimage import units
+        assert f"MemoryMax={units.memory_bytes(course.hub.memory_limit)}" in unit, unit
+    if course.hub.cpu_limit:
+        assert f"CPUQuotaPerSecUSec={int(course.hub.cpu_limit)}s" in unit, unit
+
+    found = json.loads(cli("links", str(spec_path), "--hub", f"http://{droplet.ip}", "--json").stdout)
+    content = found["content"][0]
+    page, events = pupil.follow_launch_link(content["link"])
+    assert events and events[-1]["phase"] == "finished", events
+    repo = course.content[0]
+    notebook = f"/home/{unix}/{repo.folder}/{repo.open}"
+    assert droplet.path(notebook).is_file(), droplet.sh(f"ls -la /home/{unix}").stdout
+    assert course_repo.MARKER in droplet.path(notebook).read_text()
+    owner = droplet.sh(f"stat -c %U {notebook}", check=True).stdout.strip()
+    assert owner == unix
+    # where the link sends the student after the pull: the notebook, opened
+    redirect = urllib.parse.parse_qs(urllib.parse.urlsplit(content["link"]).query)["urlpath"][0]
+    opened = pupil.get(f"/user/{student}/{redirect}")
+    assert opened.code == 200, opened
+    contents = pupil.api("GET", f"/user/{student}/api/contents/{repo.folder}/{repo.open}")
+    assert contents[0] == 200, contents
+
+    if course.environment.pip:
+        module = Requirement(course.environment.pip[0]).name.replace("-", "_")
+        printed = pupil.execute(student, f"import {module}, os; print({module}.__name__, os.getuid())")
+        assert printed.strip() == f"{module} {uid}", printed
+
+    code, services = admin.api("GET", "/hub/api/services")
+    assert code == 200, services
+    culler = services["cull-idle"]
+    if course.hub.idle_seconds:
+        assert f"--timeout={course.hub.idle_seconds}" in culler["command"], culler
+    assert "--cull-users" not in culler["command"]  # it would delete students' passwords
+    assert wait_for(lambda: "jupyterhub_idle_culler" in droplet.sh("ps -eo args").stdout, 60, "the culler runs")
+    return {"admin": admin, "student": pupil}
+
+
+# -- droplets for one test ------------------------------------------------------------------------
+
 @contextlib.contextmanager
 def droplets(image: Path, folder: Path):
-    """Make droplets (with the TLJH stand-in served in them); afterwards collect their logs and
-    leave nothing behind: no container, veth, proxy or process of theirs."""
+    """Make droplets; afterwards collect their logs and leave nothing behind: no container, veth,
+    proxy or process of theirs."""
     made: list[testdroplet.TestDroplet] = []
 
-    def make(name: str = "droplet", layers: list[Path] | None = None, stand_in: bool = True,
-             inspect_only: bool = False) -> testdroplet.TestDroplet:
-        """A droplet on the image, or on `layers` (a snapshot over the image); `inspect_only` adds
-        nothing to what it stands on (no cached packages, no stand-in)."""
-        droplet = testdroplet.TestDroplet(folder / name, layers or image, seed_downloads=not inspect_only)
-        stand_in = stand_in and not inspect_only
-        if stand_in:
-            serve.install(droplet.root)
+    def make(name: str = "droplet", stack: list[Path] | None = None, inspect_only: bool = False,
+             ca: course_repo.TestCA | None = None) -> testdroplet.TestDroplet:
+        """A droplet on the image with the downloads' stand-ins, or on `stack` (a snapshot over
+        them); with `ca`, the course repository is served inside it. `inspect_only` adds nothing to
+        what it stands on (no cached packages)."""
+        droplet = testdroplet.TestDroplet(folder / name, stack or layers(image), seed_downloads=not inspect_only)
+        if ca is not None:
+            course_repo.install(droplet.root, ca, droplet.workdir)
         made.append(droplet)
         return droplet
 

@@ -1,30 +1,30 @@
 """First boot, for real: rendered user data run by the real cloud-init in a booted test droplet
-(tests/testdroplet.py), with the TLJH stand-in (tests/standin/) served at the spec's bootstrap URL.
+(tests/testdroplet.py) running TLJH 2.0.0's own bootstrap and installer, with stand-ins only for
+what TLJH downloads from GitHub and anaconda hosts (tests/tljh_downloads.py).
 
-The specs are the examples plus what this network needs, set through the spec as on any campus
-network: network.proxy (the harness's tinyproxy), network.ca_certificates (the CA that inspects
-TLS here, and a test CA), and tljh.bootstrap_url. The tests that only look at a ready minimal
-droplet share one boot; the reboot test runs last on it.
+The specs are the examples and test cases plus what this network needs, set through the spec as on
+any campus network (network.proxy, network.ca_certificates, tljh.bootstrap_url). The journey tests
+share one droplet that boots from nothing; the reboot test runs last on it.
 """
 
 from __future__ import annotations
 
-import http.cookiejar
-import re
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
+import course_repo
 import testdroplet
 from conftest import CASES, REPO
-from firstboot import (BOOT_DEADLINE, ProgressWatcher, assert_ready, boot, droplets, explain, fetch, records,
-                       render_for)
-from classimage import droplet as layout
+from firstboot import (BOOT_DEADLINE, ProgressWatcher, assert_ready, boot, browser, droplets, explain, render_for,
+                       student_journey)
+from hubclient import wait_for
+from classimage import provision
 
 pytestmark = pytest.mark.droplet
+JOURNEY = CASES / "droplet" / "journey.yaml"
 
 
 @dataclass
@@ -32,15 +32,20 @@ class Booted:
     droplet: testdroplet.TestDroplet
     spec_path: Path
     cloud_init: dict
-    progress: list
+    seen: list[str]
+    seconds: float
 
 
 @pytest.fixture(scope="module")
-def minimal(image, tmp_path_factory):
-    with droplets(image, tmp_path_factory.mktemp("minimal")) as make:
-        droplet = make()
-        user_data, spec_path = render_for(droplet, REPO / "examples" / "minimal.yaml")
-        droplet.seed(user_data, "i-minimal")
+def first_class(image, tmp_path_factory):
+    """One droplet from nothing with the journey's spec, watched from outside while it provisions."""
+    folder = tmp_path_factory.mktemp("first-class")
+    ca = course_repo.TestCA(folder / "ca")
+    with droplets(image, folder) as make:
+        droplet = make(ca=ca)
+        user_data, spec_path = render_for(droplet, JOURNEY, ca=ca)
+        droplet.seed(user_data, "i-first-class")
+        started = time.monotonic()
         droplet.boot()
         watcher = ProgressWatcher(droplet)
         watcher.start()
@@ -49,63 +54,30 @@ def minimal(image, tmp_path_factory):
         finally:
             watcher.stopped.set()
             watcher.join()
-        yield Booted(droplet, spec_path, cloud_init, watcher.seen)
+        yield Booted(droplet, spec_path, cloud_init, watcher.seen, time.monotonic() - started)
 
 
-def test_minimal_example_boots_to_ready(minimal):
-    assert minimal.cloud_init["status"] == "done", explain(minimal.droplet)
-    status = assert_ready(minimal.droplet, minimal.spec_path)
+def test_a_class_boots_from_nothing_to_ready(first_class):
+    assert first_class.cloud_init["status"] == "done", explain(first_class.droplet)
+    status = assert_ready(first_class.droplet, first_class.spec_path)
     assert status["run"]["number"] == 1
-    # While TLJH installed, its progress page answered on port 80.
-    assert any("TLJH stand-in: installing" in body for body in minimal.progress), minimal.progress[-3:]
+    print(f"first class: boot to ready in {first_class.seconds:.0f} s")
 
 
-def test_students_sign_up_and_the_admin_approves_them(minimal):
-    """The auth settings work in the real JupyterHub with the real NativeAuthenticator: the admin is
-    approved at signup, sees the Authorize Users link (template_paths), approves a student, who can
-    then sign in (allow_all: JupyterHub 5 refuses everyone without it)."""
-    droplet = minimal.droplet
-
-    def browser():
-        return urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                           urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
-
-    def form(opener, path, fields):
-        code, page, _ = fetch(droplet, path, opener)
-        assert code == 200, page
-        token = re.search(r'name="_xsrf" value="([^"]+)"', page)
-        return fetch(droplet, path, opener, {**fields, **({"_xsrf": token.group(1)} if token else {})})
-
-    def sign_up(name, password):
-        code, page, _ = form(browser(), "/hub/signup", {"username": name, "signup_password": password,
-                                                        "signup_password_confirmation": password})
-        assert code == 200, page
-
-    def sign_in(name, password):
-        opener = browser()
-        code, page, _ = form(opener, "/hub/login", {"username": name, "password": password})
-        return opener, page
-
-    sign_up("instructor", "correct-horse-battery")
-    admin, page = sign_in("instructor", "correct-horse-battery")
-    code, home, _ = fetch(droplet, "/hub/home", admin)
-    assert code == 200 and "Authorize Users" in home, home[:2000]
-
-    sign_up("student1", "student-password-1")
-    _, page = sign_in("student1", "student-password-1")
-    assert "not been authorized" in page or "authorized by an admin" in page
-    assert fetch(droplet, "/hub/authorize/student1", admin)[0] == 200
-    student, page = sign_in("student1", "student-password-1")
-    code, home, _ = fetch(droplet, "/hub/home", student)
-    assert code == 200 and "student1" in home and "Authorize Users" not in home
-    # Too short a password is refused (minimum_password_length from the spec).
-    code, page, _ = form(browser(), "/hub/signup", {"username": "student2", "signup_password": "short",
-                                                    "signup_password_confirmation": "short"})
-    assert "at least 8" in page or "too short" in page.lower()
+def test_while_it_is_prepared_students_see_so(first_class):
+    """Before TLJH: classimage's page on port 80. Once TLJH's hub runs but the course's software is
+    still installing: the hub says the class is being prepared and takes no signups."""
+    seen = [kind for kind in first_class.seen if kind not in ("nothing", "proxy, no hub yet")]  # handovers
+    # classimage's page, the hub saying so (and taking no signups), then the open class; nothing else
+    assert seen == ["classimage's page", "hub, being prepared (signup 404)", "hub, open"], first_class.seen
 
 
-def test_metadata_service_is_closed_to_everyone_but_root(minimal):
-    droplet = minimal.droplet
+def test_a_students_first_class(first_class):
+    student_journey(first_class.droplet, first_class.spec_path)
+
+
+def test_metadata_service_is_closed_to_everyone_but_root(first_class):
+    droplet = first_class.droplet
     # A stand-in for the metadata service on its address inside the droplet (port 8080: the hub's
     # proxy holds port 80 on every local address; the guard's rule covers every port).
     droplet.sh("ip addr add 169.254.169.254/32 dev lo && mkdir -p /var/tmp/metadata && "
@@ -113,38 +85,31 @@ def test_metadata_service_is_closed_to_everyone_but_root(minimal):
                "--bind 169.254.169.254 --directory /var/tmp/metadata >/dev/null 2>&1 &)", check=True)
     # From the droplet's own address, as on a droplet (the metadata address is not local there).
     fetch = f"curl --silent --show-error --max-time 5 --interface {droplet.ip} http://169.254.169.254:8080/user-data"
-    for _ in range(20):
-        as_root = droplet.sh(fetch)
-        if as_root.returncode == 0:
-            break
-        time.sleep(0.5)
+    as_root = wait_for(lambda: (lambda r: r if r.returncode == 0 else None)(droplet.sh(fetch)), 10, "the stand-in answers")
     assert as_root.stdout == "user-data\n", as_root.stderr
     as_student = droplet.sh(fetch, user=65534)
     assert as_student.returncode == 7, as_student.stderr  # curl: could not connect (refused at once)
     assert as_student.stdout == ""
 
 
-def test_a_reboot_reruns_nothing(minimal):
+def test_a_reboot_reruns_nothing(first_class):
     """Last on the shared droplet: the same disk and instance-id boot again."""
-    droplet = minimal.droplet
-    before = droplet.path(layout.STATUS).read_bytes()
+    droplet = first_class.droplet
+    before = droplet.path(provision.STATUS).read_bytes()
     droplet.reboot()
     assert droplet.wait_for_cloud_init(120)["status"] == "done"
-    assert droplet.path(layout.STATUS).read_bytes() == before  # nothing re-ran, not even the status
-    assert len(records(droplet, "bootstrap-calls.jsonl")) == 1
-    deadline = time.monotonic() + 60  # the hub's units come back by themselves
-    while fetch(droplet, "/hub/health")[0] != 200 and time.monotonic() < deadline:
-        time.sleep(1)
-    assert fetch(droplet, "/hub/health")[0] == 200
+    assert droplet.path(provision.STATUS).read_bytes() == before  # nothing re-ran, not even the status
+    hub = browser(droplet)
+    wait_for(lambda: hub.get("/hub/api").code == 200, 90, "the hub's units come back by themselves")
+    assert "being prepared" not in hub.get("/hub/login").body
 
 
-def test_underworld_example_boots_to_ready(new_droplet):
+@pytest.mark.parametrize("example", ["minimal", "underworld"])
+def test_example_boots_to_ready(new_droplet, example):
     droplet = new_droplet()
-    cloud_init, spec_path = boot(droplet, REPO / "examples" / "underworld.yaml")
+    cloud_init, spec_path = boot(droplet, REPO / "examples" / f"{example}.yaml")
     assert cloud_init["status"] == "done", explain(droplet)
     assert_ready(droplet, spec_path)
-
-
 
 
 def test_environment_from_a_course_repository(new_droplet):
@@ -155,4 +120,5 @@ def test_environment_from_a_course_repository(new_droplet):
     assert cloud_init["status"] == "done", explain(droplet)
     status = assert_ready(droplet, spec_path)
     assert [s["name"] for s in status["steps"]][-3:] == ["post-build", "hub-reload", "hub-ready"]
-    assert "jupyter" in droplet.path(layout.LOG).read_text().split("run post-build", 1)[1]  # its output
+    assert "jupyter" in droplet.path(provision.LOG).read_text().split("run post-build", 1)[1]  # its output
+

@@ -1,6 +1,7 @@
-"""Bake once, boot in seconds: the bake user data on a build droplet, Packer's finishing command
-(finish-bake: seal and clean), the build droplet's disk kept as the "snapshot", then fresh
-droplets made from it with the boot user data. The hygiene checks read the image itself.
+"""Bake once, boot in seconds, on the real TLJH: the bake user data on a build droplet, Packer's
+finishing command (`classimage-provision finish-bake`: seal and clean), the build droplet's disk kept
+as the "snapshot", then fresh droplets made from it with the boot user data, one of which holds a
+student's first class. The hygiene checks read the image itself.
 """
 
 from __future__ import annotations
@@ -15,14 +16,16 @@ from pathlib import Path
 import pytest
 import yaml
 
+import course_repo
 import testdroplet
+import tljh_downloads
 from conftest import CASES
-from firstboot import BOOT_DEADLINE, assert_failed, droplets, explain, fetch, records, render_for
-from classimage import droplet as layout
-from classimage import plan, spec, tljh
+from firstboot import BOOT_DEADLINE, assert_failed, assert_ready, browser, droplets, explain, render_for, \
+    student_journey
+from classimage import plan, provision, spec, tljh
 
 pytestmark = pytest.mark.droplet
-BAKEABLE = CASES / "droplet" / "bakeable.yaml"
+BAKEABLE = CASES / "droplet" / "journey.yaml"
 
 
 def identity(droplet: testdroplet.TestDroplet) -> dict:
@@ -34,48 +37,48 @@ def identity(droplet: testdroplet.TestDroplet) -> dict:
 
 @dataclass
 class Baked:
-    layers: list[Path]
+    stack: list[Path]
     build_identity: dict
     finish: subprocess.CompletedProcess
     bake_status: dict
     spec_path: Path
     image: Path  # the snapshot, mounted for inspection (never booted)
     make: object  # makes more droplets in this module's folder
+    ca: course_repo.TestCA
 
 
 @pytest.fixture(scope="module")
 def baked(image, tmp_path_factory):
     folder = tmp_path_factory.mktemp("snapshot")
+    ca = course_repo.TestCA(folder / "ca")
     with droplets(image, folder) as make:
         builder = make("build")
-        user_data, spec_path = render_for(builder, BAKEABLE, plan.BAKE)
+        user_data, spec_path = render_for(builder, BAKEABLE, plan.BAKE, ca=ca)
         builder.seed(user_data, "i-build")
         builder.boot()
         assert builder.wait_for_cloud_init(BOOT_DEADLINE)["status"] == "done", explain(builder)
-        bake_status = builder.read_json(layout.STATUS)
-        fetch(builder, "/hub/signup")  # the build's hub answered: its secrets and database exist
+        bake_status = builder.read_json(provision.STATUS)
+        browser(builder).get("/hub/signup")  # the build's hub answered: its secrets and database exist
         build_identity = identity(builder)
-        finish = builder.sh(layout.FINISH_BAKE, timeout=600)  # what Packer's provisioner runs
+        finish = builder.sh(f"{provision.RUNNER} finish-bake", timeout=600)  # what Packer's provisioner runs
         builder.collect(folder / "build-logs")
-        layers = builder.snapshot(folder / "snapshot-layer")
-        inspect = make("inspect-snapshot", layers, inspect_only=True)
-        yield Baked(layers, build_identity, finish, bake_status, spec_path, inspect.root, make)
+        stack = builder.snapshot(folder / "snapshot-layer")
+        inspect = make("inspect-snapshot", stack, inspect_only=True)
+        yield Baked(stack, build_identity, finish, bake_status, spec_path, inspect.root, make, ca)
 
 
 def test_the_bake_succeeds_and_is_sealed(baked):
     assert baked.bake_status["state"] == "ready" and baked.bake_status["stage"] == plan.BAKE
     assert baked.finish.returncode == 0, baked.finish.stdout + baked.finish.stderr
-    image = json.loads((baked.image / layout.IMAGE.lstrip("/")).read_text())
+    image = json.loads((baked.image / provision.IMAGE.lstrip("/")).read_text())
     course = spec.load_file(baked.spec_path)
     assert image["bake_digest"] == plan.bake_digest(course.spec)
-    assert image["spec_digest"] == course.digest and image["course"]["slug"] == "baked"
+    assert image["spec_digest"] == course.digest and image["course"]["slug"] == course.spec.course.slug
     # The build droplet never had admins, and its hub let nobody sign up.
-    assert records_in(baked.image, "bootstrap-calls.jsonl")[0]["argv"] == ["--version", "2.0.0", "--show-progress-page"]
-
-
-def records_in(root: Path, name: str) -> list:
-    path = root / "opt/tljh/stand-in" / name
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    settings = yaml.safe_load((baked.image / tljh.CONFIG_YAML.lstrip("/")).read_text())
+    assert settings == tljh.lockdown(course.spec.tljh.version)
+    log = (baked.image / "opt/tljh/installer.log")
+    assert not log.exists() or log.stat().st_size == 0  # emptied with the other logs
 
 
 def test_the_image_passes_every_hygiene_check(baked):
@@ -123,11 +126,15 @@ def test_the_image_passes_every_hygiene_check(baked):
     check(not (root / "root/.cache").exists(), "pip's cache left")
     check(not list((root / "opt/tljh/user/pkgs").glob("*")) if (root / "opt/tljh/user/pkgs").exists() else True,
           "conda's package cache left")
-    check([c["command"] for c in records_in(root, "conda-calls.jsonl")][-1:] == ["clean"], "conda clean did not run")
+    if not tljh_downloads.REAL:
+        calls = [c["command"] for c in tljh_downloads.conda_calls(root)]
+        check(calls[-1:] == ["clean"], "conda clean did not run")
+    check(not (root / tljh.PROXY_RULES.lstrip("/")).exists(), "the proxy's rules (a hash of the build's secret) left")
+    check(not (root / provision.HUB_OPEN.lstrip("/")).exists(), "the build's class left open")
     check(not [line for line in (root / "etc/passwd").read_text().splitlines() if line.startswith("jupyter-")],
           "hub users' Unix accounts from the build")
     check(not (root / "opt/digitalocean").exists(), "DigitalOcean agent directory present")
-    check(not (root / layout.STATUS.lstrip("/")).exists(), "the bake's status file left")
+    check(not (root / provision.STATUS.lstrip("/")).exists(), "the bake's status file left")
     ufw = (root / "etc/ufw/ufw.conf").read_text()
     rules = (root / "etc/ufw/user.rules").read_text()
     check("ENABLED=yes" in ufw, "firewall (ufw) not enabled")
@@ -142,40 +149,46 @@ def test_the_image_passes_every_hygiene_check(baked):
 
 @pytest.fixture(scope="module")
 def made_from_snapshot(baked):
-    """Two droplets made from the snapshot: one with the boot user data of the baked spec, one of
-    a spec whose software differs (it must warn, and still come up)."""
+    """Two droplets made from the snapshot: one with the boot user data of the baked spec (and the
+    course repository, for a student's first class), one of a spec whose software differs (it must
+    warn, and still come up)."""
     made = {}
     other = yaml.safe_load(BAKEABLE.read_text())
     other["environment"]["pip"].append("xvfbwrapper")
     for name, source in (("first", BAKEABLE), ("other-spec", other)):
-        droplet = baked.make(name, baked.layers, stand_in=False)
-        user_data, _ = render_for(droplet, source, plan.BOOT)
+        droplet = baked.make(name, baked.stack, ca=baked.ca)
+        user_data, spec_path = render_for(droplet, source, plan.BOOT, ca=baked.ca)
         droplet.seed(user_data, f"i-{name}", hostname=name)
         started = time.monotonic()
         droplet.boot()
         cloud_init = droplet.wait_for_cloud_init(BOOT_DEADLINE)
-        made[name] = (droplet, cloud_init, time.monotonic() - started)
+        made[name] = (droplet, cloud_init, time.monotonic() - started, spec_path)
     return made
 
 
 def test_droplets_from_the_snapshot_come_up_ready(made_from_snapshot, baked):
-    for name, (droplet, cloud_init, seconds) in made_from_snapshot.items():
+    for name, (droplet, cloud_init, seconds, spec_path) in made_from_snapshot.items():
         assert cloud_init["status"] == "done", explain(droplet)
-        status = droplet.read_json(layout.STATUS)
+        status = assert_ready(droplet, spec_path) if name == "first" else droplet.read_json(provision.STATUS)
         assert status["state"] == "ready" and status["stage"] == plan.BOOT, explain(droplet)
-        assert status["image"]["bake_digest"] == json.loads((baked.image / layout.IMAGE.lstrip("/")).read_text())["bake_digest"]
-        assert fetch(droplet, "/hub/api")[0] == 200
+        assert status["image"]["bake_digest"] == json.loads((baked.image / provision.IMAGE.lstrip("/")).read_text())["bake_digest"]
         settings = yaml.safe_load(droplet.path(tljh.CONFIG_YAML).read_text())
         assert settings["users"]["admin"] == ["instructor"]  # the boot user data brought the admins
-        assert len(records(droplet, "bootstrap-calls.jsonl")) == 1  # nothing reinstalled: the bake's only
+        installs = droplet.path("/opt/tljh/installer.log")
+        assert not installs.exists() or "Running TLJH installer" not in installs.read_text()  # nothing reinstalled
         print(f"{name}: boot to ready in {seconds:.1f} s")
-    warnings = [droplet.path(layout.LOG).read_text().count("baked from a different spec")
-                for droplet, _, _ in made_from_snapshot.values()]
+    warnings = [droplet.path(provision.LOG).read_text().count("baked from a different spec")
+                for droplet, *_ in made_from_snapshot.values()]
     assert warnings[0] == 0 and warnings[1] >= 1
 
 
+def test_a_students_first_class_on_a_droplet_from_the_snapshot(made_from_snapshot):
+    droplet, _, _, spec_path = made_from_snapshot["first"]
+    student_journey(droplet, spec_path)
+
+
 def test_each_droplet_has_its_own_identity_and_none_of_the_builds(made_from_snapshot, baked):
-    identities = [identity(droplet) for droplet, _, _ in made_from_snapshot.values()]
+    identities = [identity(droplet) for droplet, *_ in made_from_snapshot.values()]
     assert all(value for key, value in baked.build_identity.items() if key != "cookie-secret"), baked.build_identity
     for key in ("ssh", "machine-id", "proxy-secret", "cookie-secret"):
         values = [ident[key] for ident in identities]
@@ -191,4 +204,4 @@ def test_boot_user_data_on_a_plain_droplet_fails_clearly(new_droplet):
     droplet.boot()
     cloud_init = droplet.wait_for_cloud_init(BOOT_DEADLINE)
     assert_failed(droplet, "image-check", cloud_init, "not made from one")
-    assert records(droplet, "bootstrap-calls.jsonl") == []
+    assert not droplet.path("/opt/tljh/hub/bin/python3").exists()  # nothing was installed

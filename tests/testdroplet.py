@@ -87,7 +87,7 @@ def run(argv: list[str], *, timeout: float = 600, **kwargs) -> subprocess.Comple
 
 
 @contextlib.contextmanager
-def _locked(path: Path, blocking: bool = True):
+def locked(path: Path, blocking: bool = True):
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -100,7 +100,7 @@ def image(recipe: Recipe = Recipe(), log=print) -> Path:
     rootfs = home / "rootfs"
     if rootfs.is_dir():
         return rootfs
-    with _locked(CACHE / f"{recipe.key}.lock"):
+    with locked(CACHE / f"{recipe.key}.lock"):
         if rootfs.is_dir():
             return rootfs
         building = home / f"rootfs.building-{os.getpid()}"

@@ -1,0 +1,210 @@
+"""A student's or instructor's browser, for tests against a hub through its proxy: cookies,
+JupyterHub 5's xsrf tokens, the NativeAuthenticator forms, the REST API, what nbgitpuller's page does
+in JavaScript (an EventSource on its API, with the values the page carries), and a kernel's
+websocket (execute code, read what it prints)."""
+
+from __future__ import annotations
+
+import asyncio
+import http.cookiejar
+import json
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from html.parser import HTMLParser
+
+
+class Page:
+    def __init__(self, code: int | None, body: str, headers, url: str):
+        self.code, self.body, self.headers, self.url = code, body, headers, url
+
+    def __repr__(self) -> str:
+        return f"<{self.code} {self.url}: {self.body[:300]!r}>"
+
+
+class Browser:
+    def __init__(self, base: str):
+        self.base = base.rstrip("/")
+        self.jar = http.cookiejar.CookieJar()
+        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
+                                                  urllib.request.HTTPCookieProcessor(self.jar))
+
+    # -- plain HTTP ------------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, *, form: dict | None = None, body: bytes | None = None,
+                headers: dict | None = None, timeout: float = 30) -> Page:
+        url = path if path.startswith("http") else self.base + path
+        data = body
+        headers = dict(headers or {})
+        if form is not None:
+            form = dict(form)
+            token = self.xsrf(urllib.parse.urlsplit(url).path)
+            if token:
+                form.setdefault("_xsrf", token)
+            data = urllib.parse.urlencode(form).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
+        try:
+            with self.opener.open(request, timeout=timeout) as response:
+                return Page(response.status, response.read().decode(errors="replace"), response.headers,
+                            response.geturl())
+        except urllib.error.HTTPError as error:
+            return Page(error.code, error.read().decode(errors="replace"), error.headers, error.geturl())
+        except urllib.error.URLError as error:
+            return Page(None, str(error.reason), {}, url)
+
+    def get(self, path: str, **kwargs) -> Page:
+        return self.request("GET", path, **kwargs)
+
+    def post(self, path: str, form: dict, **kwargs) -> Page:
+        return self.request("POST", path, form=form, **kwargs)
+
+    def xsrf(self, path: str) -> str | None:
+        """The _xsrf cookie whose path is the longest prefix of `path` (JupyterHub 5 sets one for
+        /hub/ and one for each /user/NAME/)."""
+        best = None
+        for cookie in self.jar:
+            if cookie.name == "_xsrf" and path.startswith(cookie.path) and (
+                    best is None or len(cookie.path) > len(best.path)):
+                best = cookie
+        return best.value if best else None
+
+    def api(self, method: str, path: str, data: dict | None = None, timeout: float = 30) -> tuple[int | None, object]:
+        headers = {"Accept": "application/json"}
+        token = self.xsrf(path)
+        if token:
+            headers["X-XSRFToken"] = token
+        body = None
+        if data is not None:
+            body = json.dumps(data).encode()
+            headers["Content-Type"] = "application/json"
+        page = self.request(method, path, body=body, headers=headers, timeout=timeout)
+        try:
+            return page.code, json.loads(page.body) if page.body else None
+        except ValueError:
+            return page.code, page.body
+
+    # -- the hub ---------------------------------------------------------------------------------
+
+    def sign_up(self, name: str, password: str) -> Page:
+        self.get("/hub/signup")
+        return self.post("/hub/signup", {"username": name, "signup_password": password,
+                                         "signup_password_confirmation": password})
+
+    def sign_in(self, name: str, password: str) -> Page:
+        self.get("/hub/login")
+        return self.post("/hub/login", {"username": name, "password": password})
+
+    def start_server(self, name: str, timeout: float = 120) -> dict:
+        self.get("/hub/home")  # sets the hub's _xsrf cookie
+        code, body = self.api("POST", f"/hub/api/users/{name}/server")
+        assert code in (201, 202, 400), (code, body)  # 400: already running
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, model = self.api("GET", f"/hub/api/users/{name}")
+            server = (model or {}).get("servers", {}).get("", {}) if code == 200 else {}
+            if server.get("ready"):
+                self.get(f"/user/{name}/api/status")  # visiting the server sets its own _xsrf cookie
+                self.get(f"/user/{name}/lab")
+                return server
+            if code == 200 and not server.get("pending") and not server:
+                raise AssertionError(f"the server of {name} stopped: {model}")
+            time.sleep(1)
+        raise AssertionError(f"the server of {name} was not ready within {timeout:.0f}s")
+
+    # -- nbgitpuller -----------------------------------------------------------------------------
+
+    def follow_launch_link(self, link: str, timeout: float = 120) -> tuple[Page, list[dict]]:
+        """Open a launch link, then do what nbgitpuller's page does in JavaScript: call its API
+        (an event stream) with the values the page carries, until the pull finishes or fails."""
+        page = self.get(link)
+        assert page.code == 200 and "/git-pull" in page.url, page
+        data = body_data(page.body)
+        query = {"_xsrf": data["xsrf"], "repo": data["repo"], "targetpath": data["targetpath"]}
+        if data.get("depth"):
+            query["depth"] = data["depth"]
+        if data.get("branch"):
+            query["branch"] = data["branch"]
+        stream = self.get(f"{data['base-url']}git-pull/api?{urllib.parse.urlencode(query)}", timeout=timeout)
+        events = [json.loads(line[len("data:"):]) for line in stream.body.splitlines() if line.startswith("data:")]
+        return page, events
+
+    # -- a kernel --------------------------------------------------------------------------------
+
+    def execute(self, name: str, code: str, timeout: float = 60) -> str:
+        """Start a kernel on NAME's server, run `code`, return what it printed (or its error)."""
+        status, kernel = self.api("POST", f"/user/{name}/api/kernels", {"name": "python3"})
+        assert status == 201, (status, kernel)
+        try:
+            return asyncio.run(self._execute(name, kernel["id"], code, timeout))
+        finally:
+            self.api("DELETE", f"/user/{name}/api/kernels/{kernel['id']}")
+
+    async def _execute(self, name: str, kernel: str, code: str, timeout: float) -> str:
+        from tornado.httpclient import HTTPRequest
+        from tornado.websocket import websocket_connect
+
+        url = self.base.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel}/channels"
+        cookies = "; ".join(f"{c.name}={c.value}" for c in self.jar)
+        request = HTTPRequest(url, headers={"Cookie": cookies, "X-XSRFToken": self.xsrf(f"/user/{name}/") or ""})
+        connection = await asyncio.wait_for(websocket_connect(request), timeout)
+        message_id = uuid.uuid4().hex
+        await connection.write_message(json.dumps({
+            "header": {"msg_id": message_id, "username": name, "session": uuid.uuid4().hex, "msg_type":
+                       "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}}))
+        printed = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            raw = await asyncio.wait_for(connection.read_message(), deadline - time.monotonic())
+            if raw is None:
+                break
+            message = json.loads(raw)
+            if message.get("parent_header", {}).get("msg_id") != message_id:
+                continue
+            kind, content = message["msg_type"], message["content"]
+            if kind == "stream":
+                printed.append(content["text"])
+            elif kind == "error":
+                printed.append(f"{content['ename']}: {content['evalue']}")
+            elif kind == "status" and content["execution_state"] == "idle":
+                break
+        connection.close()
+        return "".join(printed)
+
+
+class _BodyData(HTMLParser):
+    def __init__(self):
+        super().__init__()
+        self.data: dict[str, str] = {}
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "body":  # URL-encoded, as nbgitpuller's page script reads them (decodeURIComponent)
+            self.data = {name[len("data-"):]: urllib.parse.unquote(value) for name, value in attrs
+                         if name.startswith("data-")}
+
+
+def body_data(page: str) -> dict[str, str]:
+    parser = _BodyData()
+    parser.feed(page)
+    return parser.data
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 1):
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(interval)
+
+
+def text_of(page: Page) -> str:
+    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.body))
