@@ -3,6 +3,8 @@ deterministic, so a spec that cannot render writes nothing and the CLI only writ
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from classimage import packer, plan, userdata
 from classimage.spec import Loaded
 
@@ -14,9 +16,11 @@ PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
 PACKER = "packer"
 
 
-def render(loaded: Loaded, status_token_sha256: str | None = None) -> dict[str, str]:
-    """{relative path: text}: the user data of every stage and the Packer template."""
-    files = {USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, status_token_sha256)
+def render(loaded: Loaded, admin_hashes: Mapping[str, str | None] | None = None,
+           status_token_sha256: str | None = None) -> dict[str, str]:
+    """{relative path: text}: the user data of every stage and the Packer template. `admin_hashes`:
+    the bcrypt hash of each admin's password (classimage.admins); an admin without one is reserved."""
+    files = {USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, admin_hashes, status_token_sha256)
              for stage in plan.STAGES}
     files.update({f"{PACKER}/{name}": text for name, text in packer.files(loaded.spec).items()})
     return files

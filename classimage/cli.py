@@ -1,5 +1,6 @@
 """The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
-spec, render what the droplet needs, build a snapshot, share the links, explain a key.
+spec, set the admins' passwords, render what the droplet needs, build a snapshot, share the links,
+explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
 2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
@@ -8,6 +9,7 @@ DigitalOcean token), 3 Packer failed."""
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import sys
@@ -19,8 +21,8 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import __version__, artifacts, links, packer, plan, reference, spec, userdata, workflows
-from classimage.problems import SpecError
+from classimage import __version__, admins, artifacts, links, packer, plan, reference, spec, userdata, workflows
+from classimage.problems import Problem, SpecError
 
 OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
 
@@ -46,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     except userdata.TooLarge as error:
         print(f"classimage: {error} (shorten the package lists); nothing written", file=sys.stderr)
         return INVALID
-    except (links.LinkError, workflows.WorkflowError) as error:
+    except (links.LinkError, workflows.WorkflowError, admins.AdminError) as error:
         print(f"classimage: {error}", file=sys.stderr)
         return USAGE
     except packer.PackerError as error:
@@ -72,11 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     validate.set_defaults(handler=_validate)
 
+    password = verbs.add_parser("admin-password", help="set an admin's password (only its hash is kept)")
+    password.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    password.add_argument("--admin", action="append", metavar="NAME",
+                          help="the admin (repeatable; default: every admin in hub.admins)")
+    how = password.add_mutually_exclusive_group()
+    how.add_argument("--generate", action="store_true", help="make a strong password and print it once")
+    how.add_argument("--stdin", action="store_true", help="read the password(s) from standard input, one per line")
+    password.set_defaults(handler=_admin_password)
+
     render = verbs.add_parser("render", help="write the user data (one-piece, bake, boot) and the Packer template")
     render.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
     render.add_argument("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults")
     render.add_argument("--admin", action="append", metavar="NAME",
-                        help="with --repo: an admin's hub user name (repeatable; default: instructor)")
+                        help="with --repo: an admin's hub user name (repeatable; required)")
     render.add_argument("--workflows", metavar="DIR",
                         help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
                              "DIR is the course repository holding the spec")
@@ -122,8 +133,20 @@ def _validate(args) -> int:
     return OK
 
 
-def _render_into(args, loaded: spec.Loaded) -> Path:
-    files = artifacts.render(loaded)
+def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
+    """The admins' password hashes, with a warning for each admin who has none yet."""
+    hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
+    for index, name in enumerate(loaded.spec.hub.admins):
+        if hashes[name] is None:
+            print(Problem(loaded.line(("hub", "admins", index)), f"hub.admins[{index}]", f"{name!r} has no password yet: the account is reserved, so "
+                          f"no one can claim it, and no one can sign in as {name} either",
+                          f"run `python -m classimage admin-password {filename}`, then render again",
+                          warning=True).format(filename), file=sys.stderr)
+    return hashes
+
+
+def _render_into(args, loaded: spec.Loaded, filename: str) -> Path:
+    files = artifacts.render(loaded, _admin_hashes(loaded, filename))
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
     _write(out, files)
     for stage, name in artifacts.USER_DATA.items():
@@ -138,7 +161,10 @@ def _render(args) -> int:
     if args.repo:
         if args.spec:
             raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
-        loaded = spec.for_repo(Path(args.repo), args.admin or ["instructor"])
+        if not args.admin:
+            raise UsageError("--repo needs --admin NAME: the hub user name you will sign in with (an admin "
+                             "can approve students and has sudo on the server, so it is never a guessable default)")
+        loaded = spec.for_repo(Path(args.repo), args.admin)
         for warning in loaded.warnings:
             print(warning.format(args.repo), file=sys.stderr)
         course = loaded.spec.course
@@ -154,11 +180,11 @@ def _render(args) -> int:
             raise UsageError("--workflows needs a SPEC in the course repository: the workflows validate and build it")
         flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
     if args.stdout:
-        text = artifacts.render(loaded)[artifacts.ONE_PIECE]
+        text = artifacts.render(loaded, _admin_hashes(loaded, args.spec or args.repo))[artifacts.ONE_PIECE]
         sys.stdout.write(text)
         print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK
-    _render_into(args, loaded)
+    _render_into(args, loaded, args.spec or args.repo)
     if flows:
         for name in _write(Path(args.workflows), flows):
             print(f"wrote {name}", file=sys.stderr)
@@ -176,7 +202,7 @@ def _build(args) -> int:
             "(DigitalOcean control panel > API > Generate New Token), e.g. `export "
             f"{packer.TOKEN}=dop_v1_...`; it is read from the environment only, never written to a file. "
             "Nothing was built (--dry-run validates without one)")
-    out = _render_into(args, loaded)
+    out = _render_into(args, loaded, args.spec)
     folder = out / artifacts.PACKER
     what = packer.validate(folder, packer=packer.find())
     print(f"packer validate: {what} is valid", file=sys.stderr)
@@ -191,6 +217,45 @@ def _build(args) -> int:
         print(snapshot)
         print(f"snapshot {snapshot} is ready: create droplets from it with {out / artifacts.USER_DATA[plan.BOOT]} "
               "as their user data", file=sys.stderr)
+    return OK
+
+
+def _admin_password(args) -> int:
+    loaded = _load(args.spec)
+    course = loaded.spec
+    names = args.admin or list(course.hub.admins)
+    unknown = [name for name in names if name not in course.hub.admins]
+    if unknown:
+        raise UsageError(f"{', '.join(unknown)} not in hub.admins of {args.spec} ({', '.join(course.hub.admins)})")
+    if not (args.generate or args.stdin or sys.stdin.isatty()):
+        raise UsageError("no terminal to ask for a password: use --generate, or --stdin with one password per line")
+    lines = sys.stdin.read().splitlines() if args.stdin else []
+    if args.stdin and len(lines) != len(names):
+        raise UsageError(f"--stdin needs {len(names)} line(s), one password per admin ({', '.join(names)})")
+    hashes, shown = {}, []
+    for number, name in enumerate(names):
+        if args.generate:
+            password = admins.generate()
+            shown.append((name, password))
+        elif args.stdin:
+            password = lines[number]
+        else:
+            password = getpass.getpass(f"password for {name}: ")
+            if getpass.getpass(f"the same again, for {name}: ") != password:
+                raise UsageError("the two passwords differ; nothing was changed")
+        weak = admins.weakness(password, name, course.hub.auth.min_password_length)
+        if weak:
+            raise UsageError(f"that password for {name} will not do: {weak}; nothing was changed "
+                             "(--generate makes a strong one)")
+        hashes[name] = admins.hash_password(password)
+    path = admins.save(course.course.slug, hashes)
+    for name, password in shown:
+        print(f"{name}: {password}")
+    if shown:
+        print("shown once: keep it in your password manager (only its hash is stored)", file=sys.stderr)
+    print(f"stored the hash of each password in {path} (not in the course repository). Render again: "
+          "the user data carries the hashes, and a droplet takes them when it is created. For a workflow, "
+          f"put that file's text in the secret {admins.ENVIRONMENT}.", file=sys.stderr)
     return OK
 
 

@@ -9,10 +9,12 @@ the stages it belongs to. The one-piece, bake and boot user data render this one
 from __future__ import annotations
 
 import hashlib
+import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from classimage import network, provision, templating, tljh
+from classimage import hubaccounts, network, provision, templating, tljh
 from classimage.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
@@ -34,6 +36,7 @@ class File:
     path: str
     content: str
     mode: str = "0644"
+    compressed: bool = False  # classimage's own programs, the same for every course: gzip+base64
 
     @property
     def staged(self) -> str:
@@ -59,10 +62,13 @@ class Step:
 
 
 def _step(name: str, title: str, stages: set[str], *, check: bool = False,
-          files: tuple[tuple[str, str, str], ...] = (), when: str = provision.ONCE, timeout: int = 1800,
-          template: str | None = None, **values: object) -> Step:
+          files: tuple[tuple[str, str, str], ...] = (), programs: tuple[tuple[str, str], ...] = (),
+          when: str = provision.ONCE, timeout: int = 1800, template: str | None = None, **values: object) -> Step:
+    """A step from its template(s); `files` (path, content, mode) and `programs` (path, source of
+    one of classimage's own modules, shipped compressed) are what it installs."""
     template = template or name
-    staged = tuple(File(name, path, content, mode) for path, content, mode in files)
+    staged = tuple(File(name, path, content, mode) for path, content, mode in files) + \
+        tuple(File(name, path, content, "0644", compressed=True) for path, content in programs)
     return Step(
         name=name,
         title=title,
@@ -75,8 +81,9 @@ def _step(name: str, title: str, stages: set[str], *, check: bool = False,
     )
 
 
-def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
-    """The steps of `stage`, in order; `stage=None`: every step of every stage (for documentation)."""
+def steps(spec: Spec, stage: str | None = FULL, admin_hashes: Mapping[str, str | None] | None = None) -> list[Step]:
+    """The steps of `stage`, in order; `stage=None`: every step of every stage (for documentation).
+    `admin_hashes`: the bcrypt hash of each admin's password (an admin without one is reserved)."""
     if stage is not None and stage not in STAGES:
         raise ValueError(f"no stage {stage!r}")
     env = spec.environment
@@ -114,7 +121,7 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
         every.append(_step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", {variant}, check=True,
                            url=spec.tljh.bootstrap_url, version=spec.tljh.version, hub_python=tljh.HUB_PYTHON,
                            commit=tljh.is_commit(spec.tljh.version), page_pid=provision.PROGRESS_PAGE_PID,
-                           args=tljh.bootstrap_args(spec, with_admins=variant == FULL)))
+                           args=tljh.bootstrap_args(spec)))
     conda = env.conda.packages + ((f"python={env.python}",) if env.python else ())
     if conda:
         channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
@@ -130,6 +137,11 @@ def steps(spec: Spec, stage: str | None = FULL) -> list[Step]:
     every += [
         _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
               secret=tljh.PROXY_SECRET),
+        # After the software, before the class opens: nobody can claim an admin's name meanwhile.
+        _step("hub-accounts", "Make the admins' accounts", {FULL, BOOT}, hub_python=tljh.HUB_PYTHON,
+              state=tljh.STATE, program=provision.HUB_ACCOUNTS, plan=provision.HUB_ACCOUNTS_PLAN,
+              programs=((provision.HUB_ACCOUNTS, inspect.getsource(hubaccounts)),),
+              files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),)),
         _step("hub-reload", "Restart the proxy and hub with the course's settings", {FULL, BOOT},
               when=provision.AFTER_CHANGES, timeout=HUB_WAIT + 60, hub_open=provision.HUB_OPEN, wait=HUB_WAIT,
               page_pid=provision.PROGRESS_PAGE_PID),

@@ -69,6 +69,8 @@ METADATA_GUARD = LIB + "/metadata-guard"
 METADATA_GUARD_UNIT = "/etc/systemd/system/classimage-metadata-guard.service"
 IMAGE_CLEANUP = LIB + "/image-cleanup"
 POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
+HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
+HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
 CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
 
 # The status over HTTP: the hub runs `serve-status` as a service, public at this path.

@@ -10,7 +10,7 @@ import dataclasses
 import hashlib
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
@@ -25,6 +25,10 @@ class Loaded:
     spec: model.Spec
     warnings: tuple[Problem, ...]
     digest: str  # sha256 of the resolved spec: same course, same digest, whatever the comments
+    document: yamlsource.Document | None = field(default=None, compare=False, repr=False)  # for lines
+
+    def line(self, path: tuple) -> int:
+        return self.document.line(path) if self.document else 0
 
 
 def load_file(path: str | Path) -> Loaded:
@@ -53,7 +57,7 @@ def load_bytes(raw: bytes, filename: str) -> Loaded:
             raise SpecError(filename, errors)
     spec = model.build(model.Spec, data)
     warnings = SpecError(filename, problems).problems  # in report order
-    return Loaded(spec=spec, warnings=tuple(warnings), digest=digest(spec))
+    return Loaded(spec=spec, warnings=tuple(warnings), digest=digest(spec), document=document)
 
 
 def for_repo(repo: Path, admins: list[str]) -> Loaded:

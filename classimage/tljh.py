@@ -6,7 +6,9 @@ is written.
 
 from __future__ import annotations
 
+import json
 import re
+from collections.abc import Mapping
 
 import jsonschema
 import yaml
@@ -24,6 +26,9 @@ PRIVATE_DIRS = (CONFIG_DIR, CONFIG_D)
 STATE = f"{PREFIX}/state"
 PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secret, made at install
 PROXY_RULES = f"{STATE}/rules/rules.toml"  # the hub writes it: routes, and a hash of the proxy secret
+DATABASE = f"sqlite:///{STATE}/jupyterhub.sqlite"  # the hub's (TLJH runs it in the state folder)
+FIRST_USE_PASSWORDS = f"{STATE}/passwords.dbm"  # FirstUseAuthenticator's
+ACCOUNTS_RECORD = f"{STATE}/classimage-admins.json"  # which admin password classimage last set
 INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_ENV = f"{PREFIX}/user"
@@ -101,7 +106,11 @@ def _auth(auth: Auth) -> dict:
                 "seconds_before_next_try": auth.lockout.seconds,
             },
         }
-    return {"type": FIRST_USE, FIRST_USE.rsplit(".", 1)[1]: {"min_password_length": auth.min_password_length}}
+    # TLJH defaults FirstUseAuthenticator.create_users to false: only names already in the hub's
+    # database could sign in. A first-use class lets any new name in; an allowed-users class, only
+    # the listed names (which the hub puts in its database).
+    return {"type": FIRST_USE, FIRST_USE.rsplit(".", 1)[1]: {"min_password_length": auth.min_password_length,
+                                                              "create_users": auth.method == "first-use"}}
 
 
 def problems(settings: dict, version: str) -> list[str]:
@@ -154,6 +163,7 @@ def jupyterhub_config(spec: Spec) -> str:
     return templating.render(
         "jupyterhub_config.py.j2",
         native=spec.hub.auth.method == "signup",
+        first_use=spec.hub.auth.method != "signup",
         environment=network.environment(spec),
         hub_open=provision.HUB_OPEN,
         course=spec.course.name,
@@ -164,12 +174,18 @@ def jupyterhub_config(spec: Spec) -> str:
     )
 
 
-def bootstrap_args(spec: Spec, with_admins: bool = True) -> list[str]:
-    """The bootstrap's flags: the pinned version and one --admin per admin (names only: no
-    password ever goes into user data; none at all on the build droplet). Not TLJH's
+def accounts_plan(spec: Spec, hashes: Mapping[str, str | None]) -> str:
+    """What classimage/hubaccounts.py makes on the droplet: the admins' accounts, with the hashes
+    of their passwords (None: reserved, with a password nobody knows)."""
+    method = "native" if spec.hub.auth.method == "signup" else "first-use"
+    plan = {"method": method, "database": DATABASE, "passwords": FIRST_USE_PASSWORDS, "record": ACCOUNTS_RECORD,
+            "admins": {name: hashes.get(name) for name in spec.hub.admins}}
+    return json.dumps(plan, indent=2) + "\n"
+
+
+def bootstrap_args(spec: Spec) -> list[str]:
+    """The bootstrap's flags: the pinned version. No --admin: config.yaml names the admins already
+    (TLJH keeps it), and their accounts are classimage's to make (hubaccounts.py). Not TLJH's
     --show-progress-page: classimage serves its own page (TLJH's fetches a favicon from GitHub,
     fatally, and outlives a failed install on port 80)."""
-    args = ["--version", spec.tljh.version]
-    for admin in spec.hub.admins if with_admins else ():
-        args += ["--admin", admin]
-    return args
+    return ["--version", spec.tljh.version]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from classimage import __version__, network, plan, provision, templating, tljh
@@ -61,9 +62,10 @@ def runner() -> str:
     return inspect.getsource(provision)
 
 
-def files(spec: Spec, spec_digest: str, stage: str, status_token_sha256: str | None = None) -> list[WrittenFile]:
+def files(spec: Spec, spec_digest: str, stage: str, admin_hashes: Mapping[str, str | None] | None = None,
+          status_token_sha256: str | None = None) -> list[WrittenFile]:
     """Everything the user data of `stage` writes, in order."""
-    steps = plan.steps(spec, stage)
+    steps = plan.steps(spec, stage, admin_hashes)
     document = plan_document(spec, spec_digest, steps, stage, status_token_sha256)
     written = [
         # The same program for every course, and over half the user data as text: compressed.
@@ -81,18 +83,19 @@ def files(spec: Spec, spec_digest: str, stage: str, status_token_sha256: str | N
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:
             written.append(WrittenFile(script_path(number, step, "check.sh"), "0700", step.check))
-        written += [WrittenFile(f.staged, "0600", f.content) for f in step.files]
+        written += [WrittenFile(f.staged, "0600", f.content, f.compressed) for f in step.files]
     return written
 
 
-def render(spec: Spec, spec_digest: str, stage: str = plan.FULL, status_token_sha256: str | None = None) -> str:
+def render(spec: Spec, spec_digest: str, stage: str = plan.FULL, admin_hashes: Mapping[str, str | None] | None = None,
+           status_token_sha256: str | None = None) -> str:
     """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
-    made from the snapshot)."""
+    made from the snapshot). `admin_hashes`: each admin's password hash (none: reserved)."""
     text = templating.render(
         "user-data.yaml.j2",
         version=__version__,
         stage=stage,
-        files=files(spec, spec_digest, stage, status_token_sha256),
+        files=files(spec, spec_digest, stage, admin_hashes, status_token_sha256),
         runcmd=[provision.RUNNER, "run"],
         status=provision.STATUS,
         log=provision.LOG,

@@ -17,6 +17,13 @@ EXAMPLES = sorted((REPO / "examples").glob("*.yaml"))
 sys.path.insert(0, str(REPO))
 
 
+@pytest.fixture(autouse=True)
+def _own_secret_store(tmp_path_factory, monkeypatch):
+    """No test reads or writes the user's own admin password store (~/.config/classimage)."""
+    monkeypatch.setenv("CLASSIMAGE_SECRETS", str(tmp_path_factory.mktemp("secrets")))
+    monkeypatch.delenv("CLASSIMAGE_ADMIN_HASHES", raising=False)
+
+
 def pytest_addoption(parser):
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite expected files under tests/cases from the current output (review the diff!)")

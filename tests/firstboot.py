@@ -5,6 +5,7 @@ checked on the droplet itself, and a student's whole first class through the hub
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import subprocess
 import threading
@@ -19,10 +20,16 @@ import testdroplet
 import tljh_downloads
 from conftest import cli
 from hubclient import Browser, wait_for
-from classimage import artifacts, plan, provision, spec, tljh
+from classimage import admins, artifacts, plan, provision, spec, tljh
 
 BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
 ADMIN_PASSWORD = "correct-horse-battery-staple"
+
+
+@functools.cache
+def admin_hash() -> str:
+    """What `classimage admin-password` keeps of ADMIN_PASSWORD (one hash for the whole run)."""
+    return admins.hash_password(ADMIN_PASSWORD)
 
 
 def layers(image: Path) -> list[Path]:
@@ -51,10 +58,12 @@ def spec_for(droplet: testdroplet.TestDroplet, source: Path | dict, ca: course_r
 def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str = plan.FULL,
                ca: course_repo.TestCA | None = None) -> tuple[str, Path]:
     """The user data of `stage` for the spec (with this network's settings), rendered by the CLI as
-    an instructor renders it."""
+    an instructor renders it, once every admin's password is set (ADMIN_PASSWORD)."""
     path = spec_for(droplet, source, ca)
     out = droplet.workdir / "rendered"
-    result = cli("render", str(path), "--out", str(out))
+    names = spec.load_file(path).spec.hub.admins
+    hashes = json.dumps({name: admin_hash() for name in names})
+    result = cli("render", str(path), "--out", str(out), env={admins.ENVIRONMENT: hashes})
     assert result.returncode == 0, result.stderr.decode()
     return (out / artifacts.USER_DATA[stage]).read_text(), path
 
@@ -225,10 +234,18 @@ def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict
     imports a pip package from the spec; the culler runs with the spec's timeout."""
     course = spec.load_file(spec_path).spec
     password = "student-password-1"
+    name = course.hub.admins[0]
+    # A student races for the admin's name: the account exists already, so the signup fails, and
+    # the student's password opens nothing.
+    racer = browser(droplet)
+    claim = racer.sign_up(name, password)
+    assert "already in use" in claim.body, claim
+    racer.sign_in(name, password)
+    assert racer.get("/hub/home").url.split("?")[0].endswith("/hub/login")
+    assert racer.api("GET", "/hub/api/users")[0] in (401, 403)
+    # The instructor signs in with the password whose hash the user data carried: no signup.
     admin = browser(droplet)
-    page = admin.sign_up(course.hub.admins[0], ADMIN_PASSWORD)
-    assert page.code == 200, page
-    page = admin.sign_in(course.hub.admins[0], ADMIN_PASSWORD)
+    admin.sign_in(name, ADMIN_PASSWORD)
     home = admin.get("/hub/home")
     assert home.code == 200 and "Authorize Users" in home.body, home
 
@@ -284,7 +301,22 @@ def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict
         assert f"--timeout={course.hub.idle_seconds}" in culler["command"], culler
     assert "--cull-users" not in culler["command"]  # it would delete students' passwords
     assert wait_for(lambda: "jupyterhub_idle_culler" in droplet.sh("ps -eo args").stdout, 60, "the culler runs")
+    assert_hash_unreadable(droplet, admin_hash(), unix)
     return {"admin": admin, "student": pupil}
+
+
+def assert_hash_unreadable(droplet, hashed: str, user: str) -> None:
+    """No file a student's Unix account can read holds an admin's password hash (user data and the
+    hub's database are root's). Searches, as that account, every file it can read but the installed
+    software (Python libraries, /usr) and devices."""
+    uid = int(droplet.sh(f"id -u {user}", check=True).stdout)
+    skip = " ".join(f"--exclude-dir={name}" for name in ("proc", "sys", "dev", "usr", "site-packages", "node_modules",
+                                                           "share"))
+    found = droplet.sh(f"grep -rlsF -D skip {skip} -- {hashed[-20:]!r} / 2>/dev/null; true", user=uid,
+                       timeout=300).stdout
+    assert found == "", f"{user} can read an admin's hash in: {found}"
+    root_found = droplet.sh(f"grep -rlsF -- {hashed[-20:]!r} /opt/tljh/state /var/lib/cloud/instance", timeout=60).stdout
+    assert root_found, "the search found nothing even as root: it would find nothing anywhere"
 
 
 # -- droplets for one test ------------------------------------------------------------------------

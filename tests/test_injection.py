@@ -73,7 +73,7 @@ def sandbox_run(tmp_path_factory):
         pytest.fail("bubblewrap (bwrap) is needed: apt-get install bubblewrap (.ci/run does)")
     root = tmp_path_factory.mktemp("sandbox")
     lib, opt, record, canary, bin_dir = (root / n for n in ("lib", "opt", "record", "canary", "bin"))
-    for folder in (lib, record, canary, bin_dir, opt / "tljh/user/bin", opt / "tljh/hub/bin"):
+    for folder in (lib, record, canary, bin_dir, opt / "tljh/user/bin", opt / "tljh/hub/bin", opt / "tljh/state"):
         folder.mkdir(parents=True)
     for target in [bin_dir / c for c in COMMANDS] + [opt / "tljh/user/bin" / c for c in ("pip", "mamba")] \
             + [opt / "tljh/hub/bin/python3", lib / Path(provision.METADATA_GUARD).relative_to(provision.LIB)]:
@@ -134,8 +134,9 @@ def test_hostile_strings_arrive_as_single_arguments(sandbox_run):
     (curl,) = calls(recorded, "curl")[:1]
     assert curl[-1] == HOSTILE[5]
     bootstrap = [argv for argv in calls(recorded, "python3") if argv and argv[0].endswith("tljh-bootstrap.py")]
-    admins = [w for a in many for w in ("--admin", a)]
-    assert bootstrap == [[bootstrap[0][0], "--version", HOSTILE[0], *admins]]
+    assert bootstrap == [[bootstrap[0][0], "--version", HOSTILE[0]]]
+    # The admins' names reach the hub's Python as data (a JSON file), never as words of a command.
+    assert calls(recorded, "python3")[-1] == [provision.HUB_ACCOUNTS, provision.HUB_ACCOUNTS_PLAN]
     # The apt check asks dpkg about each hostile name, verbatim.
     asked = [argv[-1] for argv in calls(recorded, "dpkg-query")]
     assert asked == [*plan.PREREQUISITES, *many]
@@ -154,6 +155,8 @@ def test_hostile_values_stay_data_in_the_other_languages(tmp_path):
         assert step.run in [entry["content"] for entry in files.values()]
     settings_yaml = yaml.safe_load(files[plan.File("hub-config", tljh.CONFIG_YAML, "").staged]["content"])
     assert settings_yaml["users"]["admin"] == list(HOSTILE)
+    accounts = json.loads(files[plan.File("hub-accounts", provision.HUB_ACCOUNTS_PLAN, "").staged]["content"])
+    assert list(accounts["admins"]) == list(dict.fromkeys(HOSTILE))
     hub_config = tmp_path / "classimage.py"
     hub_config.write_text(files[plan.File("hub-config", f"{tljh.CONFIG_D}/classimage.py", "").staged]["content"])
     probe = ("import json, sys\nfrom traitlets.config import Config\nc = Config()\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -33,12 +34,14 @@ def test_instructor_commands_work(tmp_path):
     first, *rest = bash_blocks()
     render = first.split("&&", 1)[1].split("\n", 1)[0].strip()
     script = "set -euo pipefail\n" + render + "\n" + "".join(rest)
-    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home"),
+           "CLASSIMAGE_SECRETS": os.environ["CLASSIMAGE_SECRETS"]}
     python = shutil.which("python3")
     script = script.replace("python -m classimage", f"{python} -m classimage")
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "build" / "user-data.yaml").read_text().startswith("#cloud-config")
+    assert not (tmp_path / "home").exists()  # the admin's hash went to the store named for the test
 
 
 def test_step_table_lists_the_steps_in_order_with_their_stages():

@@ -40,5 +40,5 @@ def test_render_takes_a_spec_or_a_repository(tmp_path):
     assert cli("render").returncode == 2
     both = cli("render", str(CASES / "repos" / "root-files" / "spec.yaml"), "--repo", str(tmp_path))
     assert both.returncode == 2 and b"not both" in both.stderr
-    missing = cli("render", "--repo", str(tmp_path / "nope"), "--out", str(tmp_path / "out"))
+    missing = cli("render", "--repo", str(tmp_path / "nope"), "--admin", "teacher", "--out", str(tmp_path / "out"))
     assert missing.returncode == 1 and b"is not a folder" in missing.stderr  # the defaults' from_repo

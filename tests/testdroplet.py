@@ -256,8 +256,11 @@ class TestDroplet:
     # -- seed and boot ---------------------------------------------------------------------------
 
     def seed(self, user_data: str, instance_id: str, hostname: str = "droplet") -> None:
+        """The user data, where NoCloud reads it: root's only, as DigitalOcean's metadata service
+        is on a droplet whose user data closes it to everyone but root."""
         seed = self.root / "var/lib/cloud/seed/nocloud"
         seed.mkdir(parents=True, exist_ok=True)
+        seed.chmod(0o700)
         (seed / "user-data").write_text(user_data)
         (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
         (seed / "network-config").write_text(

@@ -11,9 +11,9 @@ c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgithub.com%2Forg%2Fnotes.g
 # states and times only. The hub runs it; TLJH may have listed its own services already.
 c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})
 
-# Until classimage has installed the course's software (and made the admins' accounts), the hub
-# says the class is being prepared, takes no signups, and starts no student's server. The last
-# provisioning step opens the class and restarts the hub.
+# Until classimage has installed the course's software and made the admins' accounts, the hub says
+# the class is being prepared, lets no one claim a name, and starts no student's server. The last
+# provisioning steps open the class and restart the hub.
 PREPARING = ('Géologie 101: la Terre' + " is being prepared: the server is still installing the course's "
              "software. Please come back in a few minutes.")
 HUB_OPEN = '/var/lib/classimage/hub-open'
@@ -27,3 +27,8 @@ def _wait_until_ready(spawner):
 c.Spawner.pre_spawn_hook = _wait_until_ready
 if not os.path.exists(HUB_OPEN):
     c.JupyterHub.template_vars = {"announcement": PREPARING}
+    # FirstUseAuthenticator keeps the first password typed for a name in its database: keep every
+    # name out of that database (admins too) until the admins' passwords are in place.
+    c.FirstUseAuthenticator.create_users = False
+    c.Authenticator.admin_users = set()
+    c.Authenticator.allowed_users = set()

@@ -17,9 +17,9 @@ c.Spawner.environment.update({'http_proxy': 'http://proxy.example.edu:3128', 'ht
 # states and times only. The hub runs it; TLJH may have listed its own services already.
 c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})
 
-# Until classimage has installed the course's software (and made the admins' accounts), the hub
-# says the class is being prepared, takes no signups, and starts no student's server. The last
-# provisioning step opens the class and restarts the hub.
+# Until classimage has installed the course's software and made the admins' accounts, the hub says
+# the class is being prepared, lets no one claim a name, and starts no student's server. The last
+# provisioning steps open the class and restart the hub.
 PREPARING = ('Campus' + " is being prepared: the server is still installing the course's "
              "software. Please come back in a few minutes.")
 HUB_OPEN = '/var/lib/classimage/hub-open'
