@@ -45,7 +45,7 @@ def parse(text: str, where: str) -> dict[str, str]:
     if not isinstance(data, dict):
         raise AdminError(f"{where} must map admin names to bcrypt hashes")
     for name, hashed in data.items():
-        if not isinstance(name, str) or not isinstance(hashed, str) or not BCRYPT.match(hashed):
+        if not isinstance(name, str) or not isinstance(hashed, str) or not BCRYPT.fullmatch(hashed):
             raise AdminError(f"{where}: {name!r} does not map to a bcrypt hash ($2b$12$...); "
                              "set it again with `python -m classimage admin-password SPEC`")
     return data

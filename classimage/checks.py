@@ -5,6 +5,7 @@ release the spec pins. They run on data that may still be invalid, so every look
 from __future__ import annotations
 
 import ipaddress
+import re
 
 from packaging.requirements import InvalidRequirement, Requirement
 
@@ -36,12 +37,9 @@ def problems(document: Document) -> list[Problem]:
                 seen[name] = item_path
 
     for item_path, item in document.strings(("environment", "pip")):
-        try:
-            Requirement(item)
-        except InvalidRequirement as error:
-            reason = str(error).splitlines()[0]
-            at(item_path, f"{short(item)} is not a pip requirement: {reason}",
-               "write one requirement such as lavavu or jupytext>=1.16; pip options are not allowed here")
+        problem = requirement_problem(item)
+        if problem:
+            at(item_path, *problem)
 
     hostname = document.get(("https", "hostname"))
     if isinstance(hostname, str):
@@ -77,31 +75,36 @@ def problems(document: Document) -> list[Problem]:
     if isinstance(version, str):
         problems.extend(_tljh_release(document, version))
 
-    idle = document.get(("hub", "idle_timeout"))
-    try:
-        if isinstance(idle, str) and idle != "never" and units.seconds(idle) < 60:
-            at(("hub", "idle_timeout"), f"{idle!r} is shorter than a minute; students would lose their "
-               "servers while reading", "use at least 1m, e.g. 30m")
-    except ValueError:
-        pass  # the schema's pattern reports it
+    for path, shortest, longest, fix in (
+            (("hub", "idle_timeout"), 60, 365 * 86400, "use at least 1m and at most 365d, e.g. 30m"),
+            (("hub", "auth", "lockout", "duration"), 1, 30 * 86400, "use at most 30d, e.g. 10m")):
+        duration = document.get(path)
+        try:
+            seconds = units.seconds(duration) if isinstance(duration, str) else None
+        except ValueError:
+            continue  # the schema's pattern reports it
+        if seconds is not None and seconds < shortest:
+            at(path, f"{duration!r} is shorter than {'a minute' if shortest == 60 else 'a second'}; students "
+               "would lose their servers while reading" if shortest == 60 else f"{duration!r} is no time at all", fix)
+        elif seconds is not None and seconds > longest:
+            at(path, f"{duration!r} is longer than anyone waits", fix)
     memory = document.get(("hub", "memory_limit"))
     if isinstance(memory, str):
         try:
-            if units.memory_bytes(memory) < 128 << 20:
-                at(("hub", "memory_limit"), f"{memory!r} is too little for a notebook server",
-                   "use at least 256M, e.g. 1G")
+            size = units.memory_bytes(memory)
         except ValueError:
-            pass  # the schema's pattern reports it
+            size = None  # the schema's pattern reports it
+        if size is not None and size < 128 << 20:
+            at(("hub", "memory_limit"), f"{memory!r} is too little for a notebook server", "use at least 256M, e.g. 1G")
+        elif size is not None and size > 1 << 40:
+            at(("hub", "memory_limit"), f"{memory!r} is more memory than any droplet has",
+               "give what one student's server may use, e.g. 2G")
 
     folders: dict = {}
     content = data.get("content")
     for i, repo in enumerate(content if isinstance(content, list) else []):
         if not isinstance(repo, dict):
             continue
-        opened = repo.get("open")
-        if isinstance(opened, str) and ".." in opened.split("/"):
-            at(("content", i, "open"), f"{short(opened)} leaves the repository",
-               "write a path inside the repository, without ..")
         url = repo.get("url")
         if isinstance(url, str):
             folder = model.ContentRepo(url=url, branch=None, open=None).folder
@@ -126,7 +129,7 @@ def _tljh_release(document: Document, version: str) -> list[Problem]:
     if version not in tljh.SCHEMAS and not tljh.is_commit(version):
         return [Problem(document.line(where), format_path(where), f"{short(version)} is a TLJH release this "
                         f"classimage does not know", f"write {' or '.join(map(repr, tljh.SCHEMAS))}, or pin a "
-                        "40-character commit")] if tljh.RELEASE.match(version) else []
+                        "40-character commit")] if tljh.RELEASE.fullmatch(version) else []
     cpu = document.get(("hub", "cpu_limit"))
     if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
         validator = jsonschema.Draft7Validator(tljh.schema(version))
@@ -136,3 +139,21 @@ def _tljh_release(document: Document, version: str) -> list[Problem]:
                             f"(its limits.cpu is an integer), not {cpu}",
                             "write a whole number such as 1 or 2, or null for no limit")]
     return []
+
+
+def requirement_problem(item: str) -> tuple[str, str] | None:
+    """(what, fix) when `item` is not one pip requirement, or None."""
+    try:
+        Requirement(item)
+        return None
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0]
+    vcs = re.fullmatch(r"^(git|hg|svn|bzr)\+[a-z]+://\S+?/([A-Za-z0-9._-]+?)(\.git)?(@\S*)?$", item)
+    if vcs:
+        return (f"{short(item)} is a bare URL, not a pip requirement",
+                f"name the package: write `{vcs.group(2)} @ {item}`")
+    if item.startswith("-"):
+        return (f"{short(item)} is a pip option, not a requirement",
+                "write one requirement per item, such as jupytext>=1.16; options are not allowed here")
+    return (f"{short(item)} is not a pip requirement: {reason}",
+            "write one requirement such as lavavu or jupytext>=1.16")

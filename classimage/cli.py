@@ -21,7 +21,8 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import __version__, admins, artifacts, links, packer, plan, reference, spec, userdata, workflows
+from classimage import (__version__, admins, artifacts, links, packer, plan, reference, spec, userdata, workflows,
+                        yamlsource)
 from classimage.problems import Problem, SpecError
 
 OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
@@ -40,14 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         for problem in error.problems:
             print(problem.format(error.filename), file=sys.stderr)
         errors = sum(not p.warning for p in error.problems)
-        print(f"{error.filename}: {errors} problem(s); nothing written", file=sys.stderr)
+        print(f"{yamlsource.shown(error.filename)}: {errors} problem(s); nothing written", file=sys.stderr)
         return INVALID
     except UsageError as error:
         print(f"classimage: {error}", file=sys.stderr)
         return USAGE
-    except userdata.TooLarge as error:
-        print(f"classimage: {error} (shorten the package lists); nothing written", file=sys.stderr)
-        return INVALID
     except (links.LinkError, workflows.WorkflowError, admins.AdminError) as error:
         print(f"classimage: {error}", file=sys.stderr)
         return USAGE
@@ -118,10 +116,10 @@ def _parser() -> argparse.ArgumentParser:
 def _load(path: str) -> spec.Loaded:
     try:
         loaded = spec.load_file(path)
-    except (FileNotFoundError, IsADirectoryError, PermissionError) as error:
-        raise UsageError(f"cannot read {path}: {error.strerror}") from None
+    except yamlsource.NotAFile as error:
+        raise UsageError(f"cannot read {yamlsource.shown(path)}: {error} (give the course spec's YAML file)") from None
     except OSError as error:
-        raise UsageError(f"cannot read {path}: {error}") from None
+        raise UsageError(f"cannot read {yamlsource.shown(path)}: {error.strerror or error}") from None
     for warning in loaded.warnings:
         print(warning.format(path), file=sys.stderr)
     return loaded
@@ -129,8 +127,21 @@ def _load(path: str) -> spec.Loaded:
 
 def _validate(args) -> int:
     loaded = _load(args.spec)
-    print(f"{args.spec}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
+    _artifacts(loaded, args.spec, admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug))
+    print(f"{yamlsource.shown(args.spec)}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
     return OK
+
+
+def _artifacts(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None]) -> dict[str, str]:
+    """Everything render writes, in memory: what validate also decides (so a spec that validates
+    renders), with the one limit only rendering can tell (the user data's size) as a problem."""
+    try:
+        return artifacts.render(loaded, hashes)
+    except userdata.TooLarge as error:
+        where = ("environment",)
+        raise SpecError(filename, [Problem(loaded.line(where, key=True), "environment", str(error),
+                                           "list fewer packages: a few that depend on the rest install the same")]) \
+            from None
 
 
 def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
@@ -146,7 +157,7 @@ def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
 
 
 def _render_into(args, loaded: spec.Loaded, filename: str) -> Path:
-    files = artifacts.render(loaded, _admin_hashes(loaded, filename))
+    files = _artifacts(loaded, filename, _admin_hashes(loaded, filename))
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
     _write(out, files)
     for stage, name in artifacts.USER_DATA.items():
@@ -180,7 +191,8 @@ def _render(args) -> int:
             raise UsageError("--workflows needs a SPEC in the course repository: the workflows validate and build it")
         flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
     if args.stdout:
-        text = artifacts.render(loaded, _admin_hashes(loaded, args.spec or args.repo))[artifacts.ONE_PIECE]
+        filename = args.spec or args.repo
+        text = _artifacts(loaded, filename, _admin_hashes(loaded, filename))[artifacts.ONE_PIECE]
         sys.stdout.write(text)
         print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK

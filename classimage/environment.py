@@ -12,12 +12,11 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import jsonschema
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from classimage import resources, yamlsource
-from classimage.problems import Problem, SpecError, short
+from classimage import resources, schemaerrors, yamlsource
+from classimage.problems import Problem, SpecError, describe, short
 from classimage.yamlsource import Document, format_path
 
 CONFIG_FOLDERS = ("binder", ".binder")
@@ -74,7 +73,7 @@ def read(repo: Path) -> RepoEnvironment:
     found.folder = folders[0] if folders else repo
     for name, reader in READERS:
         path = found.folder / name
-        if path.is_file():
+        if path.exists() or path.is_symlink():
             reader(path, found)
     for name, error, why, fix in UNSUPPORTED:
         if (found.folder / name).exists():
@@ -82,12 +81,30 @@ def read(repo: Path) -> RepoEnvironment:
     return found
 
 
+MAX_FILE = 256 * 1024  # no binder file is larger; anything larger is not one
+
+
+def _text(path: Path, found: RepoEnvironment) -> str | None:
+    """A binder file's text, or None (and a problem) when it cannot be one: not a regular file
+    (a FIFO, a device), too large, not UTF-8."""
+    try:
+        raw = yamlsource.read_file(path, MAX_FILE)
+        if len(raw) > MAX_FILE:
+            found.problems.append(Problem(0, "", f"is more than {MAX_FILE // 1024} KiB",
+                                          "a binder file lists packages: is this the right file?", file=str(path)))
+            return None
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        found.problems.append(Problem(0, "", "is not UTF-8 text", "save it as UTF-8 text", file=str(path)))
+    except OSError as error:
+        found.problems.append(Problem(0, "", f"cannot read it: {error.strerror or error}", "", file=str(path)))
+    return None
+
+
 def _lines(path: Path, found: RepoEnvironment):
     """(line number, text) of a line-per-item file, without comments and blank lines."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        found.problems.append(Problem(0, "", f"cannot read it: {error}", "save it as UTF-8 text", file=str(path)))
+    text = _text(path, found)
+    if text is None:
         return
     for number, line in enumerate(text.splitlines(), 1):
         line = line.split("#", 1)[0].strip()
@@ -96,35 +113,47 @@ def _lines(path: Path, found: RepoEnvironment):
 
 
 def _environment_yml(path: Path, found: RepoEnvironment) -> None:
+    text = _text(path, found)
+    if text is None:
+        return
     try:
-        document = yamlsource.load(path.read_bytes(), str(path))
+        document = yamlsource.load(text.encode(), str(path))
     except SpecError as error:
         found.problems.extend(_in_file(p, str(path)) for p in error.problems)
         return
-    except OSError as error:
-        found.problems.append(Problem(0, "", f"cannot read it: {error}", "", file=str(path)))
-        return
+    found.problems.extend(_in_file(p, str(path)) for p in document.problems)
     data = document.data
 
     def bad(where, message, fix):
         found.problems.append(Problem(document.line(where), yamlsource.format_path(where), message, fix, file=str(path)))
 
-    for i, channel in enumerate(data.get("channels") or []):
+    def listed(key: str, example: str) -> list:
+        value = data.get(key)
+        if value is None or isinstance(value, list):
+            return value or []
+        bad((key,), f"is {describe(value)}, not a list", f"write one item per line, e.g. `{key}:` then `  - {example}`")
+        return []
+
+    for i, channel in enumerate(listed("channels", "conda-forge")):
         if isinstance(channel, str):
             found.channels.append(Item(channel, str(path), document.line(("channels", i))))
         else:
             bad(("channels", i), "is not a channel name", "write channel names such as conda-forge")
-    for i, dependency in enumerate(data.get("dependencies") or []):
+    for i, dependency in enumerate(listed("dependencies", "numpy")):
         where = ("dependencies", i)
         if isinstance(dependency, dict) and list(dependency) == ["pip"] and isinstance(dependency["pip"], list):
             for j, requirement in enumerate(dependency["pip"]):
-                found.pip.append(Item(str(requirement), str(path), document.line(where + ("pip", j))))
+                if isinstance(requirement, str):
+                    found.pip.append(Item(requirement, str(path), document.line(where + ("pip", j))))
+                else:
+                    bad(where + ("pip", j), f"is {describe(requirement)}, not a pip requirement",
+                        "write a requirement such as jupytext, in quotes if YAML would read it as something else")
         elif isinstance(dependency, str):
             name = re.split(r"[ =<>!~]", dependency, maxsplit=1)[0]
             if name == "pip":
                 continue  # the user environment has pip
             if name == "python":
-                version = re.match(r"^python\s*=?=\s*(3\.[0-9]{1,2})(\.\*)?$", dependency)
+                version = re.fullmatch(r"^python\s*=?=\s*(3\.[0-9]{1,2})(\.\*)?$", dependency)
                 if not version:
                     bad(where, f"{dependency!r}: classimage pins Python as major.minor",
                         "write python=3.11, or leave Python out")
@@ -133,7 +162,8 @@ def _environment_yml(path: Path, found: RepoEnvironment) -> None:
                 continue
             found.conda.append(Item(dependency, str(path), document.line(where)))
         else:
-            bad(where, "is neither a package nor a pip: list", "write `- numpy` or `- pip: [jupytext]`")
+            bad(where, f"is {describe(dependency)}: neither a package nor a pip: list",
+                "write `- numpy` or `- pip: [jupytext]`")
     unknown = set(data) - {"name", "channels", "dependencies", "prefix", "variables"}
     for key in sorted(unknown):
         bad((key,), "is not read (classimage takes channels and dependencies)", "remove it if it does not matter")
@@ -157,7 +187,7 @@ def _apt_txt(path: Path, found: RepoEnvironment) -> None:
 
 def _runtime_txt(path: Path, found: RepoEnvironment) -> None:
     for number, line in _lines(path, found):
-        match = _RUNTIME.match(line)
+        match = _RUNTIME.fullmatch(line)
         if match:
             _set_python(found, Item(match.group(1), str(path), number))
         elif line.startswith("r-") or line.startswith("julia"):
@@ -171,10 +201,9 @@ def _runtime_txt(path: Path, found: RepoEnvironment) -> None:
 
 
 def _post_build(path: Path, found: RepoEnvironment) -> None:
-    try:
-        found.post_build = Item(path.read_text(encoding="utf-8"), str(path), 1)
-    except (OSError, UnicodeDecodeError) as error:
-        found.problems.append(Problem(0, "", f"cannot read it: {error}", "save it as UTF-8 text", file=str(path)))
+    text = _text(path, found)
+    if text is not None:
+        found.post_build = Item(text, str(path), 1)
 
 
 def _set_python(found: RepoEnvironment, item: Item) -> None:
@@ -248,7 +277,8 @@ def pip_name(requirement: str) -> str:
 
 
 def conda_name(spec: str) -> str:
-    return re.split(r"[ =<>!~]", spec, maxsplit=1)[0].lower()
+    """The package a conda MatchSpec names (`conda-forge::numpy>=1` -> numpy)."""
+    return re.split(r"[ =<>!~]", spec.rsplit("::", 1)[-1], maxsplit=1)[0].lower()
 
 
 def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, list[Problem]]:
@@ -269,16 +299,15 @@ def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, l
     if found.python:
         rules.append(([found.python], items("python")))
     for listed, rule in rules:
-        validator = jsonschema.Draft202012Validator(rule)
+        validator = schemaerrors.Validator(rule)
         for item in listed:
             if any(True for _ in validator.iter_errors(item.value)):
                 problems.append(Problem(item.line, "", f"{short(item.value)} is not {rule.get('x-expected')}",
                                         rule.get("x-fix", ""), file=item.file))
+    from classimage.checks import requirement_problem
+
     for item in found.pip:
-        try:
-            Requirement(item.value)
-        except InvalidRequirement as error:
-            problems.append(Problem(item.line, "", f"{short(item.value)} is not a pip requirement: "
-                                    f"{str(error).splitlines()[0]}", "classimage installs requirements one by one: "
-                                    "options such as -r, -e or --index-url are not supported", file=item.file))
+        problem = requirement_problem(item.value)
+        if problem:
+            problems.append(Problem(item.line, "", *problem, file=item.file))
     return found, problems

@@ -40,7 +40,7 @@ def gitpull_path(repo: ContentRepo, default_app: str) -> str:
 def hub_url(spec: Spec, given: str | None = None) -> str:
     """The hub's address: `given`, else https://HOSTNAME from the spec."""
     if given:
-        if not _HUB.match(given):
+        if not _HUB.fullmatch(given):
             raise LinkError(f"{given!r} is not a hub address: give http(s)://HOST[:PORT][/PATH], e.g. http://203.0.113.7")
         return given.rstrip("/")
     if spec.https.hostname:

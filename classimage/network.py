@@ -14,6 +14,7 @@ import yaml
 
 from classimage.model import Spec
 from classimage.problems import Problem, short
+from classimage import yamlsource
 from classimage.yamlsource import Document, format_path
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # what update-ca-certificates builds
@@ -98,12 +99,15 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
         if "-----BEGIN" not in item:
             file = base / item
             try:
-                if file.stat().st_size > MAX_CERTIFICATE_BYTES:
-                    problem(f"{short(item)} is too large for a certificate file", "name the CA's PEM file")
+                raw = yamlsource.read_file(file, MAX_CERTIFICATE_BYTES)
+                if len(raw) > MAX_CERTIFICATE_BYTES:
+                    problem(f"{short(item)} is more than {MAX_CERTIFICATE_BYTES // 1024} KiB: too large for a "
+                            "certificate file", "name the CA's PEM file")
                     continue
-                text = file.read_text(encoding="utf-8")
+                text = raw.decode("utf-8")
             except (OSError, UnicodeDecodeError) as error:
-                reason = getattr(error, "strerror", None) or "not a text file"
+                reason = (str(error) if isinstance(error, yamlsource.NotAFile) else getattr(error, "strerror", None)
+                          or "not a text file")
                 problem(f"cannot read {short(item)}: {reason}",
                         "give a PEM file's path relative to the spec, or paste the PEM text")
                 continue

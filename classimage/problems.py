@@ -16,6 +16,8 @@ class Problem:
 
     def format(self, filename: str) -> str:
         filename = self.file or filename
+        if any(ord(c) < 0x20 or ord(c) == 0x7F for c in filename):  # one problem, one line
+            filename = repr(filename)
         where = f"{filename}:{self.line}" if self.line else filename
         path = self.path or ("" if self.file else "(top)")  # a whole file of a repository has no key
         text = f"{where} {path}: {self.message}" if path else f"{where}: {self.message}"

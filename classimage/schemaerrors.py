@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import difflib
 import json
+import re
+from collections.abc import Iterator
 
 import jsonschema
 
@@ -13,12 +15,33 @@ from classimage.problems import Problem, clip, describe, short
 from classimage.yamlsource import Document, format_path
 
 
+def _pattern(validator, pattern: str, instance, schema) -> Iterator[jsonschema.ValidationError]:
+    """JSON Schema's `pattern`, with its regex dialect's (ECMA-262) `$`: the very end of the text.
+    Python's `$` also matches before a final newline, which let `slug: "x\n"` through every rule."""
+    if not validator.is_type(instance, "string"):
+        return
+    match = re.search(pattern, instance)
+    if match is None or (pattern.endswith("$") and not pattern.endswith("\\$") and match.end() != len(instance)):
+        yield jsonschema.ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+# Keys that look like a place for a secret: the spec is shared (a repository, a workflow's log),
+# so it has none, and says where each secret goes instead.
+SECRET_KEY = re.compile(r"pass(word)?|secret|token|hash|credential|private", re.IGNORECASE)
+SECRET_FIX = ("passwords and tokens are deliberately not spec keys (the spec is shared): set admins' "
+              "passwords with `python -m classimage admin-password SPEC`, and give DigitalOcean's token "
+              "in the environment as DIGITALOCEAN_TOKEN")
+
+# The validator for course specs and what a course repository lists.
+Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
+
+
 def problems(document: Document) -> list[Problem]:
-    validator = jsonschema.Draft202012Validator(resources.schema())
+    validator = Validator(resources.schema())
     problems: list[Problem] = []
     for error in validator.iter_errors(document.data):
         problems.extend(_translate(error, document))
-    return problems
+    return list(dict.fromkeys(problems))  # one `required` error per missing key, each naming them all
 
 
 def _translate(error: jsonschema.ValidationError, document: Document) -> list[Problem]:
@@ -33,6 +56,8 @@ def _translate(error: jsonschema.ValidationError, document: Document) -> list[Pr
         for key in sorted(k for k in value if k not in allowed):
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             fix = f"did you mean `{close[0]}`?" if close else "keys allowed here: " + ", ".join(allowed)
+            if SECRET_KEY.search(str(key)):
+                fix = SECRET_FIX
             result.append(Problem(document.line(path + (key,), key=True), format_path(path + (key,)),
                                   "unknown key", fix))
         return result
@@ -61,8 +86,10 @@ def _translate(error: jsonschema.ValidationError, document: Document) -> list[Pr
                                           f"add `{other}:` under `{path[-1]}:`" if path else f"add `{other}:`"))
         return result
     if keyword == "type":
-        return [Problem(line, here, f"expected {_type_words(error.validator_value)}, got {describe(value)}",
-                        schema.get("x-fix") or _type_fix(error.validator_value, value))]
+        fix = schema.get("x-fix") or _type_fix(error.validator_value, value)
+        if path[:1] == ("content",) and len(path) == 2 and isinstance(value, str):
+            fix = f"each repository is a mapping: write `- url: {clip(value)}`"
+        return [Problem(line, here, f"expected {_type_words(error.validator_value)}, got {describe(value)}", fix)]
     if keyword == "pattern":
         fix = schema.get("x-fix", "")
         suggestion = units.suggest_memory(value) if "K, M, G, T" in fix else None
@@ -109,6 +136,8 @@ def _type_fix(expected, value) -> str:
         return f'put it in quotes: "{clip(shown)}"'
     if "array" in kinds:
         return "write a list: `[a, b]`, or one `- item` per line"
+    if "object" in kinds and isinstance(value, list):
+        return "it takes keys, not a list: write `key: value` lines indented below it, without `- `"
     if "object" in kinds:
         return "write its keys indented on the lines below it"
     if "boolean" in kinds:

@@ -27,21 +27,19 @@ class Loaded:
     digest: str  # sha256 of the resolved spec: same course, same digest, whatever the comments
     document: yamlsource.Document | None = field(default=None, compare=False, repr=False)  # for lines
 
-    def line(self, path: tuple) -> int:
-        return self.document.line(path) if self.document else 0
+    def line(self, path: tuple, key: bool = False) -> int:
+        return self.document.line(path, key=key) if self.document else 0
 
 
 def load_file(path: str | Path) -> Loaded:
-    """Read and check the spec at `path`. Raises SpecError (problems) or OSError (cannot read)."""
-    path = Path(path)
-    with open(path, "rb") as handle:
-        raw = handle.read(yamlsource.MAX_BYTES + 1)
-    return load_bytes(raw, str(path))
+    """Read and check the spec at `path`. Raises SpecError (problems) or OSError (cannot read;
+    yamlsource.NotAFile for a folder, device or FIFO)."""
+    return load_bytes(yamlsource.read_file(path, yamlsource.MAX_BYTES), str(path))
 
 
 def load_bytes(raw: bytes, filename: str) -> Loaded:
     document = yamlsource.load(raw, filename)
-    problems = schemaerrors.problems(document) + checks.problems(document)
+    problems = document.problems + _beside(document.problems, schemaerrors.problems(document) + checks.problems(document))
     certificates, certificate_problems = network.read_certificates(document, Path(filename).parent)
     repo, repo_problems = environment.read_repo(document, Path(filename).parent)
     problems += certificate_problems + repo_problems
@@ -60,12 +58,19 @@ def load_bytes(raw: bytes, filename: str) -> Loaded:
     return Loaded(spec=spec, warnings=tuple(warnings), digest=digest(spec), document=document)
 
 
+def _beside(reported: list[Problem], more: list[Problem]) -> list[Problem]:
+    """`more`, without what is about a value the YAML problems already report (a key read twice,
+    a value that could not be read): one cause, one line in the report."""
+    paths = [p.path for p in reported if p.path]
+    return [p for p in more if not any(p.path == q or p.path.startswith((q + ".", q + "[")) for q in paths)]
+
+
 def for_repo(repo: Path, admins: list[str]) -> Loaded:
     """A spec for a course repository that has none: the defaults, named after its folder, with
     the environment its binder files describe."""
     repo = Path(repo).resolve()
     slug = re.sub(r"[^a-z0-9-]+", "-", repo.name.lower()).strip("-")[:32].strip("-")
-    if not re.match(r"^[a-z][a-z0-9-]*[a-z0-9]$", slug):
+    if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", slug):
         slug = ("course-" + slug).strip("-")[:32].strip("-") if slug else "course"
     data = {"course": {"name": repo.name[:120] or "Course", "slug": slug}, "hub": {"admins": admins},
             "environment": {"from_repo": repo.name}}

@@ -121,7 +121,7 @@ _UNIT_WORD = re.compile(r"^[A-Za-z0-9/._-]+$")
 def unit(value) -> Escaped:
     """A word in a systemd unit file. systemd's own quoting differs from the shell's, so only
     words that need none are allowed (classimage's paths): anything else is refused."""
-    if not isinstance(value, str) or not _UNIT_WORD.match(value):
+    if not isinstance(value, str) or not _UNIT_WORD.fullmatch(value):
         raise UnescapedValue(f"cannot put {value!r} in a systemd unit")
     return Escaped(value)
 

@@ -15,14 +15,14 @@ def seconds(duration: str) -> int | None:
     """`1h30m` -> 5400; `never` -> None."""
     if duration == "never":
         return None
-    if not _DURATION.match(duration):
+    if not _DURATION.fullmatch(duration):
         raise ValueError(f"not a duration: {duration!r}")
     return sum(int(n) * _SECONDS[unit] for n, unit in _DURATION_PART.findall(duration))
 
 
 def memory_bytes(size: str) -> int:
     """`2G` -> 2147483648 (systemd's MemoryMax units, powers of 1024)."""
-    match = _MEMORY.match(size)
+    match = _MEMORY.fullmatch(size)
     if not match:
         raise ValueError(f"not a memory size: {size!r}")
     return int(float(match.group(1)) * _BYTES[match.group(2)])

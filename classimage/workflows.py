@@ -28,7 +28,7 @@ def _inside(path: Path, repository: Path, what: str) -> str:
     relative = os.path.relpath(path.resolve(), repository.resolve())
     if relative.startswith(".."):
         raise WorkflowError(f"the {what} ({path}) is not inside the course repository {repository}")
-    if not _PLAIN.match(relative):
+    if not _PLAIN.fullmatch(relative):
         raise WorkflowError(f"the {what}'s path {relative!r} has characters a workflow cannot hold safely: "
                             "use letters, digits, . _ - and /")
     return relative

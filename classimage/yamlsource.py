@@ -1,8 +1,15 @@
 """Read a YAML spec into plain data plus the line of every key and value, refusing what YAML
-allows but a spec must not have (duplicate keys, non-string keys, several documents, alias bombs)."""
+allows but a spec must not have (duplicate keys, non-string keys, explicit tags, several documents,
+numbers that are not finite, alias bombs, nesting deep enough to exhaust the stack). Problems in the
+YAML are reported with the rest: a duplicate key keeps its first value and hides nothing else.
+Merge keys (`<<: *defaults`) are honoured here rather than by PyYAML, so their cost is bounded the
+same way whatever PyYAML release is installed."""
 
 from __future__ import annotations
 
+import math
+import os
+import stat
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,16 +19,44 @@ from classimage.problems import Problem, SpecError
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000
+MAX_DEPTH = 64
 
 # What plain YAML resolves to; explicit tags (!!python/object, !!binary, !local) are refused.
 _PLAIN_TAGS = {"null", "bool", "int", "float", "str", "seq", "map", "timestamp"}
+_MERGE = "tag:yaml.org,2002:merge"
 
 Path = tuple  # of str (mapping keys) and int (list indexes)
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
+class NotAFile(OSError):
+    """A path that is not a regular file (a directory, a device, a FIFO): never read."""
+
+
+def read_file(path: str | os.PathLike, limit: int) -> bytes:
+    """The bytes of the regular file at `path`, at most `limit` + 1 of them (so a caller can tell
+    "too large" without reading a huge file). Devices, FIFOs and folders are refused before anything
+    is opened: reading /dev/zero never ends, and opening a FIFO waits for a writer."""
+    mode = os.stat(path).st_mode
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
+            else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        raise NotAFile(f"it is {kind}, not a file")
+    with open(path, "rb") as handle:
+        return handle.read(limit + 1)
+
+
+def shown(name: str) -> str:
+    """A file name as a report can show it on one line: control characters escaped."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
+        return repr(name)
+    return name
+
+
 def format_path(path: Path) -> str:
+    if len(path) > 12:  # deep enough to be a mistake: the start and the end tell where
+        return format_path(path[:6]) + "..." + format_path(path[-2:]).lstrip(".")
     text = ""
     for part in path:
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
@@ -33,6 +68,7 @@ class Document:
     data: Any
     value_lines: dict = field(default_factory=dict)  # Path -> 1-based line of the value
     key_lines: dict = field(default_factory=dict)  # Path -> 1-based line of its key
+    problems: list = field(default_factory=list)  # what the YAML itself has wrong
 
     def line(self, path: Path, *, key: bool = False) -> int:
         """The line of `path`, or of its nearest ancestor that exists (a missing key is reported
@@ -65,14 +101,20 @@ class Document:
         return [((*path, i), v) for i, v in enumerate(value) if isinstance(v, str)]
 
 
+def load_file(path: str | os.PathLike, filename: str | None = None) -> Document:
+    """Read and parse the YAML file at `path`. Raises SpecError, or OSError (NotAFile included)."""
+    return load(read_file(path, MAX_BYTES), filename or str(path))
+
+
 def load(raw: bytes, filename: str) -> Document:
-    """Parse `raw` (the file's bytes) or raise SpecError naming every reason it cannot be read."""
+    """Parse `raw` (the file's bytes). Raises SpecError when nothing can be read at all; problems
+    within a readable document are in `Document.problems`, for the caller to report with its own."""
 
     def fail(line: int, message: str, fix: str = "") -> SpecError:
         return SpecError(filename, [Problem(line, "", message, fix)])
 
     if len(raw) > MAX_BYTES:
-        raise fail(0, f"the file is {len(raw):,} bytes; a course spec is a few kilobytes",
+        raise fail(0, f"the file is more than {MAX_BYTES // (1 << 20)} MiB; a course spec is a few kilobytes",
                    "pass the course spec (YAML), not another file")
     try:
         text = raw.decode("utf-8-sig")
@@ -87,19 +129,26 @@ def load(raw: bytes, filename: str) -> Document:
         line = mark.line + 1 if mark else 0
         source = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
         raise fail(line, f"YAML syntax: {_yaml_reason(error)}", _yaml_fix(error, source)) from None
+    except yaml.reader.ReaderError as error:  # a character YAML refuses: a NUL, a control character
+        line = text.count("\n", 0, error.position) + 1
+        code = error.character if isinstance(error.character, int) else ord(error.character)
+        raise fail(line, f"a control character ({code:#04x}) that YAML does not allow in a file",
+                   "remove it; a spec is plain text") from None
+    except RecursionError:
+        raise fail(0, "nested too deeply to read", f"a course spec nests a few levels, never {MAX_DEPTH}") from None
     except yaml.YAMLError as error:
         raise fail(0, f"YAML syntax: {error}", "check the file is YAML text") from None
     if root is None:
         raise fail(1, "the file is empty", "start from examples/minimal.yaml")
     document = Document(data=None)
-    builder = _Builder(document, filename)
+    builder = _Builder(document)
     document.data = builder.build(root, ())
-    if builder.problems:
-        raise SpecError(filename, builder.problems)
+    document.problems = builder.problems
     if not isinstance(document.data, dict):
         kind = "a list" if isinstance(document.data, list) else "a single value"
-        raise fail(root.start_mark.line + 1, f"the spec is {kind}; it must be a mapping of sections",
-                   "start with `course:` and `hub:` at the left margin, as in examples/minimal.yaml")
+        raise SpecError(filename, builder.problems + [Problem(
+            root.start_mark.line + 1, "", f"the spec is {kind}; it must be a mapping of sections",
+            "start with `course:` and `hub:` at the left margin, as in examples/minimal.yaml")])
     return document
 
 
@@ -122,69 +171,103 @@ def _yaml_fix(error: yaml.MarkedYAMLError, source: str) -> str:
 class _Builder:
     """Turns YAML nodes into plain data, recording the line of every value and key."""
 
-    def __init__(self, document: Document, filename: str):
+    def __init__(self, document: Document):
         self.document = document
         self.constructor = yaml.constructor.SafeConstructor()
         self.problems: list[Problem] = []
         self.nodes = 0
+        self.within: list[int] = []  # ids of the nodes being built, outermost first
+
+    def problem(self, node: yaml.Node, path: Path, message: str, fix: str) -> None:
+        self.problems.append(Problem(node.start_mark.line + 1, format_path(path), message, fix))
 
     def build(self, node: yaml.Node, path: Path) -> Any:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             if self.nodes == MAX_NODES + 1:
-                self.problems.append(Problem(node.start_mark.line + 1, format_path(path),
-                                             f"the spec has more than {MAX_NODES:,} values",
-                                             "a course spec is small: remove repeated aliases (*name)"))
+                self.problem(node, path, f"the spec has more than {MAX_NODES:,} values",
+                             "a course spec is small: remove repeated aliases (*name)")
+            return None
+        if id(node) in self.within:
+            self.problem(node, path, "an alias (*name) refers to a value that contains it",
+                         "an alias may only repeat a value defined apart from it")
+            return None
+        if len(self.within) >= MAX_DEPTH:
+            self.problem(node, path, f"nested more than {MAX_DEPTH} levels deep", "a course spec nests a few levels")
             return None
         self.document.value_lines.setdefault(path, node.start_mark.line + 1)
         kind = node.tag.removeprefix("tag:yaml.org,2002:")
         if kind not in _PLAIN_TAGS:
-            self.problems.append(Problem(node.start_mark.line + 1, format_path(path),
-                                         f"YAML tag {node.tag!r} is not allowed in a spec",
-                                         "remove the tag, the part starting with !"))
+            self.problem(node, path, f"YAML tag {node.tag!r} is not allowed in a spec", "remove the tag, the part starting with !")
             return None
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
-            return [self.build(item, path + (i,)) for i, item in enumerate(node.value)]
+        self.within.append(id(node))
         try:
-            return self.constructor.construct_object(node)
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
+            if isinstance(node, yaml.SequenceNode):
+                return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+            return self._scalar(node, path)
+        finally:
+            self.within.pop()
+
+    def _scalar(self, node: yaml.ScalarNode, path: Path) -> Any:
+        try:
+            value = self.constructor.construct_object(node)
         except yaml.YAMLError as error:
-            self.problems.append(Problem(node.start_mark.line + 1, format_path(path),
-                                         f"cannot read this value: {getattr(error, 'problem', error)}",
-                                         "quote it"))
+            self.problem(node, path, f"cannot read this value: {getattr(error, 'problem', error)}", "quote it")
             return None
+        if isinstance(value, float) and not math.isfinite(value):
+            self.problem(node, path, f"{node.value!r} is not a number a spec can use", "write a number such as 1 or 2.5")
+            return None
+        return value
 
     def _mapping(self, node: yaml.MappingNode, path: Path) -> dict:
-        try:
-            self.constructor.flatten_mapping(node)
-        except yaml.YAMLError as error:
-            self.problems.append(Problem(node.start_mark.line + 1, format_path(path),
-                                         f"cannot merge: {getattr(error, 'problem', error)}",
-                                         "write the keys out instead of using <<"))
         result: dict = {}
+        merged: list[yaml.MappingNode] = []
         for key_node, value_node in node.value:
-            line = key_node.start_mark.line + 1
-            key = None
-            if isinstance(key_node, yaml.ScalarNode):
-                try:
-                    key = self.constructor.construct_object(key_node)
-                except yaml.YAMLError:
-                    key = None
-            if not isinstance(key, str):
-                self.problems.append(Problem(line, format_path(path),
-                                             f"key {_show(key_node)} is not a name",
-                                             "keys are words such as `course` or `admins`"))
+            if key_node.tag == _MERGE:
+                merged += self._merge_sources(value_node, path)
                 continue
-            child = path + (key,)
+            key = self._key(key_node, path)
+            if key is None:
+                continue
+            child = (*path, key)
             if key in result:
-                self.problems.append(Problem(line, format_path(child),
-                                             f"appears twice (first on line {self.document.key_lines[child]})",
-                                             "keep one of them"))
+                self.problem(key_node, child, f"appears twice (first on line {self.document.key_lines[child]})",
+                             "keep one of them")
                 continue
-            self.document.key_lines[child] = line
+            self.document.key_lines[child] = key_node.start_mark.line + 1
             result[key] = self.build(value_node, child)
+        # `<<: *defaults`: keys the mapping does not set come from the merged mappings, the first
+        # one listed winning (YAML's merge key); they count against the same limits as the rest.
+        for source in merged:
+            for key_node, value_node in source.value:
+                key = self._key(key_node, path)
+                if key is None or key in result:
+                    continue
+                child = (*path, key)
+                self.document.key_lines[child] = key_node.start_mark.line + 1
+                result[key] = self.build(value_node, child)
         return result
+
+    def _merge_sources(self, node: yaml.Node, path: Path) -> list[yaml.MappingNode]:
+        sources = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        if all(isinstance(source, yaml.MappingNode) for source in sources):
+            return list(sources)
+        self.problem(node, path, "`<<` merges mappings only", "write `<<: *name`, where &name is a mapping")
+        return []
+
+    def _key(self, key_node: yaml.Node, path: Path) -> str | None:
+        key = None
+        if isinstance(key_node, yaml.ScalarNode):
+            try:
+                key = self.constructor.construct_object(key_node)
+            except yaml.YAMLError:
+                key = None
+        if not isinstance(key, str):
+            self.problem(key_node, path, f"key {_show(key_node)} is not a name", "keys are words such as `course` or `admins`")
+            return None
+        return key
 
 
 def _show(node: yaml.Node) -> str:

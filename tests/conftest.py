@@ -98,3 +98,17 @@ def new_droplet(image, tmp_path):
 
     with droplets(image, tmp_path) as make:
         yield make
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The figures some tests record (how many generated specs the property test ran)."""
+    import json
+
+    for report in terminalreporter.stats.get("passed", []) + terminalreporter.stats.get("failed", []):
+        recorded = [json.loads(value) for name, value in getattr(report, "user_properties", [])
+                    if name == "property-counts"]
+        if recorded:
+            counts = max(recorded, key=lambda c: (c["generated"], c["valid"] + c["refused"]))
+            terminalreporter.write_line(f"property test: {counts['generated']} specs generated from the schema, "
+                                            f"{counts['valid']} valid (rendered and checked by the real validators), "
+                                            f"{counts['refused']} refused with problems")

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import time
 import venv
 
 import pytest
@@ -82,7 +84,55 @@ def test_a_ten_megabyte_file_is_refused_at_once(tmp_path):
     spec.write_bytes(b"course:\n" + b"  # padding\n" * (10 * 1024 * 1024 // 12))
     result = cli("validate", str(spec))
     assert result.returncode == 1
-    assert "a course spec is a few kilobytes" in result.stderr.decode()
+    assert "the file is more than 1 MiB; a course spec is a few kilobytes" in result.stderr.decode()
+
+
+@pytest.mark.parametrize("special, kind", [("/dev/zero", "a device"), ("/dev/urandom", "a device"),
+                                           ("fifo", "a FIFO"), ("folder", "a folder")])
+def test_special_files_are_refused_at_once(tmp_path, special, kind):
+    """Reading /dev/zero never ends and opening a FIFO waits for a writer: neither may happen."""
+    if special == "fifo":
+        special = tmp_path / "spec.yaml"
+        os.mkfifo(special)
+    elif special == "folder":
+        special = tmp_path
+    started = time.monotonic()
+    result = cli("validate", str(special))
+    assert time.monotonic() - started < 10
+    assert result.returncode == 2
+    assert result.stderr.decode() == f"classimage: cannot read {special}: it is {kind}, not a file (give the " \
+                                     "course spec's YAML file)\n"
+
+
+def test_special_files_named_as_certificates_are_problems_of_the_spec(tmp_path):
+    os.mkfifo(tmp_path / "ca.pem")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\nnetwork: {ca_certificates: [ca.pem, /dev/zero]}\n")
+    result = cli("validate", str(spec))
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert f"{spec}:3 network.ca_certificates[0]: cannot read 'ca.pem': it is a FIFO, not a file" in lines[0]
+    assert f"{spec}:3 network.ca_certificates[1]: cannot read '/dev/zero': it is a device, not a file" in lines[1]
+
+
+def test_a_file_name_with_a_line_break_keeps_each_problem_on_one_line(tmp_path):
+    spec = tmp_path / "bad\nname.yaml"
+    spec.write_text("course: {name: X}\nhub: {admins: [a]}\n")
+    result = cli("validate", str(spec))
+    assert result.returncode == 1
+    lines = result.stderr.decode().splitlines()
+    assert lines[0].startswith(repr(str(spec)) + ":1 course.slug: is missing")
+    assert len(lines) == 2
+
+
+def test_validate_refuses_what_render_would_for_size(tmp_path):
+    """validate decides everything render decides: here, user data over the droplets' 64 KiB."""
+    requirements = "\n".join(f"    - package-with-a-long-name-number-{i:05d}" for i in range(3000))
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(f"course: {{name: Huge, slug: huge}}\nhub: {{admins: [alice]}}\nenvironment:\n  pip:\n{requirements}\n")
+    result = cli("validate", str(spec))
+    assert result.returncode == 1
+    assert f"{spec}:3 environment: the user data would be" in result.stderr.decode()
 
 
 def test_explain(tmp_path):

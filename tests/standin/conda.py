@@ -21,8 +21,11 @@ PREFIX = "/opt/tljh/user"
 RECORDS = "/var/lib/tljh-downloads-stand-in/conda-calls.jsonl"
 # What Miniforge 24.7.1-2 (TLJH 2.0.0's) ships: TLJH reinstalls these, pinned, on an existing prefix.
 CONDA, MAMBA = "24.7.1", "1.5.9"
-# A conda MatchSpec as classimage writes them: name, optional operator and version, or name=version.
-MATCHSPEC = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*( ?(==|=|>=|<=|>|<|!=|~=) ?[A-Za-z0-9_.*+!]+(,(==|=|>=|<=|>|<|!=|~=)[A-Za-z0-9_.*+!]+)*)?$")
+# conda's MatchSpec forms: [channel::]name, then an operator and versions, or a space, a version
+# and optionally a build string (`pandas 2.1.*`, `xarray 2024.1.0 pyhd8ed1ab_0`).
+NAME, VERSION, OPERATOR = r"[A-Za-z0-9_][A-Za-z0-9_.-]*", r"[A-Za-z0-9_.*+!]+", r"(==|=|>=|<=|>|<|!=|~=)"
+MATCHSPEC = re.compile(rf"({NAME}::)?{NAME}(( ?{OPERATOR} ?{VERSION}(,{OPERATOR}{VERSION})*)"
+                       rf"|( [A-Za-z0-9_.*+!=<>,|]+( {VERSION})?))?")
 CHANNEL = re.compile(r"^([A-Za-z0-9_][A-Za-z0-9_.-]*|https://[A-Za-z0-9.-]+(:[0-9]+)?(/[A-Za-z0-9._~%+-]+)*/?)$")
 
 
@@ -53,14 +56,14 @@ def install(args, tool):
     if not args.yes:
         return refuse("install without --yes would wait for an answer that never comes")
     for channel in args.channel:
-        if not CHANNEL.match(channel):
+        if not CHANNEL.fullmatch(channel):
             return refuse(f"{channel!r} is not a channel")
     for spec in args.packages:
-        if not MATCHSPEC.match(spec):
+        if not MATCHSPEC.fullmatch(spec):
             return refuse(f"{spec!r} is not a package spec")
     python = [s for s in args.packages if re.match(r"^python ?=", s)]
     have = "%d.%d" % sys.version_info[:2]
-    if python and not re.match(r"^python ?==? ?" + re.escape(have) + r"(\.\*)?$", python[0]):
+    if python and not re.fullmatch(r"python ?==? ?" + re.escape(have) + r"(\.\*)?", python[0]):
         return refuse(f"{python[0]} asks for another Python than this environment's {have} (a virtualenv)")
     if args.force_reinstall and sorted(args.packages) != sorted([f"conda=={CONDA}", f"mamba=={MAMBA}"]):
         return refuse(f"--force-reinstall of {args.packages}: TLJH reinstalls only conda and mamba")
