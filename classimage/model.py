@@ -112,6 +112,11 @@ class Tljh:
 
 
 @dataclass(frozen=True)
+class Workflows:
+    classimage: str | None  # a pinned source; None: the commit of the classimage that renders them
+
+
+@dataclass(frozen=True)
 class Spec:
     course: CourseInfo
     hub: Hub
@@ -121,6 +126,7 @@ class Spec:
     droplet: Droplet
     network: Network
     tljh: Tljh
+    workflows: Workflows
 
 
 def build(cls: type, data: dict):

@@ -32,6 +32,8 @@ SECRET_FIX = ("passwords and tokens are deliberately not spec keys (the spec is 
               "passwords with `python -m classimage admin-password SPEC`, and give DigitalOcean's token "
               "in the environment as DIGITALOCEAN_TOKEN")
 
+MAX_UNKNOWN = 50  # unknown keys reported one by one in a mapping
+
 # The validator for course specs and what a course repository lists.
 Validator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"pattern": _pattern})
 
@@ -53,7 +55,11 @@ def _translate(error: jsonschema.ValidationError, document: Document) -> list[Pr
     if keyword == "additionalProperties":
         allowed = list(schema.get("properties", {}))
         result = []
-        for key in sorted(k for k in value if k not in allowed):
+        unknown = sorted(k for k in value if k not in allowed)
+        if len(unknown) > MAX_UNKNOWN:  # a report of thousands of lines helps nobody: the first, and a count
+            result.append(Problem(line, here, f"{len(unknown) - MAX_UNKNOWN:,} more unknown keys",
+                                  "is this a course spec? keys allowed here: " + ", ".join(allowed)))
+        for key in unknown[:MAX_UNKNOWN]:
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
             fix = f"did you mean `{close[0]}`?" if close else "keys allowed here: " + ", ".join(allowed)
             if SECRET_KEY.search(str(key)):

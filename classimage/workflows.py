@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from classimage import __version__, provision, templating
+from classimage import __version__, provision, release, templating
 from classimage.model import Spec
 
 FOLDER = ".github/workflows"
@@ -34,6 +34,18 @@ def _inside(path: Path, repository: Path, what: str) -> str:
     return relative
 
 
+def requirement(spec: Spec) -> str:
+    """What the workflows install classimage from: the spec's pinned source, else this
+    classimage's own commit. Never a bare name: whoever registered it would run code next to the
+    DigitalOcean token."""
+    found = spec.workflows.classimage or release.requirement()
+    if found is None:
+        raise WorkflowError("cannot tell which commit this classimage was built from (no git checkout, no stamp): "
+                            "set workflows.classimage in the spec to a pinned source, e.g. "
+                            f"`classimage @ git+{release.SOURCE}@COMMIT`")
+    return found
+
+
 def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
     """The workflow files, by path relative to the repository."""
     spec_relative = _inside(spec_path, repository, "spec")
@@ -46,7 +58,7 @@ def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
         "version": __version__,
         "checkout": CHECKOUT,
         "setup_python": SETUP_PYTHON,
-        "requirement": f"classimage=={__version__}",
+        "requirement": requirement(spec),
         "spec": spec_relative,
         "paths": paths,
         "hub": f"https://{spec.https.hostname}" if spec.https.hostname else None,

@@ -63,6 +63,7 @@ def hostile_spec() -> model.Spec:
         droplet=model.Droplet("nyc3", "s-2vcpu-4gb", "ubuntu-24-04-x64", ()),
         network=model.Network(proxy=None, ca_certificates=()),
         tljh=model.Tljh(version=HOSTILE[0], bootstrap_url=HOSTILE[5]),
+        workflows=model.Workflows(classimage=None),
     )
 
 

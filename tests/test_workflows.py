@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import re
 import shutil
 import subprocess
 import threading
@@ -14,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import CASES, cli
-from classimage import provision, workflows
+from conftest import CASES, REPO, cli
+from classimage import provision, release, spec, workflows
 
 
 @pytest.fixture
@@ -64,6 +65,60 @@ def test_what_each_workflow_does(repository):
     scripts = [s.get("run", "") for w in files.values() for j in w["jobs"].values() for s in j["steps"]]
     commands = {line.split()[0] for script in scripts for line in script.splitlines() if line.strip()}
     assert not commands & {"ssh", "sshpass", "scp"}  # the seed class's health check logged in as root
+
+
+def installs(workflow: dict) -> list[str]:
+    return [step["env"]["CLASSIMAGE"] for job in workflow["jobs"].values() for step in job["steps"]
+            if "CLASSIMAGE" in step.get("env", {})]
+
+
+def test_workflows_install_classimage_pinned_to_the_commit_that_rendered_them(repository):
+    files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
+    head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    pinned = f"classimage @ git+{release.SOURCE}@{head}"
+    assert installs(files["classimage-validate"]) == installs(files["classimage-snapshot"]) == [pinned]
+    assert installs(files["classimage-health"]) == []  # it only asks the hub
+    assert not any("classimage==" in path.read_text() for path in (repository / workflows.FOLDER).glob("*.yml"))
+
+
+def test_the_source_is_the_specs_to_choose_and_must_be_pinned(repository):
+    spec_file = repository / "spec.yaml"
+    wheel = "./tools/classimage-0.1.0-py3-none-any.whl"
+    spec_file.write_text(spec_file.read_text() + f"workflows:\n  classimage: {wheel}\n")
+    files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
+    assert installs(files["classimage-validate"]) == [wheel]
+    for unpinned in ("classimage==0.1.0", "classimage", "classimage @ git+https://github.com/classimage/classimage@main",
+                     "./tools/../../evil/classimage-0.1.0-py3-none-any.whl", "https://example.org/classimage.whl"):
+        spec_file.write_text(spec_file.read_text().rsplit("workflows:", 1)[0] + f"workflows:\n  classimage: '{unpinned}'\n")
+        result = cli("validate", str(spec_file))
+        assert result.returncode == 1 and b"workflows.classimage" in result.stderr, unpinned
+
+
+def test_without_a_known_commit_rendering_workflows_says_what_to_set(monkeypatch, repository):
+    monkeypatch.setattr(release, "commit", lambda: None)
+    loaded = spec.load_file(repository / "spec.yaml")
+    with pytest.raises(workflows.WorkflowError, match="set workflows.classimage"):
+        workflows.render(loaded.spec, repository / "spec.yaml", repository)
+
+
+def test_classimages_own_release_workflow_is_valid_and_clean():
+    """.github/workflows/release.yml: GitHub's schema, zizmor's audits, trusted publishing only."""
+    release_workflow = REPO / ".github" / "workflows" / "release.yml"
+    result = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(release_workflow)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    audit = subprocess.run(["zizmor", "--offline", "--persona", "auditor", str(release_workflow.parent)],
+                           capture_output=True, text=True)
+    assert audit.returncode == 0 and "No findings" in audit.stdout, audit.stdout + audit.stderr
+    document = yaml.load(release_workflow.read_text(), Loader=yaml.BaseLoader)
+    assert document["permissions"] == {}
+    publish = document["jobs"]["publish"]
+    assert publish["permissions"] == {"id-token": "write"} and publish["environment"]["name"] == "pypi"
+    assert "password" not in release_workflow.read_text()  # no token: PyPI trusts the workflow itself
+    for job in document["jobs"].values():
+        for step in job["steps"]:
+            if "uses" in step:
+                assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
 
 
 def test_spec_outside_the_repository_or_with_odd_characters_is_refused(repository, tmp_path):
