@@ -189,6 +189,7 @@ class TestDroplet:
         self.veth = f"ve-{self.name}"
         self.proxy = Proxy(self.host_ip, f"10.213.{self.index}.0/24", self.workdir)
         self.nspawn: subprocess.Popen | None = None
+        self.extra_nspawn: list[str] = []  # more systemd-nspawn options (a volume's device bound in)
         self.boots = 0
         if seed_downloads:
             self._seed_downloads()
@@ -272,7 +273,7 @@ class TestDroplet:
         console = open(self.workdir / "console.log", "ab")
         self.nspawn = subprocess.Popen(
             ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-M", self.name, "--network-veth",
-             "--boot", "--console=read-only", "-D", str(self.root)],
+             "--boot", "--console=read-only", *self.extra_nspawn, "-D", str(self.root)],
             stdin=subprocess.DEVNULL, stdout=console, stderr=console, start_new_session=True, env={"PATH": PATH})
         self.boots += 1
         deadline = time.monotonic() + 20
