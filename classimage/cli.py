@@ -1,19 +1,21 @@
 """The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
-spec, set the admins' passwords, render what the droplet needs, build a snapshot, share the links,
-explain a key.
+spec, set the admins' passwords, render what the droplet needs, build a snapshot, bring the class up
+at DigitalOcean, see its status, take it down, share the links, explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
 2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
-DigitalOcean token), 3 Packer failed."""
+DigitalOcean token), 3 Packer failed, 4 DigitalOcean refused or provisioning failed, 130 interrupted."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import json
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 # jsonschema imports every optional format checker it finds; rfc3987_syntax, when installed (Jupyter
@@ -21,11 +23,11 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)
 
-from classimage import (__version__, admins, artifacts, links, packer, plan, reference, spec, userdata, workflows,
-                        yamlsource)
+from classimage import (__version__, admins, artifacts, cloud, digitalocean, links, packer, plan, reference, spec,
+                        userdata, workflows, yamlsource)
 from classimage.problems import Problem, SpecError
 
-OK, INVALID, USAGE, FAILED, INTERNAL = 0, 1, 2, 3, 70
+OK, INVALID, USAGE, FAILED, CLOUD, INTERNAL = 0, 1, 2, 3, 4, 70
 
 
 class UsageError(Exception):
@@ -52,7 +54,13 @@ def main(argv: list[str] | None = None) -> int:
     except packer.PackerError as error:
         print(f"classimage: {error}", file=sys.stderr)
         return FAILED
+    except digitalocean.CloudError as error:
+        print(f"classimage: {error}", file=sys.stderr)
+        return CLOUD
     except KeyboardInterrupt:
+        if getattr(args, "verb", None) in ("up", "down"):
+            print("\nclassimage: interrupted; run the same command again: it finds what exists and finishes",
+                  file=sys.stderr)
         return 130
     except Exception as error:  # a bug in classimage, not in the spec: say so, briefly
         if os.environ.get("CLASSIMAGE_DEBUG"):
@@ -100,6 +108,24 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
     build.set_defaults(handler=_build)
 
+    up = verbs.add_parser("up", help="make or update the class's server at DigitalOcean, and follow it to ready")
+    up.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    up.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
+    up.add_argument("--timeout", type=float, default=60, metavar="MINUTES",
+                    help="how long to follow provisioning (default 60)")
+    up.set_defaults(handler=_up)
+
+    status = verbs.add_parser("status", help="what the class has at DigitalOcean, how it is, and what it costs")
+    status.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    status.set_defaults(handler=_status)
+
+    down = verbs.add_parser("down", help="destroy the class's droplet and firewall; keep its data and address")
+    down.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    down.add_argument("--delete-data", action="store_true",
+                      help="also delete the class's volume, its backups and its address (asks for the course slug)")
+    down.add_argument("--yes", action="store_true", help="do not ask")
+    down.set_defaults(handler=_down)
+
     share = verbs.add_parser("links", help="print the links to share: nbgitpuller launch links and the hub's pages")
     share.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     share.add_argument("--hub", metavar="URL", help="the hub's address (default: https://HOSTNAME from the spec)")
@@ -132,11 +158,12 @@ def _validate(args) -> int:
     return OK
 
 
-def _artifacts(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None]) -> dict[str, str]:
+def _artifacts(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None],
+               status_token_sha256: str | None = None) -> dict[str, str]:
     """Everything render writes, in memory: what validate also decides (so a spec that validates
     renders), with the one limit only rendering can tell (the user data's size) as a problem."""
     try:
-        return artifacts.render(loaded, hashes)
+        return artifacts.render(loaded, hashes, status_token_sha256)
     except userdata.TooLarge as error:
         where = ("environment",)
         raise SpecError(filename, [Problem(loaded.line(where, key=True), "environment", str(error),
@@ -268,6 +295,73 @@ def _admin_password(args) -> int:
     print(f"stored the hash of each password in {path} (not in the course repository). Render again: "
           "the user data carries the hashes, and a droplet takes them when it is created. For a workflow, "
           f"put that file's text in the secret {admins.ENVIRONMENT}.", file=sys.stderr)
+    return OK
+
+
+def _echo(message: str) -> None:
+    print(message, flush=True)
+
+
+def _account() -> digitalocean.DigitalOcean:
+    """A session with DigitalOcean, or a usage error saying what is missing (a token, the client)."""
+    if not os.environ.get(digitalocean.TOKEN, "").strip():
+        raise UsageError(f"no DigitalOcean API token: set {digitalocean.TOKEN} to a personal access token with read "
+                         "and write scope (control panel > API > Generate New Token), e.g. `export "
+                         f"{digitalocean.TOKEN}=dop_v1_...`; it is read from the environment only, never written to "
+                         "a file. Nothing was changed")
+    try:
+        return digitalocean.DigitalOcean(log=_echo)
+    except digitalocean.CloudError as error:
+        raise UsageError(str(error)) from None
+
+
+def _up(args) -> int:
+    loaded = _load(args.spec)
+    course = loaded.spec
+    hashes = admins.for_admins(course.hub.admins, course.course.slug)
+    missing = [name for name, hashed in hashes.items() if hashed is None]
+    if missing:
+        raise UsageError(f"no password for {', '.join(missing)} yet: run `python -m classimage admin-password "
+                         f"{args.spec}` first (the class's server needs a way for you to sign in)")
+    api = _account()
+    token = cloud.status_token(api.token, course.course.slug, loaded.digest)
+    files = _artifacts(loaded, args.spec, hashes, hashlib.sha256(token.encode()).hexdigest())
+    started = time.monotonic()
+    outcome = cloud.Up(loaded, api, files, _echo, timeout=args.timeout * 60, dry_run=args.dry_run).run()
+    if args.dry_run:
+        print(f"(dry run: {api.requests} requests to DigitalOcean, none changing anything)")
+        return OK
+    print(f"done in {time.monotonic() - started:.0f} s ({api.requests} requests to DigitalOcean, "
+          f"{api.changes} changing something)" + (f"; students could not reach the hub for "
+                                                 f"{outcome.downtime:.0f} s" if outcome.downtime else ""))
+    hub = f"https://{course.https.hostname}" if course.https.hostname else f"http://{outcome.address}"
+    print(f"\nthe class is at {hub}")
+    print(f"next: sign in at {hub}/hub/login as {course.hub.admins[0]} with the password you set; approve "
+          f"students at {hub}/hub/authorize")
+    found = links.everything(course, hub)
+    for item in found["content"]:
+        print(f"launch link for {item['repo']}: {item['link']}")
+    return OK
+
+
+def _status(args) -> int:
+    loaded = _load(args.spec)
+    found = cloud.status(loaded, _account(), _echo)
+    return OK if found.droplets else FAILED
+
+
+def _down(args) -> int:
+    loaded = _load(args.spec)
+    slug = loaded.spec.course.slug
+    if args.delete_data and not args.yes:
+        if not sys.stdin.isatty():
+            raise UsageError("--delete-data deletes the class's volume (every student's work), its backups and "
+                             "its address: add --yes to confirm without a terminal")
+        typed = input(f"this deletes every student's work in {slug}, its backups and its address; type the course's "
+                      "slug to confirm: ")
+        if typed.strip() != slug:
+            raise UsageError("that is not the course's slug; nothing was deleted")
+    cloud.down(loaded, _account(), _echo, delete_data=args.delete_data)
     return OK
 
 

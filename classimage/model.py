@@ -97,6 +97,14 @@ class Droplet:
     size: str
     image: Literal["ubuntu-24-04-x64", "ubuntu-22-04-x64", "debian-12-x64", "debian-11-x64"]
     snapshot_regions: tuple[str, ...]
+    ssh_keys: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Storage:
+    type: Literal["auto", "volume", "device", "none"]
+    size_gigabytes: int
+    device: str | None
 
 
 @dataclass(frozen=True)
@@ -124,6 +132,7 @@ class Spec:
     https: Https
     content: tuple[ContentRepo, ...]
     droplet: Droplet
+    storage: Storage
     network: Network
     tljh: Tljh
     workflows: Workflows

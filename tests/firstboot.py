@@ -37,7 +37,7 @@ def layers(image: Path) -> list[Path]:
     return [image] if tljh_downloads.REAL else [tljh_downloads.layer(image), image]
 
 
-def spec_for(droplet: testdroplet.TestDroplet, source: Path | dict, ca: course_repo.TestCA | None = None) -> Path:
+def spec_for(folder: Path, source: Path | dict, ca: course_repo.TestCA | None = None) -> Path:
     """The spec with what this network needs, set through the spec as on any campus network: the
     proxy (the harness's tinyproxy), the CAs (the one that inspects TLS here, and the test CA of the
     course repository), and where TLJH's bootstrap is (the stand-in serves it on loopback)."""
@@ -46,11 +46,12 @@ def spec_for(droplet: testdroplet.TestDroplet, source: Path | dict, ca: course_r
     if isinstance(source, Path) and environment.get("from_repo"):  # the copy lives elsewhere
         environment["from_repo"] = str((source.parent / environment["from_repo"]).resolve())
     network = data.setdefault("network", {})
-    network["proxy"] = droplet.proxy.url
+    network["proxy"] = testdroplet.shared_proxy().url
     network["ca_certificates"] = testdroplet.host_extra_cas() + ([ca.certificate] if ca else [])
     if not tljh_downloads.REAL:
         data.setdefault("tljh", {})["bootstrap_url"] = tljh_downloads.BOOTSTRAP_URL
-    path = droplet.workdir / "spec.yaml"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "spec.yaml"
     path.write_text(yaml.safe_dump(data, allow_unicode=True))
     return path
 
@@ -59,7 +60,7 @@ def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str
                ca: course_repo.TestCA | None = None) -> tuple[str, Path]:
     """The user data of `stage` for the spec (with this network's settings), rendered by the CLI as
     an instructor renders it, once every admin's password is set (ADMIN_PASSWORD)."""
-    path = spec_for(droplet, source, ca)
+    path = spec_for(droplet.workdir, source, ca)
     out = droplet.workdir / "rendered"
     names = spec.load_file(path).spec.hub.admins
     hashes = json.dumps({name: admin_hash() for name in names})

@@ -15,6 +15,7 @@ Root only. Independent of pytest, so a command-line verb can expose it later.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import hashlib
@@ -130,12 +131,13 @@ def host_extra_cas() -> list[str]:
 
 
 class Proxy:
-    """tinyproxy on the host end of a droplet's veth: its only way to PyPI and Debian."""
+    """tinyproxy on the host: the droplets' only way to PyPI and Debian."""
 
     def __init__(self, listen: str, allow: str, folder: Path, port: int = 3128):
         self.listen, self.port, self.folder = listen, port, folder
+        folder.mkdir(parents=True, exist_ok=True)
         self.config = folder / "tinyproxy.conf"
-        self.config.write_text(f"Port {port}\nListen {listen}\nAllow {allow}\nTimeout 600\nMaxClients 100\n"
+        self.config.write_text(f"Port {port}\nListen {listen}\nAllow {allow}\nTimeout 600\nMaxClients 200\n"
                                "ConnectPort 443\nLogLevel Connect\n")
         self.process: subprocess.Popen | None = None
 
@@ -159,6 +161,51 @@ class Proxy:
     def stop(self) -> None:
         _end(self.process)
         self.process = None
+
+
+class SharedProxy:
+    """One proxy for every droplet this process boots, at a fixed address (10.213.255.W on the host's
+    loopback; W is claimed with a lock, so processes side by side each have their own). Droplets
+    route to it through their veth. Fixed, so the spec naming it (network.proxy) is the same for
+    every droplet, and known before a droplet exists (the cloud stand-in's are made later)."""
+
+    def __init__(self):
+        LOCKS.mkdir(parents=True, exist_ok=True)
+        for index in range(1, 250):
+            handle = open(LOCKS / f"proxy-{index}.lock", "w")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            self.lock, self.index = handle, index
+            break
+        else:
+            raise DropletError("no free address for a test proxy")
+        self.address = f"10.213.255.{self.index}"
+        run(["ip", "addr", "replace", f"{self.address}/32", "dev", "lo"])
+        self.proxy = Proxy(self.address, "10.213.0.0/16", CACHE / "proxies" / str(self.index))
+        self.proxy.start()
+        atexit.register(self.close)
+
+    @property
+    def url(self) -> str:
+        return self.proxy.url
+
+    def close(self) -> None:
+        self.proxy.stop()
+        subprocess.run(["ip", "addr", "del", f"{self.address}/32", "dev", "lo"], capture_output=True)
+        self.lock.close()
+
+
+_shared: SharedProxy | None = None
+
+
+def shared_proxy() -> SharedProxy:
+    global _shared
+    if _shared is None:
+        _shared = SharedProxy()
+    return _shared
 
 
 def _end(process: subprocess.Popen | None, grace: float = 10) -> None:
@@ -187,7 +234,7 @@ class TestDroplet:
         self.name = f"cim{self.index}"
         self.host_ip, self.ip = f"10.213.{self.index}.1", f"10.213.{self.index}.2"
         self.veth = f"ve-{self.name}"
-        self.proxy = Proxy(self.host_ip, f"10.213.{self.index}.0/24", self.workdir)
+        self.proxy = shared_proxy()
         self.nspawn: subprocess.Popen | None = None
         self.extra_nspawn: list[str] = []  # more systemd-nspawn options (a volume's device bound in)
         self.boots = 0
@@ -265,7 +312,8 @@ class TestDroplet:
         (seed / "user-data").write_text(user_data)
         (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
         (seed / "network-config").write_text(
-            f"version: 2\nethernets:\n  host0:\n    addresses: [{self.ip}/24]\n")
+            f"version: 2\nethernets:\n  host0:\n    addresses: [{self.ip}/24]\n"
+            f"    routes: [{{to: {self.proxy.address}/32, via: {self.host_ip}}}]\n")
 
     def boot(self) -> None:
         if self.nspawn is not None:
@@ -283,7 +331,6 @@ class TestDroplet:
             time.sleep(0.05)
         run(["ip", "addr", "add", f"{self.host_ip}/24", "dev", self.veth])
         run(["ip", "link", "set", self.veth, "up"])
-        self.proxy.start()
 
     @property
     def leader(self) -> int:
@@ -359,7 +406,6 @@ class TestDroplet:
                     self.nspawn.kill()
                     self.nspawn.wait(timeout=30)
             self.nspawn = None
-        self.proxy.stop()
 
     def reboot(self, timeout: float = 60) -> None:
         """The same disk and seed boot again: cloud-init sees the same instance-id."""

@@ -1,0 +1,211 @@
+"""The cloud verbs (up, status, down) against the DigitalOcean API stand-in (tests/do_standin.py),
+which checks every request and response against DigitalOcean's published API description. Here:
+what `up` decides (tables), and every way the API can refuse; the end-to-end runs, with droplets
+running the real TLJH, are in test_cloud_droplets.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import course_repo
+import do_standin
+from conftest import EXAMPLES, REPO
+from classimage import cloud, digitalocean, plan
+from classimage.cloud import Change, Deployment, Found, Names
+
+NAMES = Names("geo101")
+WANTED = Deployment("ubuntu-24-04-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
+TAGGED = {"id": 7, "name": "geo101", "tags": ["classimage", NAMES.tag, NAMES.deploy_prefix + WANTED.digest]}
+OLD = {"id": 6, "name": "geo101", "tags": ["classimage", NAMES.tag, NAMES.deploy_prefix + "0" * 16]}
+VOLUME = {"id": "v1", "name": NAMES.volume, "droplet_ids": [7]}
+IP_ON_7 = {"ip": "198.51.100.10", "droplet": {"id": 7}}
+FIREWALL = {"id": "f1", "name": NAMES.firewall}
+
+
+@pytest.mark.parametrize("found, dns, records, expected", [
+    (Found([], None, None, None, []), None, None, ["volume", "ip", "droplet", "assign", "firewall"]),
+    (Found([TAGGED], VOLUME, IP_ON_7, FIREWALL, []), None, None, []),  # nothing to change
+    (Found([OLD], VOLUME, {"ip": "198.51.100.10", "droplet": {"id": 6}}, FIREWALL, []), None, None,
+     ["replace", "assign"]),
+    (Found([TAGGED], VOLUME, {"ip": "198.51.100.10", "droplet": None}, FIREWALL, []), None, None, ["assign"]),
+    (Found([TAGGED, OLD], VOLUME, IP_ON_7, FIREWALL, []), None, None, ["cleanup"]),
+    (Found([TAGGED], VOLUME, IP_ON_7, None, []), None, None, ["firewall"]),
+    (Found([TAGGED], VOLUME, IP_ON_7, FIREWALL, []), ("example.edu", "hub"), [], ["dns"]),
+    (Found([TAGGED], VOLUME, IP_ON_7, FIREWALL, []), ("example.edu", "hub"), [{"data": "198.51.100.10"}], []),
+    (Found([TAGGED], VOLUME, IP_ON_7, FIREWALL, []), ("example.edu", "hub"), [{"data": "203.0.113.9"}], ["dns"]),
+])
+def test_what_up_changes(found, dns, records, expected):
+    assert [c.what for c in cloud.changes(found, WANTED, NAMES, dns, records)] == expected
+
+
+def test_a_newer_snapshot_is_taken_only_when_baked_from_this_spec():
+    snapshots = [{"name": "geo101-aaaa-20261120", "created_at": "2026-11-20T00:00:00Z"},
+                 {"name": "geo101-bbbb-20261125", "created_at": "2026-11-25T00:00:00Z"},
+                 {"name": "geo101-aaaa-20261124", "created_at": "2026-11-24T00:00:00Z"}]
+    ordered = sorted(snapshots, key=lambda s: s["created_at"], reverse=True)
+    assert cloud.choose_snapshot(ordered, NAMES, "aaaa")["name"] == "geo101-aaaa-20261124"
+    assert cloud.choose_snapshot(ordered, NAMES, "cccc") is None
+    assert cloud.choose_snapshot(ordered, Names("geo"), "aaaa") is None  # geo101's are not geo's
+
+
+def test_the_deployment_digest_follows_what_the_droplet_is_made_with():
+    changed = [Deployment(*(value if i != n else other for i, value in enumerate(WANTED.__dict__.values())))
+               for n, other in enumerate([1234, None, plan.FULL, "#cloud-config\n#x\n", "s-1vcpu-1gb", "fra1", ("k",)])]
+    digests = {d.digest for d in changed if d != WANTED}
+    assert WANTED.digest not in digests and len(digests) == len([d for d in changed if d != WANTED])
+
+
+def test_the_status_token_is_derived_not_stored():
+    token = cloud.status_token("dop_v1_secret", "geo101", "abc")
+    assert token == cloud.status_token("dop_v1_secret", "geo101", "abc")
+    assert token != cloud.status_token("dop_v1_other", "geo101", "abc") != cloud.status_token("dop_v1_secret", "x", "abc")
+    assert "dop_v1_secret" not in token
+
+
+@pytest.mark.parametrize("status, body, expected", [
+    (401, '{"id": "unauthorized", "message": "Unable to authenticate you"}', "refused the token"),
+    (403, '{"id": "forbidden", "message": "You are not authorized"}', "read and write scope"),
+    (422, '{"id": "unprocessable_entity", "message": "creating this/these droplet(s) will exceed your droplet limit"}',
+     "raise your droplet limit"),
+    (422, '{"id": "unprocessable_entity", "message": "Size is not available in this region."}',
+     "another droplet.size"),
+    (429, '{"id": "too_many_requests", "message": "API Rate limit exceeded."}', "5,000 requests an hour"),
+    (503, '{"id": "server_error", "message": "Unexpected server-side error"}', "finishes what is half done"),
+])
+def test_refusals_say_what_to_change(status, body, expected):
+    assert expected in digitalocean.explain("creating droplet geo101", status, body)
+
+
+# -- against the stand-in --------------------------------------------------------------------------
+
+@pytest.fixture
+def standin(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("the stand-in's volumes are loop devices (root)")
+    ca = course_repo.TestCA(tmp_path / "ca")
+    machines = do_standin.Machines(tmp_path / "cloud", layers=lambda: pytest.fail("no droplet boots in these tests"))
+    with do_standin.StandIn(tmp_path / "cloud", machines, ca) as api:
+        api.bundle = do_standin.ca_bundle(ca, tmp_path)
+        yield api
+    assert api.violations == [], "\n".join(api.violations)
+
+
+def classimage(api, *args: str, token: str = do_standin.TOKEN, timeout: float = 120, **extra) -> subprocess.CompletedProcess:
+    """`python -m classimage ARGS` against the stand-in, as an instructor runs it."""
+    environment = dict(os.environ, PYTHONPATH=str(REPO), DIGITALOCEAN_API_URL=api.url, DIGITALOCEAN_TOKEN=token,
+                       REQUESTS_CA_BUNDLE=str(api.bundle),
+                       CLASSIMAGE_ADMIN_HASHES=json.dumps({"instructor": "$2b$12$" + "a" * 53}), **extra)
+    return subprocess.run([sys.executable, "-m", "classimage", *args], capture_output=True, text=True,
+                          timeout=timeout, env=environment)
+
+
+def spec_file(tmp_path, **droplet) -> Path:
+    data = yaml.safe_load(EXAMPLES[0].read_text())
+    data["droplet"] = {"region": "nyc3", "size": "s-2vcpu-4gb", **droplet}
+    path = tmp_path / "course.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_a_bad_token_is_refused_before_anything_changes(standin, tmp_path):
+    result = classimage(standin, "up", str(spec_file(tmp_path)), token="dop_v1_wrong")
+    assert result.returncode == 4 and "DigitalOcean refused the token" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert standin.count("POST") == 0
+
+
+def test_no_token_is_a_usage_error(standin, tmp_path):
+    result = classimage(standin, "status", str(spec_file(tmp_path)), token="")
+    assert result.returncode == 2 and "set DIGITALOCEAN_TOKEN" in result.stderr
+    assert standin.requests == []
+
+
+def test_a_size_the_region_lacks_is_refused_before_anything_is_made(standin, tmp_path):
+    result = classimage(standin, "up", str(spec_file(tmp_path, region="sgp1", size="s-4vcpu-8gb")))
+    assert result.returncode == 4, result.stderr
+    assert "size s-4vcpu-8gb is not offered in sgp1" in result.stderr and "fra1, nyc3" in result.stderr
+    assert standin.count("POST") == 0
+
+
+def test_an_unknown_ssh_key_is_refused_before_anything_is_made(standin, tmp_path):
+    result = classimage(standin, "up", str(spec_file(tmp_path, ssh_keys=["aa:" * 15 + "aa"])))
+    assert result.returncode == 4 and "no SSH key aa:aa" in result.stderr and "droplet.ssh_keys" in result.stderr
+    assert standin.count("POST") == 0
+
+
+def test_the_droplet_limit(standin, tmp_path):
+    standin.droplet_limit = 0
+    result = classimage(standin, "up", str(spec_file(tmp_path)))
+    assert result.returncode == 4, result.stderr
+    assert "raise your droplet limit" in result.stderr and "Traceback" not in result.stderr
+    # what was made before the refusal is found, not made again, by the next run
+    again = classimage(standin, "up", str(spec_file(tmp_path)), "--dry-run")
+    assert "would create droplet" in again.stdout and "create the class's data volume" not in again.stdout
+
+
+def test_rate_limits_and_server_errors_are_retried(standin, tmp_path):
+    standin.fail("GET", r"^/v2/sizes$", 429, "too_many_requests", "API Rate limit exceeded.", times=2,
+                 headers={"Retry-After": "1"})
+    standin.fail("GET", r"^/v2/droplets$", 503, "server_error", "Unexpected server-side error", times=1)
+    result = classimage(standin, "up", str(spec_file(tmp_path)), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert [status for method, path, status in standin.requests if path == "/v2/sizes"] == [429, 429, 200]
+    assert "would create the class's data volume" in result.stdout
+
+
+def test_a_rate_limit_that_lasts_is_reported_with_what_to_do(standin, tmp_path):
+    standin.fail("GET", r"^/v2/sizes$", 429, "too_many_requests", "API Rate limit exceeded.", times=100,
+                 headers={"Retry-After": "0"})
+    result = classimage(standin, "up", str(spec_file(tmp_path)))
+    assert result.returncode == 4 and "rate limit is used up" in result.stderr, result.stderr
+    assert standin.count("GET") == digitalocean.RETRIES + 1
+
+
+def test_dry_run_changes_nothing(standin, tmp_path):
+    result = classimage(standin, "up", str(spec_file(tmp_path)), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert "would create the class's data volume geo101" not in result.stdout  # the spec's slug is data101
+    assert "would create the class's data volume data101-data" in result.stdout
+    assert standin.count() > 0 and standin.count("POST") == standin.count("DELETE") == standin.count("PUT") == 0
+
+
+def test_interrupted_up_leaves_what_it_made_for_the_next_to_finish(standin, tmp_path):
+    """Ctrl-C after the volume and the address were made: the next `up` finds both."""
+    standin.droplet_limit = 10
+    environment = dict(os.environ, PYTHONPATH=str(REPO), DIGITALOCEAN_API_URL=standin.url,
+                       DIGITALOCEAN_TOKEN=do_standin.TOKEN, REQUESTS_CA_BUNDLE=str(standin.bundle),
+                       CLASSIMAGE_ADMIN_HASHES=json.dumps({"instructor": "$2b$12$" + "a" * 53}))
+    standin.fail("POST", r"^/v2/droplets$", 503, "server_error", "slow", times=100, headers={"Retry-After": "5"})
+    process = subprocess.Popen([sys.executable, "-m", "classimage", "up", str(spec_file(tmp_path))], env=environment,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not any(p == "/v2/droplets" and m == "POST" for m, p, _ in standin.requests):
+        assert time.monotonic() < deadline and process.poll() is None, process.communicate()
+        time.sleep(0.2)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=30)
+    assert process.returncode == 130 and "run the same command again" in err, err
+    assert "Traceback" not in err
+    standin.faults.clear()
+    again = classimage(standin, "up", str(spec_file(tmp_path)), "--dry-run")
+    assert again.returncode == 0
+    assert "would create droplet" in again.stdout
+    assert "volume" not in again.stdout and "reserve an IP" not in again.stdout  # found, not made again
+
+
+def test_status_and_down_with_nothing_there(standin, tmp_path):
+    status = classimage(standin, "status", str(spec_file(tmp_path)))
+    assert status.returncode == 3 and "droplet: none" in status.stdout and "monthly cost: $0.00" in status.stdout
+    down = classimage(standin, "down", str(spec_file(tmp_path)))
+    assert down.returncode == 0 and "nothing left" in down.stdout
+    refused = classimage(standin, "down", str(spec_file(tmp_path)), "--delete-data")
+    assert refused.returncode == 2 and "--yes" in refused.stderr
