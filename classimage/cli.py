@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
     build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
+    build.add_argument("--if-missing", action="store_true",
+                       help="build only if the course has no snapshot baked from this spec's software (asks DigitalOcean)")
     build.set_defaults(handler=_build)
 
     up = verbs.add_parser("up", help="make or update the class's server at DigitalOcean, and follow it to ready")
@@ -241,6 +243,14 @@ def _build(args) -> int:
             "(DigitalOcean control panel > API > Generate New Token), e.g. `export "
             f"{packer.TOKEN}=dop_v1_...`; it is read from the environment only, never written to a file. "
             "Nothing was built (--dry-run validates without one)")
+    if args.if_missing and not args.dry_run:
+        names = cloud.Names(loaded.spec.course.slug)
+        baked = cloud.choose_snapshot(sorted(_account().droplet_snapshots(), key=lambda s: s["created_at"],
+                                             reverse=True), names, plan.bake_digest(loaded.spec))
+        if baked is not None:
+            print(f"snapshot {baked['name']} ({baked['id']}) holds this spec's software already: nothing to build",
+                  file=sys.stderr)
+            return OK
     out = _render_into(args, loaded, args.spec)
     folder = out / artifacts.PACKER
     what = packer.validate(folder, packer=packer.find())

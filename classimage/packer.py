@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from classimage import provision, templating
+from classimage import plan, provision, templating
 from classimage.model import Spec
 
 TEMPLATE = "classimage.pkr.hcl"
@@ -35,6 +35,7 @@ def files(spec: Spec) -> dict[str, str]:
         size=spec.droplet.size,
         snapshot_regions=sorted(set(spec.droplet.snapshot_regions) | {spec.droplet.region}),
         slug=slug,
+        bake_digest=plan.bake_digest(spec),
         droplet_name=f"{slug}-bake",
         tags=["classimage", f"classimage-{slug}"],
         finish_bake=f"{provision.RUNNER} finish-bake",

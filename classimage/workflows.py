@@ -1,5 +1,6 @@
-"""GitHub Actions workflows for a course repository: validate the spec on pull requests, bake the
-snapshot when the course's software changes, and check the hub every 30 minutes."""
+"""GitHub Actions workflows for a course repository: validate the spec on pull requests, deploy on
+every push to the default branch (bake a snapshot when the software changed, then `classimage up`),
+bake a snapshot by hand, and check the hub every 30 minutes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ FOLDER = ".github/workflows"
 # Third-party actions, pinned to full commit SHAs: (uses, the release it is).
 CHECKOUT = ("actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2")
 SETUP_PYTHON = ("actions/setup-python@0b93645e9fea7318ecaed2b359559ac225c90a2b", "v5.3.0")
-NAMES = ("classimage-validate", "classimage-snapshot", "classimage-health")
+NAMES = ("classimage-validate", "classimage-snapshot", "classimage-deploy", "classimage-health")
 _PLAIN = re.compile(r"^[A-Za-z0-9._/*+-]+$")
 ENVIRONMENT_FILES = ("environment.yml", "requirements.txt", "apt.txt", "runtime.txt", "postBuild")
 
@@ -46,6 +47,13 @@ def requirement(spec: Spec) -> str:
     return found
 
 
+def with_extra(requirement: str, extra: str) -> str:
+    """The same source with an extra: `classimage[cloud] @ git+...`, `./x.whl[cloud]`."""
+    if requirement.startswith("classimage @ "):
+        return f"classimage[{extra}] @ " + requirement[len("classimage @ "):]
+    return f"{requirement}[{extra}]"
+
+
 def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
     """The workflow files, by path relative to the repository."""
     spec_relative = _inside(spec_path, repository, "spec")
@@ -59,6 +67,7 @@ def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
         "checkout": CHECKOUT,
         "setup_python": SETUP_PYTHON,
         "requirement": requirement(spec),
+        "requirement_cloud": with_extra(requirement(spec), "cloud"),
         "spec": spec_relative,
         "paths": paths,
         "hub": f"https://{spec.https.hostname}" if spec.https.hostname else None,

@@ -209,3 +209,16 @@ def test_status_and_down_with_nothing_there(standin, tmp_path):
     assert down.returncode == 0 and "nothing left" in down.stdout
     refused = classimage(standin, "down", str(spec_file(tmp_path)), "--delete-data")
     assert refused.returncode == 2 and "--yes" in refused.stderr
+
+
+def test_build_if_missing_builds_nothing_when_the_course_has_the_snapshot(standin, tmp_path):
+    path = spec_file(tmp_path)
+    from classimage import spec as course_spec
+
+    loaded = course_spec.load_file(path)
+    standin.add_snapshot(f"data101-{plan.bake_digest(loaded.spec)}-20261126101010", [])
+    standin.add_snapshot("data101-0000000000000000-20261127101010", [])  # another spec's software
+    result = classimage(standin, "build", str(path), "--if-missing", "--out", str(tmp_path / "out"))
+    assert result.returncode == 0, result.stderr
+    assert f"snapshot data101-{plan.bake_digest(loaded.spec)}-20261126101010" in result.stderr
+    assert "nothing to build" in result.stderr and not (tmp_path / "out").exists()

@@ -50,13 +50,24 @@ def test_zizmor_finds_nothing(repository):
 
 def test_what_each_workflow_does(repository):
     files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
-    validate, snapshot, health = (files[name] for name in workflows.NAMES)
+    validate, snapshot, deploy, health = (files[name] for name in workflows.NAMES)
     assert set(validate["on"]) == {"pull_request"}
-    assert snapshot["on"]["push"]["paths"][:3] == ["spec.yaml", "repo/binder/**", "repo/.binder/**"]
+    assert set(snapshot["on"]) == {"workflow_dispatch"}  # the deploy workflow bakes when needed
     assert snapshot["concurrency"] == {"group": "classimage-snapshot", "cancel-in-progress": "false"}
     job = snapshot["jobs"]["snapshot"]
     assert job["if"] == "github.ref_name == github.event.repository.default_branch"
     assert job["steps"][-1]["env"]["DIGITALOCEAN_TOKEN"] == "${{ secrets.DIGITALOCEAN_TOKEN }}"
+    # deploy: "commit and the server follows", one at a time, least privilege, secrets in its environment
+    assert deploy["on"]["push"]["paths"][:3] == ["spec.yaml", "repo/binder/**", "repo/.binder/**"]
+    assert deploy["concurrency"] == {"group": "classimage-deploy", "cancel-in-progress": "false"}
+    assert deploy["permissions"] == {"contents": "read"}
+    job = deploy["jobs"]["deploy"]
+    assert job["environment"] == "classimage-deploy"
+    assert job["if"] == "github.ref_name == github.event.repository.default_branch"
+    bake, up = job["steps"][-2:]
+    assert "build \"$SPEC\" --if-missing" in bake["run"] and up["run"] == 'python -m classimage up "$SPEC"'
+    assert up["env"]["CLASSIMAGE_ADMIN_HASHES"] == "${{ secrets.CLASSIMAGE_ADMIN_HASHES }}"
+    assert "DIGITALOCEAN_TOKEN" not in validate["jobs"]["validate"]["steps"][-1].get("env", {})
     assert health["on"]["schedule"] == [{"cron": "*/30 * * * *"}] and health["permissions"] == {}
     for workflow in files.values():
         for step in (s for j in workflow["jobs"].values() for s in j["steps"]):
@@ -77,6 +88,7 @@ def test_workflows_install_classimage_pinned_to_the_commit_that_rendered_them(re
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     pinned = f"classimage @ git+{release.SOURCE}@{head}"
     assert installs(files["classimage-validate"]) == installs(files["classimage-snapshot"]) == [pinned]
+    assert installs(files["classimage-deploy"]) == [pinned.replace("classimage @", "classimage[cloud] @")]
     assert installs(files["classimage-health"]) == []  # it only asks the hub
     assert not any("classimage==" in path.read_text() for path in (repository / workflows.FOLDER).glob("*.yml"))
 

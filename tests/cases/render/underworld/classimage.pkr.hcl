@@ -1,6 +1,7 @@
 # Bakes the course's software into a DigitalOcean snapshot. Made by classimage; run it with
 # `python -m classimage build SPEC`, or `packer build` with DIGITALOCEAN_TOKEN set. The API token
-# comes only from the environment: nothing in this folder is secret.
+# comes only from the environment: nothing in this folder is secret. Snapshots are named
+# SLUG-BAKEDIGEST-TIME: `classimage up` takes the newest one baked from the spec's software.
 
 variable "api_token" {
   type      = string
@@ -18,7 +19,7 @@ source "digitalocean" "course" {
   region           = "nyc3"
   size             = "s-2vcpu-4gb"
   snapshot_regions = ["nyc3"]
-  snapshot_name    = format("%s-%s", "underworld", local.timestamp)
+  snapshot_name    = format("%s-%s-%s", "underworld", "50565f834ed7da39", local.timestamp)
   droplet_name     = "underworld-bake"
   tags             = ["classimage", "classimage-underworld"]
   user_data_file   = "${path.root}/../bake/user-data.yaml"
