@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Figures for the foundation: how long `validate` and `render` take as whole commands in a cold
-process, and how big the user data is. Prints a table; asserts nothing.
+process, and how big the user data is, also with the class's data on a volume (as `classimage up`
+renders it). Prints tables; asserts nothing.
 
     python3 benchmarks/render.py [--runs N]
 """
@@ -43,6 +44,18 @@ def main() -> None:
         size = f"{len(data):,} B ({len(data) / 1024:.1f} KiB)"
         print(f"{example.stem:<12} {v_median * 1000:>7.0f} / {v_min * 1000:>4.0f} ms"
               f" {r_median * 1000:>9.0f} / {r_min * 1000:>4.0f} ms {size:>22}")
+    sys.path.insert(0, str(REPO))
+    from classimage import artifacts, plan, spec
+
+    print("user data with the class's data on a volume (what `classimage up` renders), one-piece / boot:")
+    for example in EXAMPLES:
+        loaded = spec.load_file(example)
+        sizes = []
+        for volume in (None, plan.volume_name(loaded.spec.course.slug)):
+            files = artifacts.render(loaded, volume=volume)
+            sizes.append([len(files[artifacts.USER_DATA[stage]].encode()) for stage in (plan.FULL, plan.BOOT)])
+        (full, boot), (full_on, boot_on) = sizes
+        print(f"{example.stem:<12} {full:>7,} -> {full_on:>7,} B / {boot:>7,} -> {boot_on:>7,} B")
     print("limit for user data: 65,536 B (64 KiB)")
 
 

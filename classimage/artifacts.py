@@ -10,17 +10,26 @@ from classimage.spec import Loaded
 
 ONE_PIECE = "user-data.yaml"
 USER_DATA = {plan.FULL: ONE_PIECE, plan.BAKE: "bake/user-data.yaml", plan.BOOT: "boot/user-data.yaml"}
-PURPOSE = {plan.FULL: "one-piece: paste into droplet creation",
-           plan.BAKE: "Packer's build droplet",
-           plan.BOOT: "for droplets made from the snapshot"}
+PURPOSE = {
+    plan.FULL: "one-piece: paste into droplet creation",
+    plan.BAKE: "Packer's build droplet",
+    plan.BOOT: "for droplets made from the snapshot",
+}
 PACKER = "packer"
 
 
-def render(loaded: Loaded, admin_hashes: Mapping[str, str | None] | None = None,
-           status_token_sha256: str | None = None) -> dict[str, str]:
+def render(
+    loaded: Loaded,
+    admin_hashes: Mapping[str, str | None] | None = None,
+    status_token_sha256: str | None = None,
+    volume: str | None = None,
+) -> dict[str, str]:
     """{relative path: text}: the user data of every stage and the Packer template. `admin_hashes`:
-    the bcrypt hash of each admin's password (classimage.admins); an admin without one is reserved."""
-    files = {USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, admin_hashes, status_token_sha256)
-             for stage in plan.STAGES}
+    the bcrypt hash of each admin's password (classimage.admins); an admin without one is reserved.
+    `volume`: the DigitalOcean volume that holds the class's data (the cloud verbs know which)."""
+    files = {
+        USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, admin_hashes, status_token_sha256, volume)
+        for stage in plan.STAGES
+    }
     files.update({f"{PACKER}/{name}": text for name, text in packer.files(loaded.spec).items()})
     return files

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import re
-
-from packaging.requirements import InvalidRequirement, Requirement
+from collections.abc import Callable
 
 import jsonschema
+from packaging.requirements import InvalidRequirement, Requirement
 
 from classimage import environment, model, resources, tljh, units
 from classimage.problems import Problem, short
@@ -24,15 +24,23 @@ def problems(document: Document) -> list[Problem]:
         problems.append(Problem(document.line(path), format_path(path), message, fix, warning))
 
     # Listed twice: harmless to pip or apt, but always a slip in a course spec.
-    for path, key in [(("hub", "admins"), str), (("hub", "auth", "allowed_users"), str),
-                      (("environment", "apt"), str), (("environment", "conda", "packages"), environment.conda_name),
-                      (("environment", "pip"), environment.pip_name)]:
+    keys: list[tuple[tuple[str, ...], Callable[[str], str]]] = [
+        (("hub", "admins"), str),
+        (("hub", "auth", "allowed_users"), str),
+        (("environment", "apt"), str),
+        (("environment", "conda", "packages"), environment.conda_name),
+        (("environment", "pip"), environment.pip_name),
+    ]
+    for path, key in keys:
         seen: dict = {}
         for item_path, item in document.strings(path):
             name = key(item)
             if name in seen:
-                at(item_path, f"{short(item)} is listed twice (also line {document.line(seen[name])})",
-                   "remove one of them")
+                at(
+                    item_path,
+                    f"{short(item)} is listed twice (also line {document.line(seen[name])})",
+                    "remove one of them",
+                )
             else:
                 seen[name] = item_path
 
@@ -45,29 +53,22 @@ def problems(document: Document) -> list[Problem]:
     if isinstance(hostname, str):
         try:
             ipaddress.ip_address(hostname)
-            at(("https", "hostname"), f"{short(hostname)} is an IP address; Let's Encrypt only certifies DNS names",
-               "point a DNS name (an A record) at the droplet and write that name here, or remove `https:` "
-               "to serve plain HTTP")
+            at(
+                ("https", "hostname"),
+                f"{short(hostname)} is an IP address; Let's Encrypt only certifies DNS names",
+                "point a DNS name (an A record) at the droplet and write that name here, or remove `https:` "
+                "to serve plain HTTP",
+            )
         except ValueError:
             pass
     elif hostname is None:
-        at(("https",), "no https.hostname: the hub will serve plain HTTP at the droplet's IP address, "
-           "and passwords cross the network unencrypted",
-           "point a DNS name at the droplet and set https.hostname and https.email", warning=True)
-
-    auth = document.get(("hub", "auth"))
-    if isinstance(auth, dict):
-        method = auth.get("method", "signup")
-        for key in ("ask_email", "lockout"):
-            if key in auth and method != "signup":
-                at(("hub", "auth", key), f"applies only to `method: signup`, not {method}",
-                   "remove it, or set `method: signup`")
-        if method == "allowed-users" and not auth.get("allowed_users"):
-            at(("hub", "auth", "method"), "`allowed-users` needs the list of names",
-               "add `allowed_users: [alice, bob]` under `auth:`")
-        if auth.get("allowed_users") and method != "allowed-users":
-            at(("hub", "auth", "allowed_users"), f"applies only to `method: allowed-users`, not {method}",
-               "remove it, or set `method: allowed-users`")
+        at(
+            ("https",),
+            "no https.hostname: the hub will serve plain HTTP at the droplet's IP address, "
+            "and passwords cross the network unencrypted",
+            "point a DNS name at the droplet and set https.hostname and https.email",
+            warning=True,
+        )
 
     version = document.get(("tljh", "version"))
     if version is None:
@@ -76,16 +77,23 @@ def problems(document: Document) -> list[Problem]:
         problems.extend(_tljh_release(document, version))
 
     for path, shortest, longest, fix in (
-            (("hub", "idle_timeout"), 60, 365 * 86400, "use at least 1m and at most 365d, e.g. 30m"),
-            (("hub", "auth", "lockout", "duration"), 1, 30 * 86400, "use at most 30d, e.g. 10m")):
+        (("hub", "idle_timeout"), 60, 365 * 86400, "use at least 1m and at most 365d, e.g. 30m"),
+        (("hub", "auth", "lockout", "duration"), 1, 30 * 86400, "use at most 30d, e.g. 10m"),
+    ):
         duration = document.get(path)
         try:
             seconds = units.seconds(duration) if isinstance(duration, str) else None
         except ValueError:
             continue  # the schema's pattern reports it
         if seconds is not None and seconds < shortest:
-            at(path, f"{duration!r} is shorter than {'a minute' if shortest == 60 else 'a second'}; students "
-               "would lose their servers while reading" if shortest == 60 else f"{duration!r} is no time at all", fix)
+            at(
+                path,
+                f"{duration!r} is shorter than {'a minute' if shortest == 60 else 'a second'}; students "
+                "would lose their servers while reading"
+                if shortest == 60
+                else f"{duration!r} is no time at all",
+                fix,
+            )
         elif seconds is not None and seconds > longest:
             at(path, f"{duration!r} is longer than anyone waits", fix)
     memory = document.get(("hub", "memory_limit"))
@@ -97,8 +105,11 @@ def problems(document: Document) -> list[Problem]:
         if size is not None and size < 128 << 20:
             at(("hub", "memory_limit"), f"{memory!r} is too little for a notebook server", "use at least 256M, e.g. 1G")
         elif size is not None and size > 1 << 40:
-            at(("hub", "memory_limit"), f"{memory!r} is more memory than any droplet has",
-               "give what one student's server may use, e.g. 2G")
+            at(
+                ("hub", "memory_limit"),
+                f"{memory!r} is more memory than any droplet has",
+                "give what one student's server may use, e.g. 2G",
+            )
 
     folders: dict = {}
     content = data.get("content")
@@ -109,15 +120,22 @@ def problems(document: Document) -> list[Problem]:
         if isinstance(url, str):
             folder = model.ContentRepo(url=url, branch=None, open=None).folder
             if folder in folders:
-                at(("content", i, "url"), f"pulls into the folder {folder!r}, like the repository on line "
-                   f"{document.line(folders[folder])}", "list each repository once")
+                at(
+                    ("content", i, "url"),
+                    f"pulls into the folder {folder!r}, like the repository on line {document.line(folders[folder])}",
+                    "list each repository once",
+                )
             else:
                 folders[folder] = ("content", i, "url")
 
     url = document.get(("tljh", "bootstrap_url"))
     if isinstance(url, str) and url.startswith("http://"):
-        at(("tljh", "bootstrap_url"), "is plain http: anyone on the path can change what runs as root",
-           "use an https:// URL", warning=True)
+        at(
+            ("tljh", "bootstrap_url"),
+            "is plain http: anyone on the path can change what runs as root",
+            "use an https:// URL",
+            warning=True,
+        )
     return problems
 
 
@@ -127,17 +145,31 @@ def _tljh_release(document: Document, version: str) -> list[Problem]:
     change to a config.yaml that breaks its schema)."""
     where = ("tljh", "version")
     if version not in tljh.SCHEMAS and not tljh.is_commit(version):
-        return [Problem(document.line(where), format_path(where), f"{short(version)} is a TLJH release this "
-                        f"classimage does not know", f"write {' or '.join(map(repr, tljh.SCHEMAS))}, or pin a "
-                        "40-character commit")] if tljh.RELEASE.fullmatch(version) else []
+        return (
+            [
+                Problem(
+                    document.line(where),
+                    format_path(where),
+                    f"{short(version)} is a TLJH release this classimage does not know",
+                    f"write {' or '.join(map(repr, tljh.SCHEMAS))}, or pin a 40-character commit",
+                )
+            ]
+            if tljh.RELEASE.fullmatch(version)
+            else []
+        )
     cpu = document.get(("hub", "cpu_limit"))
     if isinstance(cpu, (int, float)) and not isinstance(cpu, bool):
         validator = jsonschema.Draft7Validator(tljh.schema(version))
         if any(True for _ in validator.iter_errors({"limits": {"cpu": cpu}})):
             path = ("hub", "cpu_limit")
-            return [Problem(document.line(path), format_path(path), f"TLJH {version} takes whole CPU cores "
-                            f"(its limits.cpu is an integer), not {cpu}",
-                            "write a whole number such as 1 or 2, or null for no limit")]
+            return [
+                Problem(
+                    document.line(path),
+                    format_path(path),
+                    f"TLJH {version} takes whole CPU cores (its limits.cpu is an integer), not {cpu}",
+                    "write a whole number such as 1 or 2, or null for no limit",
+                )
+            ]
     return []
 
 
@@ -150,10 +182,16 @@ def requirement_problem(item: str) -> tuple[str, str] | None:
         reason = str(error).splitlines()[0]
     vcs = re.fullmatch(r"^(git|hg|svn|bzr)\+[a-z]+://\S+?/([A-Za-z0-9._-]+?)(\.git)?(@\S*)?$", item)
     if vcs:
-        return (f"{short(item)} is a bare URL, not a pip requirement",
-                f"name the package: write `{vcs.group(2)} @ {item}`")
+        return (
+            f"{short(item)} is a bare URL, not a pip requirement",
+            f"name the package: write `{vcs.group(2)} @ {item}`",
+        )
     if item.startswith("-"):
-        return (f"{short(item)} is a pip option, not a requirement",
-                "write one requirement per item, such as jupytext>=1.16; options are not allowed here")
-    return (f"{short(item)} is not a pip requirement: {reason}",
-            "write one requirement such as lavavu or jupytext>=1.16")
+        return (
+            f"{short(item)} is a pip option, not a requirement",
+            "write one requirement per item, such as jupytext>=1.16; options are not allowed here",
+        )
+    return (
+        f"{short(item)} is not a pip requirement: {reason}",
+        "write one requirement such as lavavu or jupytext>=1.16",
+    )

@@ -1,6 +1,7 @@
 """The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
 spec, set the admins' passwords, render what the droplet needs, build a snapshot, bring the class up
-at DigitalOcean, see its status, take it down, share the links, explain a key.
+at DigitalOcean, see its status, back up and restore its data, take it down, share the links,
+explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
 2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
@@ -21,11 +22,26 @@ from pathlib import Path
 # jsonschema imports every optional format checker it finds; rfc3987_syntax, when installed (Jupyter
 # packages pull it in), compiles a grammar at import: 0.7 s on every command, for the `iri` format
 # no classimage schema uses. The command line is our own process, so it declines that import.
-sys.modules.setdefault("rfc3987_syntax", None)
+sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from classimage import (__version__, admins, artifacts, cloud, digitalocean, links, packer, plan, reference, spec,
-                        userdata, workflows, yamlsource)
-from classimage.problems import Problem, SpecError
+from classimage import (  # noqa: E402 (after the import declined above)
+    __version__,
+    admins,
+    artifacts,
+    cloud,
+    digitalocean,
+    links,
+    packer,
+    plan,
+    reference,
+    spec,
+    upkeep,
+    userdata,
+    workflows,
+    yamlsource,
+)
+from classimage.model import Spec  # noqa: E402
+from classimage.problems import Problem, SpecError  # noqa: E402
 
 OK, INVALID, USAGE, FAILED, CLOUD, INTERNAL = 0, 1, 2, 3, 4, 70
 
@@ -58,21 +74,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"classimage: {error}", file=sys.stderr)
         return CLOUD
     except KeyboardInterrupt:
-        if getattr(args, "verb", None) in ("up", "down"):
-            print("\nclassimage: interrupted; run the same command again: it finds what exists and finishes",
-                  file=sys.stderr)
+        if getattr(args, "verb", None) in ("up", "down", "backup", "restore"):
+            print(
+                "\nclassimage: interrupted; run the same command again: it finds what exists and finishes",
+                file=sys.stderr,
+            )
         return 130
     except Exception as error:  # a bug in classimage, not in the spec: say so, briefly
         if os.environ.get("CLASSIMAGE_DEBUG"):
             raise
-        print(f"classimage: internal error: {type(error).__name__}: {error}\n"
-              "please report it with the spec; CLASSIMAGE_DEBUG=1 shows the traceback", file=sys.stderr)
+        print(
+            f"classimage: internal error: {type(error).__name__}: {error}\n"
+            "please report it with the spec; CLASSIMAGE_DEBUG=1 shows the traceback",
+            file=sys.stderr,
+        )
         return INTERNAL
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m classimage", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m classimage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"classimage {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
 
@@ -82,8 +104,9 @@ def _parser() -> argparse.ArgumentParser:
 
     password = verbs.add_parser("admin-password", help="set an admin's password (only its hash is kept)")
     password.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    password.add_argument("--admin", action="append", metavar="NAME",
-                          help="the admin (repeatable; default: every admin in hub.admins)")
+    password.add_argument(
+        "--admin", action="append", metavar="NAME", help="the admin (repeatable; default: every admin in hub.admins)"
+    )
     how = password.add_mutually_exclusive_group()
     how.add_argument("--generate", action="store_true", help="make a strong password and print it once")
     how.add_argument("--stdin", action="store_true", help="read the password(s) from standard input, one per line")
@@ -92,11 +115,15 @@ def _parser() -> argparse.ArgumentParser:
     render = verbs.add_parser("render", help="write the user data (one-piece, bake, boot) and the Packer template")
     render.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
     render.add_argument("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults")
-    render.add_argument("--admin", action="append", metavar="NAME",
-                        help="with --repo: an admin's hub user name (repeatable; required)")
-    render.add_argument("--workflows", metavar="DIR",
-                        help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
-                             "DIR is the course repository holding the spec")
+    render.add_argument(
+        "--admin", action="append", metavar="NAME", help="with --repo: an admin's hub user name (repeatable; required)"
+    )
+    render.add_argument(
+        "--workflows",
+        metavar="DIR",
+        help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
+        "DIR is the course repository holding the spec",
+    )
     where = render.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
     where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
@@ -106,16 +133,35 @@ def _parser() -> argparse.ArgumentParser:
     build.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
     build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
-    build.add_argument("--if-missing", action="store_true",
-                       help="build only if the course has no snapshot baked from this spec's software (asks DigitalOcean)")
+    build.add_argument(
+        "--if-missing",
+        action="store_true",
+        help="build only if the course has no snapshot baked from this spec's software (asks DigitalOcean)",
+    )
     build.set_defaults(handler=_build)
 
     up = verbs.add_parser("up", help="make or update the class's server at DigitalOcean, and follow it to ready")
     up.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     up.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
-    up.add_argument("--timeout", type=float, default=60, metavar="MINUTES",
-                    help="how long to follow provisioning (default 60)")
+    up.add_argument(
+        "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
+    )
     up.set_defaults(handler=_up)
+
+    backup = verbs.add_parser("backup", help="snapshot the class's data volume; keep the newest storage.keep_backups")
+    backup.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    backup.set_defaults(handler=_backup)
+
+    restore = verbs.add_parser("restore", help="bring the class back from a backup, on a new volume and droplet")
+    restore.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    restore.add_argument(
+        "--backup", required=True, metavar="ID", help="the backup's id or name (`classimage status` lists them)"
+    )
+    restore.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
+    restore.add_argument(
+        "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
+    )
+    restore.set_defaults(handler=_restore)
 
     status = verbs.add_parser("status", help="what the class has at DigitalOcean, how it is, and what it costs")
     status.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
@@ -123,8 +169,11 @@ def _parser() -> argparse.ArgumentParser:
 
     down = verbs.add_parser("down", help="destroy the class's droplet and firewall; keep its data and address")
     down.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    down.add_argument("--delete-data", action="store_true",
-                      help="also delete the class's volume, its backups and its address (asks for the course slug)")
+    down.add_argument(
+        "--delete-data",
+        action="store_true",
+        help="also delete the class's volume, its backups and its address (asks for the course slug)",
+    )
     down.add_argument("--yes", action="store_true", help="do not ask")
     down.set_defaults(handler=_down)
 
@@ -155,22 +204,44 @@ def _load(path: str) -> spec.Loaded:
 
 def _validate(args) -> int:
     loaded = _load(args.spec)
-    _artifacts(loaded, args.spec, admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug))
+    hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
+    _artifacts(loaded, args.spec, hashes, volume=_longest_volume(loaded.spec))
     print(f"{yamlsource.shown(args.spec)}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
     return OK
 
 
-def _artifacts(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None],
-               status_token_sha256: str | None = None) -> dict[str, str]:
+def _artifacts(
+    loaded: spec.Loaded,
+    filename: str,
+    hashes: dict[str, str | None],
+    status_token_sha256: str | None = None,
+    volume: str | None = None,
+) -> dict[str, str]:
     """Everything render writes, in memory: what validate also decides (so a spec that validates
     renders), with the one limit only rendering can tell (the user data's size) as a problem."""
     try:
-        return artifacts.render(loaded, hashes, status_token_sha256)
+        return artifacts.render(loaded, hashes, status_token_sha256, volume)
     except userdata.TooLarge as error:
         where = ("environment",)
-        raise SpecError(filename, [Problem(loaded.line(where, key=True), "environment", str(error),
-                                           "list fewer packages: a few that depend on the rest install the same")]) \
-            from None
+        raise SpecError(
+            filename,
+            [
+                Problem(
+                    loaded.line(where, key=True),
+                    "environment",
+                    str(error),
+                    "list fewer packages: a few that depend on the rest install the same",
+                )
+            ],
+        ) from None
+
+
+def _longest_volume(course: Spec) -> str | None:
+    """The longest name of the class's volume the cloud verbs may put in the user data (a restored
+    one's): what validate renders with, so that a spec that validates also fits with its volume."""
+    if course.storage.type in ("auto", "volume"):
+        return cloud.Names(course.course.slug).restored("0" * 8 + "-" + "0" * 6)
+    return None
 
 
 def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
@@ -178,10 +249,17 @@ def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
     hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
     for index, name in enumerate(loaded.spec.hub.admins):
         if hashes[name] is None:
-            print(Problem(loaded.line(("hub", "admins", index)), f"hub.admins[{index}]", f"{name!r} has no password yet: the account is reserved, so "
-                          f"no one can claim it, and no one can sign in as {name} either",
-                          f"run `python -m classimage admin-password {filename}`, then render again",
-                          warning=True).format(filename), file=sys.stderr)
+            print(
+                Problem(
+                    loaded.line(("hub", "admins", index)),
+                    f"hub.admins[{index}]",
+                    f"{name!r} has no password yet: the account is reserved, so "
+                    f"no one can claim it, and no one can sign in as {name} either",
+                    f"run `python -m classimage admin-password {filename}`, then render again",
+                    warning=True,
+                ).format(filename),
+                file=sys.stderr,
+            )
     return hashes
 
 
@@ -191,8 +269,9 @@ def _render_into(args, loaded: spec.Loaded, filename: str) -> Path:
     _write(out, files)
     for stage, name in artifacts.USER_DATA.items():
         size = len(files[name].encode())
-        print(f"wrote {out / name} ({_kib(size)} of {_kib(userdata.LIMIT)}; {artifacts.PURPOSE[stage]})",
-              file=sys.stderr)
+        print(
+            f"wrote {out / name} ({_kib(size)} of {_kib(userdata.LIMIT)}; {artifacts.PURPOSE[stage]})", file=sys.stderr
+        )
     print(f"wrote {out / artifacts.PACKER}/ (the Packer template that bakes the snapshot)", file=sys.stderr)
     return out
 
@@ -202,14 +281,19 @@ def _render(args) -> int:
         if args.spec:
             raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
         if not args.admin:
-            raise UsageError("--repo needs --admin NAME: the hub user name you will sign in with (an admin "
-                             "can approve students and has sudo on the server, so it is never a guessable default)")
+            raise UsageError(
+                "--repo needs --admin NAME: the hub user name you will sign in with (an admin "
+                "can approve students and has sudo on the server, so it is never a guessable default)"
+            )
         loaded = spec.for_repo(Path(args.repo), args.admin)
         for warning in loaded.warnings:
             print(warning.format(args.repo), file=sys.stderr)
         course = loaded.spec.course
-        print(f"no spec: course {course.name!r} ({course.slug}), admins {', '.join(loaded.spec.hub.admins)}; "
-              "write a spec to choose these (python -m classimage explain)", file=sys.stderr)
+        print(
+            f"no spec: course {course.name!r} ({course.slug}), admins {', '.join(loaded.spec.hub.admins)}; "
+            "write a spec to choose these (python -m classimage explain)",
+            file=sys.stderr,
+        )
     elif args.spec:
         loaded = _load(args.spec)
     else:
@@ -229,9 +313,11 @@ def _render(args) -> int:
     if flows:
         for name in _write(Path(args.workflows), flows):
             print(f"wrote {name}", file=sys.stderr)
-    print("next: paste user-data.yaml into DigitalOcean's droplet creation, Advanced options > "
-          "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
-          file=sys.stderr)
+    print(
+        "next: paste user-data.yaml into DigitalOcean's droplet creation, Advanced options > "
+        "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
+        file=sys.stderr,
+    )
     return OK
 
 
@@ -242,14 +328,20 @@ def _build(args) -> int:
             f"no DigitalOcean API token: set {packer.TOKEN} to a personal access token with write scope "
             "(DigitalOcean control panel > API > Generate New Token), e.g. `export "
             f"{packer.TOKEN}=dop_v1_...`; it is read from the environment only, never written to a file. "
-            "Nothing was built (--dry-run validates without one)")
+            "Nothing was built (--dry-run validates without one)"
+        )
     if args.if_missing and not args.dry_run:
         names = cloud.Names(loaded.spec.course.slug)
-        baked = cloud.choose_snapshot(sorted(_account().droplet_snapshots(), key=lambda s: s["created_at"],
-                                             reverse=True), names, plan.bake_digest(loaded.spec))
+        baked = cloud.choose_snapshot(
+            sorted(_account().droplet_snapshots(), key=lambda s: s["created_at"], reverse=True),
+            names,
+            plan.bake_digest(loaded.spec),
+        )
         if baked is not None:
-            print(f"snapshot {baked['name']} ({baked['id']}) holds this spec's software already: nothing to build",
-                  file=sys.stderr)
+            print(
+                f"snapshot {baked['name']} ({baked['id']}) holds this spec's software already: nothing to build",
+                file=sys.stderr,
+            )
             return OK
     out = _render_into(args, loaded, args.spec)
     folder = out / artifacts.PACKER
@@ -260,12 +352,17 @@ def _build(args) -> int:
     print(f"packer build {what}: a build droplet bakes the course (5 to 15 minutes)...", file=sys.stderr)
     result = packer.build(what, packer=packer.find(), show=lambda line: print(f"  {line}", file=sys.stderr))
     if result.returncode != 0:
-        raise packer.PackerError(f"packer build failed (exit {result.returncode}); last error: "
-                                 f"{result.errors[-1] if result.errors else 'see above'}")
+        raise packer.PackerError(
+            f"packer build failed (exit {result.returncode}); last error: "
+            f"{result.errors[-1] if result.errors else 'see above'}"
+        )
     for snapshot in result.artifacts.values():
         print(snapshot)
-        print(f"snapshot {snapshot} is ready: create droplets from it with {out / artifacts.USER_DATA[plan.BOOT]} "
-              "as their user data", file=sys.stderr)
+        print(
+            f"snapshot {snapshot} is ready: create droplets from it with {out / artifacts.USER_DATA[plan.BOOT]} "
+            "as their user data",
+            file=sys.stderr,
+        )
     return OK
 
 
@@ -294,17 +391,21 @@ def _admin_password(args) -> int:
                 raise UsageError("the two passwords differ; nothing was changed")
         weak = admins.weakness(password, name, course.hub.auth.min_password_length)
         if weak:
-            raise UsageError(f"that password for {name} will not do: {weak}; nothing was changed "
-                             "(--generate makes a strong one)")
+            raise UsageError(
+                f"that password for {name} will not do: {weak}; nothing was changed (--generate makes a strong one)"
+            )
         hashes[name] = admins.hash_password(password)
     path = admins.save(course.course.slug, hashes)
     for name, password in shown:
         print(f"{name}: {password}")
     if shown:
         print("shown once: keep it in your password manager (only its hash is stored)", file=sys.stderr)
-    print(f"stored the hash of each password in {path} (not in the course repository). Render again: "
-          "the user data carries the hashes, and a droplet takes them when it is created. For a workflow, "
-          f"put that file's text in the secret {admins.ENVIRONMENT}.", file=sys.stderr)
+    print(
+        f"stored the hash of each password in {path} (not in the course repository). Render again: "
+        "the user data carries the hashes, and a droplet takes them when it is created. For a workflow, "
+        f"put that file's text in the secret {admins.ENVIRONMENT}.",
+        file=sys.stderr,
+    )
     return OK
 
 
@@ -315,10 +416,12 @@ def _echo(message: str) -> None:
 def _account() -> digitalocean.DigitalOcean:
     """A session with DigitalOcean, or a usage error saying what is missing (a token, the client)."""
     if not os.environ.get(digitalocean.TOKEN, "").strip():
-        raise UsageError(f"no DigitalOcean API token: set {digitalocean.TOKEN} to a personal access token with read "
-                         "and write scope (control panel > API > Generate New Token), e.g. `export "
-                         f"{digitalocean.TOKEN}=dop_v1_...`; it is read from the environment only, never written to "
-                         "a file. Nothing was changed")
+        raise UsageError(
+            f"no DigitalOcean API token: set {digitalocean.TOKEN} to a personal access token with read "
+            "and write scope (control panel > API > Generate New Token), e.g. `export "
+            f"{digitalocean.TOKEN}=dop_v1_...`; it is read from the environment only, never written to "
+            "a file. Nothing was changed"
+        )
     try:
         return digitalocean.DigitalOcean(log=_echo)
     except digitalocean.CloudError as error:
@@ -326,37 +429,71 @@ def _account() -> digitalocean.DigitalOcean:
 
 
 def _up(args) -> int:
+    return _deploy(args, _load(args.spec))
+
+
+def _restore(args) -> int:
     loaded = _load(args.spec)
+    if loaded.spec.storage.type == "none":
+        raise UsageError("storage.type is none: the class keeps no volume, so there is no backup to restore")
+    return _deploy(args, loaded, args.backup)
+
+
+def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
+    """`up`, or `restore` (`backup`: the id or name of the backup the class comes back from)."""
     course = loaded.spec
     hashes = admins.for_admins(course.hub.admins, course.course.slug)
     missing = [name for name, hashed in hashes.items() if hashed is None]
     if missing:
-        raise UsageError(f"no password for {', '.join(missing)} yet: run `python -m classimage admin-password "
-                         f"{args.spec}` first (the class's server needs a way for you to sign in)")
+        raise UsageError(
+            f"no password for {', '.join(missing)} yet: run `python -m classimage admin-password "
+            f"{args.spec}` first (the class's server needs a way for you to sign in)"
+        )
     api = _account()
-    token = cloud.status_token(api.token, course.course.slug, loaded.digest)
-    files = _artifacts(loaded, args.spec, hashes, hashlib.sha256(token.encode()).hexdigest())
+    token = hashlib.sha256(cloud.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
+    _artifacts(loaded, args.spec, hashes, token, _longest_volume(course))  # stops here, before anything is made
+
+    def render(volume: str | None) -> dict[str, str]:
+        return _artifacts(loaded, args.spec, hashes, token, volume)
+
     started = time.monotonic()
-    outcome = cloud.Up(loaded, api, files, _echo, timeout=args.timeout * 60, dry_run=args.dry_run).run()
+    up = cloud.Up(loaded, api, render, _echo, timeout=args.timeout * 60, dry_run=args.dry_run)
+    outcome = up.run(upkeep.find_backup(loaded, api, backup) if backup else None)
     if args.dry_run:
         print(f"(dry run: {api.requests} requests to DigitalOcean, none changing anything)")
         return OK
-    print(f"done in {time.monotonic() - started:.0f} s ({api.requests} requests to DigitalOcean, "
-          f"{api.changes} changing something)" + (f"; students could not reach the hub for "
-                                                 f"{outcome.downtime:.0f} s" if outcome.downtime else ""))
+    print(
+        f"done in {time.monotonic() - started:.0f} s ({api.requests} requests to DigitalOcean, "
+        f"{api.changes} changing something)"
+        + (f"; students could not reach the hub for {outcome.downtime:.0f} s" if outcome.downtime else "")
+    )
     hub = f"https://{course.https.hostname}" if course.https.hostname else f"http://{outcome.address}"
     print(f"\nthe class is at {hub}")
-    print(f"next: sign in at {hub}/hub/login as {course.hub.admins[0]} with the password you set; approve "
-          f"students at {hub}/hub/authorize")
+    print(
+        f"next: sign in at {hub}/hub/login as {course.hub.admins[0]} with the password you set; approve "
+        f"students at {hub}/hub/authorize"
+    )
     found = links.everything(course, hub)
     for item in found["content"]:
         print(f"launch link for {item['repo']}: {item['link']}")
     return OK
 
 
+def _backup(args) -> int:
+    loaded = _load(args.spec)
+    started = time.monotonic()
+    api = _account()
+    made = upkeep.backup(loaded, api, _echo)
+    print(
+        f"done in {time.monotonic() - started:.0f} s: restore it with `python -m classimage restore {args.spec} "
+        f"--backup {made['id']}`"
+    )
+    return OK
+
+
 def _status(args) -> int:
     loaded = _load(args.spec)
-    found = cloud.status(loaded, _account(), _echo)
+    found = upkeep.status(loaded, _account(), _echo)
     return OK if found.droplets else FAILED
 
 
@@ -365,13 +502,17 @@ def _down(args) -> int:
     slug = loaded.spec.course.slug
     if args.delete_data and not args.yes:
         if not sys.stdin.isatty():
-            raise UsageError("--delete-data deletes the class's volume (every student's work), its backups and "
-                             "its address: add --yes to confirm without a terminal")
-        typed = input(f"this deletes every student's work in {slug}, its backups and its address; type the course's "
-                      "slug to confirm: ")
+            raise UsageError(
+                "--delete-data deletes the class's volume (every student's work), its backups and "
+                "its address: add --yes to confirm without a terminal"
+            )
+        typed = input(
+            f"this deletes every student's work in {slug}, its backups and its address; type the course's "
+            "slug to confirm: "
+        )
         if typed.strip() != slug:
             raise UsageError("that is not the course's slug; nothing was deleted")
-    cloud.down(loaded, _account(), _echo, delete_data=args.delete_data)
+    upkeep.down(loaded, _account(), _echo, delete_data=args.delete_data)
     return OK
 
 
@@ -409,8 +550,14 @@ def _links(args) -> int:
     if not found["content"]:
         print("\n(no content repositories in the spec: add them under `content:`)")
     for item in found["content"]:
-        detail = ", ".join(x for x in (f"branch {item['branch']}" if item["branch"] else "",
-                                       f"opens {item['open']}" if item["open"] else "") if x)
+        detail = ", ".join(
+            x
+            for x in (
+                f"branch {item['branch']}" if item["branch"] else "",
+                f"opens {item['open']}" if item["open"] else "",
+            )
+            if x
+        )
         print(f"\n{item['repo']}" + (f" ({detail})" if detail else ""))
         print(f"  link:     {item['link']}")
         print(f"  markdown: {item['markdown']}")

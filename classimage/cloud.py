@@ -1,7 +1,8 @@
 """The class's server on DigitalOcean: `up` makes what is missing (a reserved IP, the class's data
 volume, the droplet, a cloud firewall, a DNS record), replaces a droplet whose software or settings
-changed, and follows provisioning to the end; `status` says what exists and what it costs; `down`
-removes the droplet and keeps the class's data.
+changed (the volume and the address move to the new one), and follows provisioning to the end;
+`restore` is an `up` onto a new volume made from a backup. (`status`, `down` and `backup`, which
+keep a class rather than make one, are in upkeep.py.)
 
 The cloud is the source of truth: every resource is found by the course's name or tag, so there is
 no local state to lose, a second `up` with nothing changed changes nothing, and an `up` stopped
@@ -14,6 +15,7 @@ import datetime
 import hashlib
 import hmac
 import json
+import re
 import socket
 import time
 import urllib.error
@@ -47,8 +49,21 @@ class Names:
         return self.slug
 
     @property
-    def volume(self) -> str:
-        return f"{self.slug}-data"
+    def volume(self) -> str:  # the first; a restored one is named volume-TIME
+        return plan.volume_name(self.slug)
+
+    def restored(self, when: str) -> str:  # a volume made from a backup at `when` (STAMP)
+        return f"{self.volume}-{when}"
+
+    def is_volume(self, name: str) -> bool:
+        return name == self.volume or _stamped(name, f"{self.volume}-")
+
+    @property
+    def backup_prefix(self) -> str:  # backups (snapshots of the volume) are named SLUG-backup-TIME
+        return f"{self.slug}-backup-"
+
+    def is_backup(self, name: str) -> bool:
+        return _stamped(name, self.backup_prefix)
 
     @property
     def firewall(self) -> str:
@@ -67,6 +82,18 @@ class Names:
         return f"{self.slug}-"
 
 
+STAMP = "%Y%m%d-%H%M%S"
+
+
+def _stamped(name: str, prefix: str) -> bool:
+    """`name` is `prefix` and a time as classimage writes it (another course's slug may start alike)."""
+    return name.startswith(prefix) and re.fullmatch(r"\d{8}-\d{6}", name[len(prefix) :]) is not None
+
+
+def stamp() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).strftime(STAMP)
+
+
 def status_token(api_token: str, slug: str, spec_digest: str) -> str:
     """The token whose holder may read log tails from a droplet's status service: derived from the
     DigitalOcean token, so whoever runs `up` (the token's holder) has it and nothing is stored."""
@@ -75,36 +102,48 @@ def status_token(api_token: str, slug: str, spec_digest: str) -> str:
 
 # -- what exists ----------------------------------------------------------------------------------
 
+
 @dataclass
 class Found:
     droplets: list[JSON]
-    volume: JSON | None
+    volume: JSON | None  # the class's volume: the one a droplet of the course has, else the newest
     ip: JSON | None
     firewall: JSON | None
     snapshots: list[JSON]  # the course's droplet snapshots, newest first
-    volume_snapshots: list[JSON] = field(default_factory=list)
+    backups: list[JSON] = field(default_factory=list)  # snapshots of the class's volumes, newest first
+    volumes: list[JSON] = field(default_factory=list)  # every volume of the course (after a restore, the old)
+
+
+def current_volume(volumes: list[JSON], droplets: list[JSON]) -> JSON | None:
+    """The class's data: the volume a droplet of the course has attached, else the newest (a restore
+    makes a new one; `down` leaves it unattached)."""
+    ids = {d["id"] for d in droplets}
+    attached = [v for v in volumes if ids & set(v.get("droplet_ids") or [])]
+    return max(attached or volumes, key=lambda v: v["created_at"], default=None)
 
 
 def discover(api: DigitalOcean, names: Names, region: str) -> Found:
     droplets = api.droplets(names.tag)
-    volumes = api.volumes(names.volume, region)
+    volumes = [v for v in api.volumes(region) if names.is_volume(v["name"])]
     addresses = {ip["ip"]: ip for ip in api.reserved_ips()}
     ip = None
     for tag in api.tags():
         if tag["name"].startswith(names.ip_prefix):
-            address = tag["name"][len(names.ip_prefix):].replace("-", ".")
+            address = tag["name"][len(names.ip_prefix) :].replace("-", ".")
             ip = addresses.get(address) or ip
     if ip is None:  # a droplet of the course holds one: the record was lost, not the address
         ids = {d["id"] for d in droplets}
         ip = next((a for a in addresses.values() if (a.get("droplet") or {}).get("id") in ids), None)
     firewall = next((f for f in api.firewalls() if f["name"] == names.firewall), None)
-    snapshots = sorted((s for s in api.droplet_snapshots() if s["name"].startswith(names.snapshot_prefix)),
-                       key=lambda s: s["created_at"], reverse=True)
-    volume = volumes[0] if volumes else None
-    found = Found(droplets, volume, ip, firewall, snapshots)
-    if volume is not None:
-        found.volume_snapshots = api.volume_snapshots(volume["id"])
-    return found
+    snapshots = sorted(
+        (s for s in api.droplet_snapshots() if s["name"].startswith(names.snapshot_prefix)),
+        key=lambda s: s["created_at"],
+        reverse=True,
+    )
+    backups = sorted(
+        (s for s in api.volume_snapshots() if names.is_backup(s["name"])), key=lambda s: s["created_at"], reverse=True
+    )
+    return Found(droplets, current_volume(volumes, droplets), ip, firewall, snapshots, backups, volumes)
 
 
 def public_address(droplet: JSON) -> str | None:
@@ -116,6 +155,7 @@ def deploy_tag(droplet: JSON, names: Names) -> str | None:
 
 
 # -- what up makes --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class Deployment:
@@ -146,10 +186,18 @@ def deployment(loaded: Loaded, files: dict[str, str], snapshot: JSON | None) -> 
     user data (`files`: what `render` writes)."""
     droplet = loaded.spec.droplet
     if snapshot is not None:
-        return Deployment(int(snapshot["id"]), snapshot["name"], plan.BOOT, files[artifacts.USER_DATA[plan.BOOT]],
-                          droplet.size, droplet.region, droplet.ssh_keys)
-    return Deployment(droplet.image, None, plan.FULL, files[artifacts.ONE_PIECE], droplet.size, droplet.region,
-                      droplet.ssh_keys)
+        return Deployment(
+            int(snapshot["id"]),
+            snapshot["name"],
+            plan.BOOT,
+            files[artifacts.USER_DATA[plan.BOOT]],
+            droplet.size,
+            droplet.region,
+            droplet.ssh_keys,
+        )
+    return Deployment(
+        droplet.image, None, plan.FULL, files[artifacts.ONE_PIECE], droplet.size, droplet.region, droplet.ssh_keys
+    )
 
 
 @dataclass(frozen=True)
@@ -158,12 +206,27 @@ class Change:
     why: str
 
 
-def changes(found: Found, wanted: Deployment, names: Names, dns: tuple[str, str] | None,
-            records: list[JSON] | None) -> list[Change]:
-    """What `up` must do, in order, to get from what exists to what is wanted. Pure: tested as a table."""
+def changes(
+    found: Found,
+    wanted: Deployment,
+    names: Names,
+    dns: tuple[str, str] | None,
+    records: list[JSON] | None,
+    volume_size: int | None = 20,
+) -> list[Change]:
+    """What `up` must do, in order, to get from what exists to what is wanted (`volume_size`: the
+    class's volume, in GiB; None: the class keeps no volume). Pure: tested as a table."""
     todo = []
-    if found.volume is None:
+    if volume_size is not None and found.volume is None:
         todo.append(Change("volume", f"create the class's data volume {names.volume}"))
+    elif volume_size is not None and found.volume is not None and found.volume["size_gigabytes"] < volume_size:
+        todo.append(
+            Change(
+                "resize",
+                f"grow volume {found.volume['name']} from {found.volume['size_gigabytes']} "
+                f"to {volume_size} GiB (its filesystem grows with it, nothing is formatted)",
+            )
+        )
     if found.ip is None:
         todo.append(Change("ip", "reserve an IP address for the class"))
     current = [d for d in found.droplets if deploy_tag(d, names) == names.deploy_prefix + wanted.digest]
@@ -171,11 +234,15 @@ def changes(found: Found, wanted: Deployment, names: Names, dns: tuple[str, str]
     if not current:
         if others:
             old = others[0]
-            todo.append(Change("replace", f"replace droplet {old['name']} ({old['id']}): "
-                                          f"{'a newer snapshot' if wanted.snapshot else 'new settings or software'}"))
+            todo.append(
+                Change(
+                    "replace",
+                    f"replace droplet {old['name']} ({old['id']}): "
+                    f"{'a newer snapshot' if wanted.snapshot else 'new settings or software'}",
+                )
+            )
         else:
-            todo.append(Change("droplet", f"create droplet {names.droplet} from "
-                                          f"{wanted.snapshot or wanted.image}"))
+            todo.append(Change("droplet", f"create droplet {names.droplet} from {wanted.snapshot or wanted.image}"))
     elif others:
         todo.append(Change("cleanup", f"destroy {len(others)} older droplet(s) of the course"))
     holder = (found.ip or {}).get("droplet") or {}
@@ -194,11 +261,12 @@ def changes(found: Found, wanted: Deployment, names: Names, dns: tuple[str, str]
 
 # -- following provisioning -----------------------------------------------------------------------
 
-def read_status(address: str, token: str, timeout: float = 5) -> JSON | None:
-    """The droplet's provisioning status (with log tails: the token is ours), or None when nothing
-    answers yet."""
-    request = urllib.request.Request(f"http://{address}{provision.SERVICE_PATH}",
-                                     headers={"Authorization": f"token {token}", "Accept": "application/json"})
+
+def read_status(address: str, token: str | None, timeout: float = 5) -> JSON | None:
+    """The droplet's provisioning status (with log tails when the token is ours; None: the public
+    part), or None when nothing answers yet."""
+    headers = {"Accept": "application/json"} | ({"Authorization": f"token {token}"} if token else {})
+    request = urllib.request.Request(f"http://{address}{provision.SERVICE_PATH}", headers=headers)
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
     try:
         with opener.open(request, timeout=timeout) as response:
@@ -222,8 +290,10 @@ def follow(address: str, token: str, echo: Callable[[str], None], timeout: float
     while True:
         elapsed = time.monotonic() - started
         if elapsed > timeout:
-            raise CloudError(f"the droplet was not ready within {timeout / 60:.0f} minutes: see `classimage status`, "
-                             f"or `ssh root@{address} classimage-provision status`")
+            raise CloudError(
+                f"the droplet was not ready within {timeout / 60:.0f} minutes: see `classimage status`, "
+                f"or `ssh root@{address} classimage-provision status`"
+            )
         status = read_status(address, token)
         if status is None or "steps" not in status:
             if not waiting_said:
@@ -234,27 +304,34 @@ def follow(address: str, token: str, echo: Callable[[str], None], timeout: float
         for step in status["steps"]:
             state = step.get("state")
             if seen.get(step["name"]) != state and state in ("running", "done", "failed"):
-                seconds = f" in {step['seconds']:.0f} s" if step.get("seconds") is not None and state != "running" else ""
-                echo(f"  [{_clock(elapsed)}] {step.get('title') or step['name']}: {state}{seconds}")
+                seconds = (
+                    f" in {step['seconds']:.0f} s" if step.get("seconds") is not None and state != "running" else ""
+                )
+                echo(f"  [{clock(elapsed)}] {step.get('title') or step['name']}: {state}{seconds}")
                 seen[step["name"]] = state
         if status.get("state") in ("ready", "failed"):
             return status
         time.sleep(poll)
 
 
-def _clock(seconds: float) -> str:
+def clock(seconds: float) -> str:
     return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
 
 
 def failure_report(status: JSON) -> list[str]:
-    step = next((s for s in status["steps"] if s.get("state") == "failed"), {})
-    lines = [f"provisioning failed at {step.get('title') or status.get('failed_step')} "
-             f"(exit code {step.get('exit_code')}); the last lines of its output:"]
-    lines += [f"    | {line}" for line in step.get("log_tail") or ["(not shown: the status service did not share them)"]]
+    step: JSON = next((s for s in status["steps"] if s.get("state") == "failed"), {})
+    lines = [
+        f"provisioning failed at {step.get('title') or status.get('failed_step')} "
+        f"(exit code {step.get('exit_code')}); the last lines of its output:"
+    ]
+    lines += [
+        f"    | {line}" for line in step.get("log_tail") or ["(not shown: the status service did not share them)"]
+    ]
     return lines
 
 
 # -- up --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Outcome:
@@ -265,11 +342,20 @@ class Outcome:
 
 
 class Up:
-    """One `classimage up`."""
+    """One `classimage up` (or the `restore` that moves the class onto a backup's copy)."""
 
-    def __init__(self, loaded: Loaded, api: DigitalOcean, files: dict[str, str],
-                 echo: Callable[[str], None], timeout: float = 3600, dry_run: bool = False):
-        self.loaded, self.spec, self.api, self.files = loaded, loaded.spec, api, files
+    def __init__(
+        self,
+        loaded: Loaded,
+        api: DigitalOcean,
+        render: Callable[[str | None], dict[str, str]],
+        echo: Callable[[str], None],
+        timeout: float = 3600,
+        dry_run: bool = False,
+    ):
+        """`render`: what `render` writes for the spec, given the name of the class's volume (the user
+        data mounts it by name)."""
+        self.loaded, self.spec, self.api, self.render = loaded, loaded.spec, api, render
         self.echo, self.timeout, self.dry_run = echo, timeout, dry_run
         self.names = Names(self.spec.course.slug)
         self.token = status_token(api.token, self.spec.course.slug, loaded.digest)
@@ -277,60 +363,101 @@ class Up:
     def check_account(self) -> None:
         """What would make creating anything fail, found before anything is made."""
         droplet = self.spec.droplet
+        if self.spec.storage.type == "device":
+            raise CloudError(
+                "storage.type is `device`, a disk of another cloud: at DigitalOcean the class's data "
+                "lives on a volume `classimage up` makes; set storage.type to auto"
+            )
         size = next((s for s in self.api.sizes() if s["slug"] == droplet.size), None)
         if size is None:
-            raise CloudError(f"DigitalOcean has no droplet size {droplet.size!r}: set droplet.size in the spec "
-                             "(e.g. s-2vcpu-4gb)")
+            raise CloudError(
+                f"DigitalOcean has no droplet size {droplet.size!r}: set droplet.size in the spec (e.g. s-2vcpu-4gb)"
+            )
         if droplet.region not in size["regions"]:
-            raise CloudError(f"size {droplet.size} is not offered in {droplet.region}: choose another droplet.size, "
-                             f"or one of the regions that offer it ({', '.join(sorted(size['regions']))})")
+            raise CloudError(
+                f"size {droplet.size} is not offered in {droplet.region}: choose another droplet.size, "
+                f"or one of the regions that offer it ({', '.join(sorted(size['regions']))})"
+            )
         if droplet.ssh_keys:
             keys = {str(k["id"]) for k in self.api.account_keys()} | {k["fingerprint"] for k in self.api.account_keys()}
             missing = [k for k in droplet.ssh_keys if k not in keys]
             if missing:
-                raise CloudError(f"no SSH key {', '.join(missing)} in your DigitalOcean account: add it (control "
-                                 "panel > Settings > Security) or remove it from droplet.ssh_keys")
+                raise CloudError(
+                    f"no SSH key {', '.join(missing)} in your DigitalOcean account: add it (control "
+                    "panel > Settings > Security) or remove it from droplet.ssh_keys"
+                )
 
     def dns(self) -> tuple[str, str] | None:
         """(domain, record name) when https.hostname is in a domain whose DNS is at DigitalOcean."""
         hostname = self.spec.https.hostname
         if not hostname:
             return None
-        domains = sorted((d["name"] for d in self.api.domains() if hostname == d["name"]
-                          or hostname.endswith("." + d["name"])), key=len, reverse=True)
+        domains = sorted(
+            (d["name"] for d in self.api.domains() if hostname == d["name"] or hostname.endswith("." + d["name"])),
+            key=len,
+            reverse=True,
+        )
         if not domains:
             return None
         domain = domains[0]
         return domain, hostname[: -len(domain) - 1] if hostname != domain else "@"
 
-    def run(self) -> Outcome:
+    def run(self, restore: JSON | None = None) -> Outcome:
+        """Make the class as the spec wants it. `restore`: a backup (a snapshot of the class's volume)
+        to bring back on a new volume, which the new droplet takes instead of the current one."""
         spec, names = self.spec, self.names
         self.check_account()
         found = discover(self.api, names, spec.droplet.region)
+        keeps_data = spec.storage.type != "none"
+        previous = found.volume
+        if restore is not None:
+            name = names.restored(stamp())
+            size = max(spec.storage.size_gigabytes, int(restore["min_disk_size"]))
+            self.echo(
+                f"{names.droplet}: "
+                + ("would " if self.dry_run else "will ")
+                + f"bring backup {restore['name']} back as volume {name} ({size} GiB)"
+            )
+            found.volume = (
+                {"id": None, "name": name, "size_gigabytes": size, "droplet_ids": []}
+                if self.dry_run
+                else self.create_volume(name, size, restore)
+            )
+        volume_name = (found.volume or {}).get("name", names.volume) if keeps_data else None
+        files = self.render(volume_name)
         snapshot = choose_snapshot(found.snapshots, names, plan.bake_digest(spec))
-        wanted = deployment(self.loaded, self.files, snapshot)
+        wanted = deployment(self.loaded, files, snapshot)
         dns = self.dns()
-        records = self.api.records(dns[0], spec.https.hostname) if dns else None
-        todo = changes(found, wanted, names, dns, records)
+        records = self.api.records(dns[0], spec.https.hostname) if dns and spec.https.hostname else None
+        todo = changes(found, wanted, names, dns, records, spec.storage.size_gigabytes if keeps_data else None)
         outcome = Outcome(address=(found.ip or {}).get("ip"))
+        if found.volume is not None and found.volume["size_gigabytes"] > spec.storage.size_gigabytes:
+            self.echo(
+                f"  note: volume {found.volume['name']} has {found.volume['size_gigabytes']} GiB, more than "
+                f"storage.size_gigabytes ({spec.storage.size_gigabytes}); volumes cannot shrink, so it is kept"
+            )
         if not todo:
-            self.echo(f"{names.droplet}: nothing to change (droplet, volume, address, firewall"
-                      f"{', DNS' if dns else ''} as the spec wants)")
+            self.echo(
+                f"{names.droplet}: nothing to change (droplet, volume, address, firewall"
+                f"{', DNS' if dns else ''} as the spec wants)"
+            )
             outcome.status = read_status(outcome.address, self.token) if outcome.address else None
             return outcome
         self.echo(f"{names.droplet}: " + ("would " if self.dry_run else "will ") + "; ".join(c.why for c in todo))
         if self.dry_run:
             return outcome
-        volume = found.volume or self.create_volume()
+        kinds = {c.what for c in todo}
+        volume = (found.volume or self.create_volume(names.volume, spec.storage.size_gigabytes)) if keeps_data else None
+        if "resize" in kinds and volume is not None:
+            self.resize(volume)
         address = found.ip or self.reserve_ip()
         outcome.address = address["ip"]
-        kinds = {c.what for c in todo}
         current = [d for d in found.droplets if deploy_tag(d, names) == names.deploy_prefix + wanted.digest]
         started = None
         if "replace" in kinds:
             old = next(d for d in found.droplets if d not in current)
             started = time.monotonic()
-            self.retire(old, volume)
+            self.retire(old, found.volumes)
             droplet = self.create_droplet(wanted, volume)
             self.assign(address, droplet)
             outcome.changed.append(f"replaced droplet {old['id']} with {droplet['id']}")
@@ -343,15 +470,17 @@ class Up:
             if "assign" in kinds:
                 self.assign(address, droplet)
         for old in found.droplets:
-            if old["id"] != droplet["id"] and old in found.droplets and "replace" not in kinds:
+            if old["id"] != droplet["id"] and "replace" not in kinds:
                 self.api.destroy_droplet(old["id"])
         if "firewall" in kinds:
             self.create_firewall()
-        if "dns" in kinds:
+        if "dns" in kinds and dns is not None:
             self.point_dns(dns, address["ip"], records)
         if self.spec.https.hostname and dns is None:
-            self.echo(f"  DNS: create an A record {self.spec.https.hostname} -> {address['ip']} at your DNS host; "
-                      "HTTPS starts once it resolves")
+            self.echo(
+                f"  DNS: create an A record {self.spec.https.hostname} -> {address['ip']} at your DNS host; "
+                "HTTPS starts once it resolves"
+            )
         if {"droplet", "replace", "assign"} & kinds:
             self.echo(f"following the provisioning of {names.droplet} at {address['ip']}:")
             status = follow(address["ip"], self.token, self.echo, self.timeout)
@@ -359,23 +488,48 @@ class Up:
             if status["state"] == "failed":
                 for line in failure_report(status):
                     self.echo(line)
-                raise CloudError(f"provisioning of {names.droplet} failed: fix the cause and run `classimage up` "
-                                 "again (it finishes what is half done)")
+                raise CloudError(
+                    f"provisioning of {names.droplet} failed: fix the cause and run `classimage up` "
+                    "again (it finishes what is half done)"
+                )
             if started is not None:
                 outcome.downtime = time.monotonic() - started
         if "replace" in kinds:
             old = next(d for d in found.droplets if d not in current)
             self.api.destroy_droplet(old["id"])
+        if restore is not None and previous is not None:
+            self.echo(
+                f"  the class's previous volume {previous['name']} is kept, detached "
+                f"(${previous['size_gigabytes'] * VOLUME_PER_GIB_MONTH:.2f} a month): delete it in the control "
+                "panel once the restored class is as you want it"
+            )
         if self.spec.https.hostname:
             self.wait_for_dns(address["ip"])
         return outcome
 
-    def create_volume(self) -> JSON:
-        self.echo(f"  creating the class's data volume {self.names.volume} ({self.spec.storage.size_gigabytes} GiB)")
-        return self.api.create_volume({"name": self.names.volume, "region": self.spec.droplet.region,
-                                       "size_gigabytes": self.spec.storage.size_gigabytes,
-                                       "description": f"classimage: the data of {self.spec.course.name}",
-                                       "tags": ["classimage", self.names.tag]})
+    def create_volume(self, name: str, size: int, backup: JSON | None = None) -> JSON:
+        source = f" from backup {backup['name']}" if backup else ""
+        self.echo(f"  creating the class's data volume {name} ({size} GiB{source})")
+        body = {
+            "name": name,
+            "region": self.spec.droplet.region,
+            "size_gigabytes": size,
+            "description": f"classimage: the data of {self.spec.course.name}",
+            "tags": ["classimage", self.names.tag],
+        }
+        if backup is not None:
+            body["snapshot_id"] = backup["id"]
+        return self.api.create_volume(body)
+
+    def resize(self, volume: JSON) -> None:
+        size = self.spec.storage.size_gigabytes
+        self.echo(f"  growing volume {volume['name']} to {size} GiB")
+        self.api.wait(
+            self.api.volume_action(
+                volume["id"], {"type": "resize", "size_gigabytes": size, "region": self.spec.droplet.region}
+            ),
+            f"resizing {volume['name']}",
+        )
 
     def reserve_ip(self) -> JSON:
         self.echo("  reserving an IP address for the class")
@@ -383,13 +537,23 @@ class Up:
         self.api.create_tag(self.names.ip_prefix + address["ip"].replace(".", "-"))
         return address
 
-    def create_droplet(self, wanted: Deployment, volume: JSON) -> JSON:
-        self.echo(f"  creating droplet {self.names.droplet} ({wanted.size}, {wanted.region}, "
-                  f"{wanted.snapshot or wanted.image})")
-        body = {"name": self.names.droplet, "region": wanted.region, "size": wanted.size, "image": wanted.image,
-                "ssh_keys": list(wanted.ssh_keys), "user_data": wanted.user_data, "monitoring": True, "ipv6": False,
-                "volumes": [volume["id"]], "tags": ["classimage", self.names.tag,
-                                                    self.names.deploy_prefix + wanted.digest]}
+    def create_droplet(self, wanted: Deployment, volume: JSON | None) -> JSON:
+        self.echo(
+            f"  creating droplet {self.names.droplet} ({wanted.size}, {wanted.region}, "
+            f"{wanted.snapshot or wanted.image})"
+        )
+        body = {
+            "name": self.names.droplet,
+            "region": wanted.region,
+            "size": wanted.size,
+            "image": wanted.image,
+            "ssh_keys": list(wanted.ssh_keys),
+            "user_data": wanted.user_data,
+            "monitoring": True,
+            "ipv6": False,
+            "volumes": [volume["id"]] if volume else [],
+            "tags": ["classimage", self.names.tag, self.names.deploy_prefix + wanted.digest],
+        }
         droplet, action = self.api.create_droplet(body)
         if action is not None:
             self.api.wait(action, f"creating droplet {self.names.droplet}")
@@ -400,24 +564,43 @@ class Up:
         action = self.api.reserved_ip_action(address["ip"], {"type": "assign", "droplet_id": droplet["id"]})
         self.api.wait(action, f"assigning {address['ip']}")
 
-    def retire(self, old: JSON, volume: JSON) -> None:
+    def retire(self, old: JSON, volumes: list[JSON]) -> None:
         """The old droplet stops (writing a consistent copy of the hub's database on its way down)
         and lets go of the class's volume."""
         self.echo(f"  stopping droplet {old['id']} (its class data is written out as it shuts down)")
-        self.api.wait(self.api.droplet_action(old["id"], "shutdown"), f"shutting down droplet {old['id']}", timeout=300)
-        if old["id"] in (volume.get("droplet_ids") or []):
-            self.api.wait(self.api.volume_action(volume["id"], {"type": "detach", "droplet_id": old["id"],
-                                                                "region": self.spec.droplet.region}),
-                          f"detaching {self.names.volume}")
+        try:
+            self.api.wait(
+                self.api.droplet_action(old["id"], "shutdown"), f"shutting down droplet {old['id']}", timeout=300
+            )
+        except CloudError as error:  # DigitalOcean's advice when a droplet does not shut down: power it off
+            self.echo(f"  {error}; powering it off")
+            self.api.wait(self.api.droplet_action(old["id"], "power_off"), f"powering off droplet {old['id']}")
+        for volume in volumes:
+            if old["id"] in (volume.get("droplet_ids") or []):
+                self.api.wait(
+                    self.api.volume_action(
+                        volume["id"], {"type": "detach", "droplet_id": old["id"], "region": self.spec.droplet.region}
+                    ),
+                    f"detaching {volume['name']}",
+                )
 
     def create_firewall(self) -> None:
         self.echo(f"  creating firewall {self.names.firewall}")
-        rules = [{"protocol": "tcp", "ports": port, "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}
-                 for port in FIREWALL_PORTS]
-        outbound = [{"protocol": protocol, "ports": "0" if protocol == "icmp" else "all",
-                     "destinations": {"addresses": ["0.0.0.0/0", "::/0"]}} for protocol in ("tcp", "udp", "icmp")]
-        self.api.create_firewall({"name": self.names.firewall, "tags": [self.names.tag], "inbound_rules": rules,
-                                  "outbound_rules": outbound})
+        rules = [
+            {"protocol": "tcp", "ports": port, "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}
+            for port in FIREWALL_PORTS
+        ]
+        outbound = [
+            {
+                "protocol": protocol,
+                "ports": "0" if protocol == "icmp" else "all",
+                "destinations": {"addresses": ["0.0.0.0/0", "::/0"]},
+            }
+            for protocol in ("tcp", "udp", "icmp")
+        ]
+        self.api.create_firewall(
+            {"name": self.names.firewall, "tags": [self.names.tag], "inbound_rules": rules, "outbound_rules": outbound}
+        )
 
     def point_dns(self, dns: tuple[str, str], address: str, records: list[JSON] | None) -> None:
         domain, name = dns
@@ -442,125 +625,3 @@ class Up:
                 self.echo(f"  {hostname} does not resolve to {address} yet: HTTPS starts once it does")
                 return
             time.sleep(10)
-
-
-# -- status and down -------------------------------------------------------------------------------
-
-def age(created: str) -> str:
-    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
-    seconds = (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
-    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
-        if seconds >= length:
-            return f"{seconds / length:.0f}{unit}"
-    return f"{seconds:.0f}s"
-
-
-def monthly(found: Found, sizes: list[JSON]) -> tuple[float, list[str]]:
-    """What the course's resources cost a month, and the lines that say so."""
-    prices = {s["slug"]: s["price_monthly"] for s in sizes}
-    lines, total = [], 0.0
-    for droplet in found.droplets:
-        price = prices.get(droplet["size_slug"], droplet["size"]["price_monthly"])
-        total += price
-        lines.append(f"  droplet {droplet['size_slug']}: ${price:.2f} (DigitalOcean's API)")
-    if found.volume is not None:
-        price = found.volume["size_gigabytes"] * VOLUME_PER_GIB_MONTH
-        total += price
-        lines.append(f"  volume {found.volume['size_gigabytes']} GiB: ${price:.2f} (${VOLUME_PER_GIB_MONTH:.2f}/GiB)")
-    stored = sum(s["size_gigabytes"] for s in found.snapshots + found.volume_snapshots)
-    if stored:
-        price = stored * SNAPSHOT_PER_GIB_MONTH
-        total += price
-        lines.append(f"  snapshots {stored:.1f} GiB: ${price:.2f} (${SNAPSHOT_PER_GIB_MONTH:.2f}/GiB)")
-    if found.ip is not None and not found.ip.get("droplet"):
-        total += UNASSIGNED_IP_MONTH
-        lines.append(f"  reserved IP, unassigned: ${UNASSIGNED_IP_MONTH:.2f} (free while assigned)")
-    return total, lines
-
-
-def hub_health(address: str) -> str:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://{address}/hub/health", timeout=5) as response:
-            return "answers" if response.status == 200 else f"answers {response.status}"
-    except urllib.error.HTTPError as error:
-        return f"answers {error.code}"
-    except OSError:
-        return "does not answer"
-
-
-def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Found:
-    spec, names = loaded.spec, Names(loaded.spec.course.slug)
-    found = discover(api, names, spec.droplet.region)
-    token = status_token(api.token, spec.course.slug, loaded.digest)
-    echo(f"{spec.course.name} ({spec.course.slug}) at DigitalOcean:")
-    if not found.droplets:
-        echo("  droplet: none (`classimage up` makes one)")
-    for droplet in found.droplets:
-        echo(f"  droplet {droplet['name']} ({droplet['id']}): {droplet['status']}, {droplet['size_slug']} in "
-             f"{droplet['region']['slug']}, {age(droplet['created_at'])} old, at {public_address(droplet)}")
-    if found.ip is not None:
-        holder = (found.ip.get("droplet") or {}).get("id")
-        echo(f"  address {found.ip['ip']}: " + (f"on droplet {holder}" if holder else "not assigned to a droplet"))
-    if found.volume is not None:
-        attached = found.volume["droplet_ids"]
-        echo(f"  volume {found.volume['name']}: {found.volume['size_gigabytes']} GiB, {age(found.volume['created_at'])}"
-             f" old, " + (f"attached to {attached[0]}" if attached else "not attached"))
-    for snapshot in found.snapshots:
-        echo(f"  snapshot {snapshot['name']}: {snapshot['size_gigabytes']} GiB, {age(snapshot['created_at'])} old")
-    for snapshot in found.volume_snapshots:
-        echo(f"  backup {snapshot['name']} ({snapshot['id']}): {snapshot['size_gigabytes']} GiB, "
-             f"{age(snapshot['created_at'])} old")
-    address = (found.ip or {}).get("ip")
-    if address and found.droplets:
-        provisioning = read_status(address, token)
-        state = provisioning.get("state") if provisioning else "not answering"
-        echo(f"  provisioning: {state}" + (f" (failed at {provisioning.get('failed_step')})" if state == "failed" else ""))
-        echo(f"  hub: {hub_health(address)} at http://{address}/hub/health")
-    total, lines = monthly(found, api.sizes())
-    echo(f"  monthly cost: ${total:.2f}")
-    for line in lines:
-        echo(line)
-    return found
-
-
-def down(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], delete_data: bool) -> Found:
-    spec, names = loaded.spec, Names(loaded.spec.course.slug)
-    found = discover(api, names, spec.droplet.region)
-    for droplet in found.droplets:
-        echo(f"destroying droplet {droplet['name']} ({droplet['id']})")
-        api.destroy_droplet(droplet["id"])
-    if found.firewall is not None:
-        echo(f"deleting firewall {names.firewall}")
-        api.delete_firewall(found.firewall["id"])
-    if delete_data:
-        if found.volume is not None:
-            for snapshot in found.volume_snapshots:
-                echo(f"deleting backup {snapshot['name']}")
-                api.delete_snapshot(snapshot["id"])
-            echo(f"deleting volume {names.volume} (the class's data)")
-            _until_detached(api, found.volume)
-            api.delete_volume(found.volume["id"])
-        if found.ip is not None:
-            echo(f"releasing {found.ip['ip']}")
-            api.delete_reserved_ip(found.ip["ip"])
-        for tag in api.tags():
-            if tag["name"].startswith(names.ip_prefix):
-                api.delete_tag(tag["name"])
-    left = discover(api, names, spec.droplet.region)
-    left.droplets = []  # destroyed (DigitalOcean may list them for a moment longer)
-    total, lines = monthly(left, [])
-    kept = ([f"volume {left.volume['name']}"] if left.volume else []) + ([f"address {left.ip['ip']}"] if left.ip else [])
-    echo(("left: " + ", ".join(kept) + f", costing ${total:.2f} a month") if kept else "nothing left")
-    for line in lines:
-        echo(line)
-    return left
-
-
-def _until_detached(api: DigitalOcean, volume: JSON, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while api.volume(volume["id"])["droplet_ids"]:
-        if time.monotonic() > deadline:
-            raise CloudError(f"volume {volume['name']} is still attached: run `classimage down` again in a moment")
-        time.sleep(2)
-

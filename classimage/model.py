@@ -105,6 +105,7 @@ class Storage:
     type: Literal["auto", "volume", "device", "none"]
     size_gigabytes: int
     device: str | None
+    keep_backups: int
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,7 @@ def build(cls: type, data: dict):
 def _convert(hint, value):
     if value is None:
         return None
-    if dataclasses.is_dataclass(hint):
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint):
         return build(hint, value)
     origin = typing.get_origin(hint)
     if origin is tuple:

@@ -13,8 +13,9 @@ import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
+from typing import Any
 
-from classimage import hubaccounts, network, provision, templating, tljh
+from classimage import classdata, hubaccounts, network, provision, templating, tljh
 from classimage.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
@@ -22,8 +23,23 @@ STAGES = (FULL, BAKE, BOOT)
 
 # Packages TLJH's bootstrap needs before it runs (its documented prerequisites), curl to fetch it;
 # iptables for the metadata guard, ufw for the firewall, iproute2 (ss) to see who holds port 80.
-PREREQUISITES = ("python3", "python3-dev", "python3-venv", "git", "curl", "ca-certificates", "iptables", "ufw",
-                 "iproute2")
+# e2fsprogs for the class's data device.
+PREREQUISITES = (
+    "python3",
+    "python3-dev",
+    "python3-venv",
+    "git",
+    "curl",
+    "ca-certificates",
+    "iptables",
+    "ufw",
+    "iproute2",
+    "e2fsprogs",
+)
+# How often the hub's database is copied to the class's data device (and at every shutdown).
+DATABASE_COPY_SECONDS = 300
+# How a DigitalOcean volume appears on its droplet: by its name, under a stable path.
+VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_"
 # Seconds any wait for the hub or the proxy may take before the step fails with a message.
 HUB_WAIT = 180
 
@@ -61,14 +77,25 @@ class Step:
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
 
 
-def _step(name: str, title: str, stages: set[str], *, check: bool = False,
-          files: tuple[tuple[str, str, str], ...] = (), programs: tuple[tuple[str, str], ...] = (),
-          when: str = provision.ONCE, timeout: int = 1800, template: str | None = None, **values: object) -> Step:
+def _step(
+    name: str,
+    title: str,
+    stages: set[str],
+    *,
+    check: bool = False,
+    files: tuple[tuple[str, str, str], ...] = (),
+    programs: tuple[tuple[str, str, str], ...] = (),
+    when: str = provision.ONCE,
+    timeout: int = 1800,
+    template: str | None = None,
+    **values: object,
+) -> Step:
     """A step from its template(s); `files` (path, content, mode) and `programs` (path, source of
-    one of classimage's own modules, shipped compressed) are what it installs."""
+    one of classimage's own modules, shipped compressed, mode) are what it installs."""
     template = template or name
-    staged = tuple(File(name, path, content, mode) for path, content, mode in files) + \
-        tuple(File(name, path, content, "0644", compressed=True) for path, content in programs)
+    staged = tuple(File(name, path, content, mode) for path, content, mode in files) + tuple(
+        File(name, path, content, mode, compressed=True) for path, content, mode in programs
+    )
     return Step(
         name=name,
         title=title,
@@ -81,74 +108,228 @@ def _step(name: str, title: str, stages: set[str], *, check: bool = False,
     )
 
 
-def steps(spec: Spec, stage: str | None = FULL, admin_hashes: Mapping[str, str | None] | None = None) -> list[Step]:
+def volume_name(slug: str) -> str:
+    """The class's DigitalOcean volume, as `classimage up` first makes it (a restored one is
+    SLUG-data-TIME)."""
+    return f"{slug}-data"
+
+
+def data_device(spec: Spec, volume: str | None = None) -> str | None:
+    """The block device that holds the class's data on the droplet, or None: the droplet's own disk.
+    `volume`: the name of the DigitalOcean volume the cloud verbs attach (they know it; `render` does not)."""
+    kind = spec.storage.type
+    if kind == "device":
+        return spec.storage.device
+    if kind == "volume" or (kind == "auto" and volume is not None):
+        return VOLUME_DEVICE + (volume or volume_name(spec.course.slug))
+    return None
+
+
+def steps(
+    spec: Spec,
+    stage: str | None = FULL,
+    admin_hashes: Mapping[str, str | None] | None = None,
+    volume: str | None = None,
+) -> list[Step]:
     """The steps of `stage`, in order; `stage=None`: every step of every stage (for documentation).
-    `admin_hashes`: the bcrypt hash of each admin's password (an admin without one is reserved)."""
+    `admin_hashes`: the bcrypt hash of each admin's password (an admin without one is reserved).
+    `volume`: the DigitalOcean volume holding the class's data, when the cloud verbs attach one."""
     if stage is not None and stage not in STAGES:
         raise ValueError(f"no stage {stage!r}")
+    device = data_device(spec, volume)
     env = spec.environment
     packages = PREREQUISITES + tuple(p for p in env.apt if p not in PREREQUISITES)
-    user_env = {"user_env": tljh.USER_ENV, "user_bin": tljh.USER_BIN}
+    user_env: dict[str, Any] = {"user_env": tljh.USER_ENV, "user_bin": tljh.USER_BIN}
     every = []
     if stage in (BOOT, None):
         # First: refuse a droplet not made from a classimage snapshot, warn about another spec's.
-        every.append(_step("image-check", "Check this droplet was made from the course's snapshot", {BOOT},
-                           runner=provision.RUNNER, bake_digest=bake_digest(spec)))
+        every.append(
+            _step(
+                "image-check",
+                "Check this droplet was made from the course's snapshot",
+                {BOOT},
+                runner=provision.RUNNER,
+                bake_digest=bake_digest(spec),
+            )
+        )
     network_files = network.files(spec)
     if network_files:
         # First: apt, pip, conda and the TLJH bootstrap all download through this network.
-        every.append(_step("network", "Configure the proxy and trusted CAs", {FULL, BAKE, BOOT},
-                           files=network_files, certificates=bool(spec.network.ca_certificates)))
+        every.append(
+            _step(
+                "network",
+                "Configure the proxy and trusted CAs",
+                {FULL, BAKE, BOOT},
+                files=tuple(network_files),
+                certificates=bool(spec.network.ca_certificates),
+            )
+        )
     every += [
         _step("packages", f"Install {len(packages)} system packages", {FULL, BAKE}, check=True, packages=packages),
         _step("security-updates", "Apply security updates", {BAKE}),
-        _step("metadata-guard", "Block non-root users from the metadata service", {FULL, BAKE}, check=True,
-              guard=provision.METADATA_GUARD,
-              files=((provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
-                     (provision.METADATA_GUARD_UNIT,
-                      templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
-                      "0644"))),
+        _step(
+            "metadata-guard",
+            "Block non-root users from the metadata service",
+            {FULL, BAKE},
+            check=True,
+            guard=provision.METADATA_GUARD,
+            files=(
+                (provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
+                (
+                    provision.METADATA_GUARD_UNIT,
+                    templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
+                    "0644",
+                ),
+            ),
+        ),
         _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),
+    ]
+    if device is not None or stage is None:
+        every.append(class_data(spec, device or VOLUME_DEVICE + volume_name(spec.course.slug)))
+    every += [
         # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
-        _step("hub-config", "Write the hub's settings", {FULL, BOOT}, private=tljh.PRIVATE_DIRS,
-              files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
-                     (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"))),
+        _step(
+            "hub-config",
+            "Write the hub's settings",
+            {FULL, BOOT},
+            private=tljh.PRIVATE_DIRS,
+            files=(
+                (tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
+                (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
+            ),
+        ),
         # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
-        _step("hub-lockdown", "Lock the build droplet's hub", {BAKE}, template="hub-config",
-              private=tljh.PRIVATE_DIRS, files=((tljh.CONFIG_YAML, tljh.lockdown_yaml(spec.tljh.version), "0600"),)),
+        _step(
+            "hub-lockdown",
+            "Lock the build droplet's hub",
+            {BAKE},
+            template="hub-config",
+            private=tljh.PRIVATE_DIRS,
+            files=((tljh.CONFIG_YAML, tljh.lockdown_yaml(spec.tljh.version), "0600"),),
+        ),
     ]
     for variant in (FULL, BAKE):
-        every.append(_step("tljh", f"Install The Littlest JupyterHub {spec.tljh.version}", {variant}, check=True,
-                           url=spec.tljh.bootstrap_url, version=spec.tljh.version, hub_python=tljh.HUB_PYTHON,
-                           commit=tljh.is_commit(spec.tljh.version), page_pid=provision.PROGRESS_PAGE_PID,
-                           args=tljh.bootstrap_args(spec)))
+        every.append(
+            _step(
+                "tljh",
+                f"Install The Littlest JupyterHub {spec.tljh.version}",
+                {variant},
+                check=True,
+                url=spec.tljh.bootstrap_url,
+                version=spec.tljh.version,
+                hub_python=tljh.HUB_PYTHON,
+                commit=tljh.is_commit(spec.tljh.version),
+                page_pid=provision.PROGRESS_PAGE_PID,
+                args=tljh.bootstrap_args(spec),
+            )
+        )
     conda = env.conda.packages + ((f"python={env.python}",) if env.python else ())
     if conda:
         channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
-        every.append(_step("conda-packages", f"Install {len(conda)} conda packages", {FULL, BAKE},
-                           channels=channels, packages=conda, timeout=3600, **user_env))
+        every.append(
+            _step(
+                "conda-packages",
+                f"Install {len(conda)} conda packages",
+                {FULL, BAKE},
+                channels=channels,
+                packages=conda,
+                timeout=3600,
+                **user_env,
+            )
+        )
     if env.pip:
-        every.append(_step("pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE},
-                           requirements=env.pip, **user_env))
+        every.append(
+            _step(
+                "pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE}, requirements=env.pip, **user_env
+            )
+        )
     if env.post_build:
-        every.append(_step("post-build", "Run the course's postBuild", {FULL, BAKE},
-                           files=((provision.POST_BUILD, env.post_build, "0755"),), script=provision.POST_BUILD,
-                           timeout=3600, **user_env))
+        every.append(
+            _step(
+                "post-build",
+                "Run the course's postBuild",
+                {FULL, BAKE},
+                files=((provision.POST_BUILD, env.post_build, "0755"),),
+                script=provision.POST_BUILD,
+                timeout=3600,
+                **user_env,
+            )
+        )
     every += [
-        _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE,
-              secret=tljh.PROXY_SECRET),
+        _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE, secret=tljh.PROXY_SECRET),
         # After the software, before the class opens: nobody can claim an admin's name meanwhile.
-        _step("hub-accounts", "Make the admins' accounts", {FULL, BOOT}, hub_python=tljh.HUB_PYTHON,
-              state=tljh.STATE, program=provision.HUB_ACCOUNTS, plan=provision.HUB_ACCOUNTS_PLAN,
-              programs=((provision.HUB_ACCOUNTS, inspect.getsource(hubaccounts)),),
-              files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),)),
-        _step("hub-reload", "Restart the proxy and hub with the course's settings", {FULL, BOOT},
-              when=provision.AFTER_CHANGES, timeout=HUB_WAIT + 60, hub_open=provision.HUB_OPEN, wait=HUB_WAIT,
-              page_pid=provision.PROGRESS_PAGE_PID),
-        _step("hub-ready", "Wait for the hub to answer", {FULL, BOOT}, when=provision.AFTER_CHANGES,
-              timeout=HUB_WAIT + 60, hub_api=tljh.PUBLIC_HUB_API, wait=HUB_WAIT),
+        _step(
+            "hub-accounts",
+            "Make the admins' accounts",
+            {FULL, BOOT},
+            hub_python=tljh.HUB_PYTHON,
+            state=tljh.STATE,
+            program=provision.HUB_ACCOUNTS,
+            plan=provision.HUB_ACCOUNTS_PLAN,
+            programs=((provision.HUB_ACCOUNTS, inspect.getsource(hubaccounts), "0644"),),  # run by the hub's Python
+            files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),),
+        ),
+        _step(
+            "hub-reload",
+            "Restart the proxy and hub with the course's settings",
+            {FULL, BOOT},
+            when=provision.AFTER_CHANGES,
+            timeout=HUB_WAIT + 60,
+            hub_open=provision.HUB_OPEN,
+            wait=HUB_WAIT,
+            page_pid=provision.PROGRESS_PAGE_PID,
+        ),
+        _step(
+            "hub-ready",
+            "Wait for the hub to answer",
+            {FULL, BOOT},
+            when=provision.AFTER_CHANGES,
+            timeout=HUB_WAIT + 60,
+            hub_api=tljh.PUBLIC_HUB_API,
+            wait=HUB_WAIT,
+        ),
     ]
     return [step for step in every if stage is None or stage in step.stages]
+
+
+def class_data(spec: Spec, device: str) -> Step:
+    """The class's data on its own device, before the hub first starts (classimage/classdata.py)."""
+    unit = PurePosixPath(provision.DATA_UNIT).name
+    values: dict[str, Any] = {
+        "program": provision.CLASS_DATA,
+        "device": device,
+        "slug": spec.course.slug,
+        "admins": spec.hub.admins,
+        "missing": PurePosixPath(provision.DATA_MISSING_SOCKET).name,
+    }
+    requires = templating.render("hub-requires-data.service.j2", unit=unit)
+    return _step(
+        "class-data",
+        "Put the class's data on its own device",
+        {FULL, BOOT},
+        **values,
+        unit=unit,
+        timer=PurePosixPath(provision.DATA_COPY_TIMER).name,
+        timeout=900,
+        programs=((provision.CLASS_DATA, inspect.getsource(classdata), "0755"),),  # run by systemd
+        files=(
+            (provision.DATA_UNIT, templating.render("classimage-data.service.j2", **values), "0644"),
+            (provision.DATA_COPY_UNIT, templating.render("classimage-data-copy.service.j2", **values), "0644"),
+            (
+                provision.DATA_COPY_TIMER,
+                templating.render("classimage-data-copy.timer.j2", every=f"{DATABASE_COPY_SECONDS}s"),
+                "0644",
+            ),
+            (tljh.HUB_UNIT_DROPIN, requires, "0644"),
+            (tljh.PROXY_UNIT_DROPIN, requires, "0644"),
+            (provision.DATA_MISSING_SOCKET, templating.render("classimage-data-missing.socket.j2"), "0644"),
+            (
+                provision.DATA_MISSING_UNIT,
+                templating.render("classimage-data-missing.service.j2", runner=provision.RUNNER),
+                "0644",
+            ),
+        ),
+    )
 
 
 def bake_digest(spec: Spec) -> str:

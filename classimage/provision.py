@@ -32,6 +32,7 @@ plan's format (Plan, PlanStep) is defined here once, for the writer and the read
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import fcntl
 import hashlib
@@ -47,7 +48,7 @@ import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
-from typing import IO, Any, Callable, Dict, List, Optional, Tuple
+from typing import IO, Any, Callable
 
 # -------------------------------------------------------------------------------------------------
 # Where things are on a droplet.
@@ -71,6 +72,15 @@ IMAGE_CLEANUP = LIB + "/image-cleanup"
 POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
 HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
+CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
+DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
+DATA_UNIT = "/etc/systemd/system/classimage-data.service"
+DATA_COPY_UNIT = "/etc/systemd/system/classimage-data-copy.service"
+DATA_COPY_TIMER = "/etc/systemd/system/classimage-data-copy.timer"
+# When the class's data cannot be mounted at boot: port 80 says so (students: the class is closed;
+# `classimage status`: why), until the proxy takes the port back.
+DATA_MISSING_SOCKET = "/etc/systemd/system/classimage-data-missing.socket"
+DATA_MISSING_UNIT = "/etc/systemd/system/classimage-data-missing.service"
 CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
 
 # The status over HTTP: the hub runs `serve-status` as a service, public at this path.
@@ -143,7 +153,7 @@ class PlanStep:
     name: str
     title: str
     run: str  # path of the step's bash script
-    check: Optional[str]  # path of a bash script exiting 0 when the work is already in place
+    check: str | None  # path of a bash script exiting 0 when the work is already in place
     when: str  # ONCE, or AFTER_CHANGES: again whenever an earlier step ran
     timeout: int  # seconds
     digest: str  # changes whenever what the step does changes
@@ -162,10 +172,10 @@ class Plan:
     spec_digest: str
     stage: str  # full, bake or boot
     bake_digest: str  # what a snapshot baked from this spec holds
-    environment: Dict[str, str]  # for every step (the course's proxy and CAs)
-    steps: Tuple[PlanStep, ...]
+    environment: dict[str, str]  # for every step (the course's proxy and CAs)
+    steps: tuple[PlanStep, ...]
     # sha256 of a token whose holder may read log tails over HTTP (`classimage up` makes one)
-    status_token_sha256: Optional[str] = None
+    status_token_sha256: str | None = None
     format: int = FORMAT
 
     def to_json(self) -> str:
@@ -179,8 +189,9 @@ class Plan:
             raise PlanError("the plan is not JSON: %s" % error) from None
         data = _fields(cls, data, "plan")
         if data["format"] != FORMAT:
-            raise PlanError("the plan has format %r; this classimage-provision reads format %d"
-                            % (data["format"], FORMAT))
+            raise PlanError(
+                "the plan has format %r; this classimage-provision reads format %d" % (data["format"], FORMAT)
+            )
         data["course"] = Course(**_fields(Course, data["course"], "plan.course"))
         steps = data["steps"]
         if not isinstance(steps, list):
@@ -188,16 +199,23 @@ class Plan:
         data["steps"] = tuple(PlanStep(**_fields(PlanStep, s, "plan.steps[%d]" % i)) for i, s in enumerate(steps))
         environment = data["environment"]
         if not isinstance(environment, dict) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in environment.items()):
+            isinstance(k, str) and isinstance(v, str) for k, v in environment.items()
+        ):
             raise PlanError("plan.environment is not a mapping of names to text")
         return cls(**data)
 
 
-_TYPES = {"str": str, "int": int, "Optional[str]": (str, type(None)), "Course": dict,
-          "Dict[str, str]": dict, "Tuple[PlanStep, ...]": list}
+_TYPES = {
+    "str": str,
+    "int": int,
+    "str | None": (str, type(None)),
+    "Course": dict,
+    "dict[str, str]": dict,
+    "tuple[PlanStep, ...]": list,
+}
 
 
-def _fields(cls: type, data: Any, where: str) -> Dict[str, Any]:
+def _fields(cls: type, data: Any, where: str) -> dict[str, Any]:
     """`data`'s keys checked against `cls`'s fields: names and kinds, all present, none extra."""
     if not isinstance(data, dict):
         raise PlanError("%s is not a mapping" % where)
@@ -210,14 +228,14 @@ def _fields(cls: type, data: Any, where: str) -> Dict[str, Any]:
         if name not in data:
             raise PlanError("%s lacks the key %r" % (where, name))
         value = data[name]
-        expected = _TYPES[str(spec.type)]
+        expected: Any = _TYPES[str(spec.type)]
         if isinstance(value, bool) or not isinstance(value, expected):
             raise PlanError("%s.%s has the wrong type (%s)" % (where, name, type(value).__name__))
         result[name] = value
     return result
 
 
-def read_plan(paths: Paths) -> Optional[Plan]:
+def read_plan(paths: Paths) -> Plan | None:
     try:
         with open(paths.plan, encoding="utf-8") as handle:
             return Plan.from_json(handle.read())
@@ -233,11 +251,11 @@ def now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def say(message: str, stream: Optional[IO[str]] = None) -> None:
+def say(message: str, stream: IO[str] | None = None) -> None:
     print("classimage: " + message, file=stream or sys.stdout, flush=True)
 
 
-def read_json(path: str) -> Optional[Any]:
+def read_json(path: str) -> Any | None:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -268,7 +286,7 @@ def write_json(path: str, data: Any, mode: int) -> None:
 # The status document, and the decisions a run makes. Pure functions: tested without a droplet.
 
 
-def must_run(step: PlanStep, previous: Optional[Dict[str, Any]], changed_before: bool) -> bool:
+def must_run(step: PlanStep, previous: dict[str, Any] | None, changed_before: bool) -> bool:
     """Whether `step` runs (its check may still find the work in place): not done before with the
     same content, or an after-changes step that follows a step that ran."""
     if previous is None or previous.get("state") != "done" or previous.get("digest") != step.digest:
@@ -276,8 +294,9 @@ def must_run(step: PlanStep, previous: Optional[Dict[str, Any]], changed_before:
     return step.when == AFTER_CHANGES and changed_before
 
 
-def new_status(plan: Plan, previous: Optional[Dict[str, Any]], image: Optional[Dict[str, Any]],
-               pid: int, started: str) -> Dict[str, Any]:
+def new_status(
+    plan: Plan, previous: dict[str, Any] | None, image: dict[str, Any] | None, pid: int, started: str
+) -> dict[str, Any]:
     """The status at the start of a run: steps done before with the same content keep their record."""
     previous = previous or {}
     done = {s["name"]: s for s in previous.get("steps", []) if s.get("state") == "done"}
@@ -297,33 +316,43 @@ def new_status(plan: Plan, previous: Optional[Dict[str, Any]], image: Optional[D
         "stage": plan.stage,
         "log": LOG,
         "image": image,
-        "run": {"number": previous.get("run", {}).get("number", 0) + 1, "pid": pid, "started": started,
-                "finished": None},
+        "run": {
+            "number": previous.get("run", {}).get("number", 0) + 1,
+            "pid": pid,
+            "started": started,
+            "finished": None,
+        },
         "failed_step": None,
         "steps": steps,
     }
 
 
-def public_status(status: Dict[str, Any]) -> Dict[str, Any]:
+def public_status(status: dict[str, Any]) -> dict[str, Any]:
     """The status for anyone to read: states and times; no log tails, process ids or exit codes."""
-    public = {key: status.get(key) for key in ("format", "state", "stage", "course", "classimage",
-                                               "spec_digest", "failed_step")}
+    public = {
+        key: status.get(key)
+        for key in ("format", "state", "stage", "course", "classimage", "spec_digest", "failed_step")
+    }
     public["run"] = {key: status.get("run", {}).get(key) for key in ("number", "started", "finished")}
     public["image"] = {key: (status.get("image") or {}).get(key) for key in ("bake_digest", "baked")}
-    public["steps"] = [{key: step.get(key) for key in ("name", "title", "state", "started", "seconds")}
-                       for step in status.get("steps", [])]
+    public["steps"] = [
+        {key: step.get(key) for key in ("name", "title", "state", "started", "seconds")}
+        for step in status.get("steps", [])
+    ]
+    data = status.get("data")  # the class's data device, as classimage-class-data keeps its record
+    public["data"] = {key: data.get(key) for key in ("mounted", "database_copied", "error")} if data else None
     return public
 
 
-def token_allows(plan: Optional[Plan], header: Optional[str]) -> bool:
+def token_allows(plan: Plan | None, header: str | None) -> bool:
     """Whether an `Authorization: token T` header carries the token the plan names (by its hash)."""
     if plan is None or not plan.status_token_sha256 or not header or not header.startswith("token "):
         return False
-    given = hashlib.sha256(header[len("token "):].strip().encode()).hexdigest()
+    given = hashlib.sha256(header[len("token ") :].strip().encode()).hexdigest()
     return hmac.compare_digest(given, plan.status_token_sha256)
 
 
-def seal_refusal(status: Optional[Dict[str, Any]]) -> Optional[str]:
+def seal_refusal(status: dict[str, Any] | None) -> str | None:
     """Why a bake cannot be sealed into an image, or None when it can."""
     if status is None:
         return "no bake ran"
@@ -337,24 +366,36 @@ def seal_refusal(status: Optional[Dict[str, Any]]) -> Optional[str]:
     return None
 
 
-def image_record(status: Dict[str, Any], plan: Plan, sealed: str) -> Dict[str, Any]:
-    return {"format": FORMAT, "classimage": status["classimage"], "course": status["course"],
-            "spec_digest": status["spec_digest"], "bake_digest": plan.bake_digest,
-            "baked": status["run"]["finished"], "sealed": sealed}
+def image_record(status: dict[str, Any], plan: Plan, sealed: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "classimage": status["classimage"],
+        "course": status["course"],
+        "spec_digest": status["spec_digest"],
+        "bake_digest": plan.bake_digest,
+        "baked": status["run"]["finished"],
+        "sealed": sealed,
+    }
 
 
-def image_verdict(image: Optional[Dict[str, Any]], bake_digest: str) -> Tuple[int, List[str]]:
+def image_verdict(image: dict[str, Any] | None, bake_digest: str) -> tuple[int, list[str]]:
     """check-image: (exit code, messages) for this droplet's image record and the user data's bake."""
     if image is None:
-        return 1, ["this user data is for droplets made from the course's classimage snapshot (packer "
-                   "build); this droplet was not made from one (no %s). Create the droplet from the "
-                   "snapshot, or use the one-piece user-data.yaml instead." % IMAGE]
-    messages = ["made from the snapshot of %s (%s) baked %s by classimage %s"
-                % (image["course"]["name"], image["course"]["slug"], image["baked"], image["classimage"])]
+        return 1, [
+            "this user data is for droplets made from the course's classimage snapshot (packer "
+            "build); this droplet was not made from one (no %s). Create the droplet from the "
+            "snapshot, or use the one-piece user-data.yaml instead." % IMAGE
+        ]
+    messages = [
+        "made from the snapshot of %s (%s) baked %s by classimage %s"
+        % (image["course"]["name"], image["course"]["slug"], image["baked"], image["classimage"])
+    ]
     if image.get("bake_digest") != bake_digest:
-        messages.append("WARNING: the snapshot was baked from a different spec than this user data was "
-                        "rendered from (snapshot %s, user data %s): the software is the snapshot's. Rebuild "
-                        "the snapshot to change it." % (image.get("bake_digest"), bake_digest))
+        messages.append(
+            "WARNING: the snapshot was baked from a different spec than this user data was "
+            "rendered from (snapshot %s, user data %s): the software is the snapshot's. Rebuild "
+            "the snapshot to change it." % (image.get("bake_digest"), bake_digest)
+        )
     return 0, messages
 
 
@@ -366,7 +407,7 @@ class Provisioning:
     def __init__(self, plan: Plan, paths: Paths, log: IO[bytes], page_port: int = HTTP_PORT):
         self.plan, self.paths, self.log, self.page_port = plan, paths, log, page_port
         self.status = new_status(plan, read_json(paths.status), read_json(paths.image), os.getpid(), now())
-        self.page: Optional[subprocess.Popen[bytes]] = None
+        self.page: subprocess.Popen[bytes] | None = None
 
     def save(self) -> None:
         write_json(self.paths.status, self.status, 0o644)
@@ -418,11 +459,11 @@ class Provisioning:
         say("ready: %s (%s)" % (self.plan.course.name, self.plan.course.slug))
         return 0
 
-    def finish(self, entry: Dict[str, Any], started: float, how: str, state: str = "done") -> None:
+    def finish(self, entry: dict[str, Any], started: float, how: str, state: str = "done") -> None:
         entry.update(state=state, how=how, finished=now(), seconds=round(time.monotonic() - started, 1))
         self.save()
 
-    def script(self, step: PlanStep, path: str, kind: str) -> Tuple[Any, List[str]]:
+    def script(self, step: PlanStep, path: str, kind: str) -> tuple[Any, list[str]]:
         """Run one step script with its output in the log; return (exit code, last lines).
 
         The script writes straight into the log file, not through a pipe: a background process it
@@ -435,8 +476,14 @@ class Provisioning:
         env.pop(PROGRESS_PAGE_PID, None)
         if self.page is not None and self.page.poll() is None:
             env[PROGRESS_PAGE_PID] = str(self.page.pid)
-        process = subprocess.Popen(["/bin/bash", path], stdin=subprocess.DEVNULL, stdout=self.log,
-                                   stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        process = subprocess.Popen(
+            ["/bin/bash", path],
+            stdin=subprocess.DEVNULL,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
         code: Any
         try:
             code = process.wait(timeout=step.timeout)
@@ -459,10 +506,10 @@ class Provisioning:
         return code, lines[-TAIL_LINES:]
 
 
-def locked(paths: Paths) -> Optional[IO[str]]:
+def locked(paths: Paths) -> IO[str] | None:
     """Hold the provisioning lock for this process's life, or return None if another run holds it."""
     os.makedirs(os.path.dirname(paths.lock), exist_ok=True)
-    handle = open(paths.lock, "w")
+    handle = open(paths.lock, "w")  # noqa: SIM115 (held, and so locked, for the process's life)
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -541,7 +588,7 @@ def command_finish_bake(paths: Paths) -> int:
     return 1  # not reached
 
 
-def tail_of(path: str, lines: int) -> List[str]:
+def tail_of(path: str, lines: int) -> list[str]:
     try:
         with open(path, errors="replace") as handle:
             return handle.read().splitlines()[-lines:]
@@ -556,7 +603,7 @@ def command_check_image(paths: Paths, bake_digest: str) -> int:
     return code
 
 
-def command_status(paths: Paths, as_json: bool = False, stream: Optional[IO[str]] = None) -> int:
+def command_status(paths: Paths, as_json: bool = False, stream: IO[str] | None = None) -> int:
     stream = stream or sys.stdout
     status = read_json(paths.status)
     if status is None:
@@ -566,12 +613,17 @@ def command_status(paths: Paths, as_json: bool = False, stream: Optional[IO[str]
         print(json.dumps(status, indent=2), file=stream)
         return 0
     course = status.get("course", {})
-    print("%s (%s), %s stage: %s" % (course.get("name"), course.get("slug"), status.get("stage"), status["state"]),
-          file=stream)
+    print(
+        "%s (%s), %s stage: %s" % (course.get("name"), course.get("slug"), status.get("stage"), status["state"]),
+        file=stream,
+    )
     for step in status["steps"]:
         seconds = "" if step.get("seconds") is None else "%6.0fs" % step["seconds"]
-        print("  %-8s %-16s %-48s %s %s" % (step["state"], step["name"], step["title"][:48], seconds,
-                                            step.get("how", "")), file=stream)
+        print(
+            "  %-8s %-16s %-48s %s %s"
+            % (step["state"], step["name"], step["title"][:48], seconds, step.get("how", "")),
+            file=stream,
+        )
         if step["state"] == "failed":
             print("      exit code %s; last lines of its output:" % step.get("exit_code"), file=stream)
             for line in step.get("log_tail", []):
@@ -584,21 +636,27 @@ def command_status(paths: Paths, as_json: bool = False, stream: Optional[IO[str]
 # The status over HTTP, and the page students see while the class is being prepared
 
 
-def progress_page(public: Dict[str, Any]) -> str:
+def progress_page(public: dict[str, Any]) -> str:
     course = public.get("course") or {}
     name = html.escape(course.get("name") or "This class")
-    rows = "".join("<tr><td>%s</td><td>%s</td></tr>" % (html.escape(s.get("title") or s["name"]),
-                                                         html.escape(s.get("state") or ""))
-                   for s in public.get("steps", []))
-    if public.get("state") == "failed":
+    rows = "".join(
+        "<tr><td>%s</td><td>%s</td></tr>"
+        % (html.escape(s.get("title") or s["name"]), html.escape(s.get("state") or ""))
+        for s in public.get("steps", [])
+    )
+    if (public.get("data") or {}).get("error"):
+        headline = "The class is closed: its files are not on this server right now. Your instructor can see why."
+    elif public.get("state") == "failed":
         headline = "Setting up the class server stopped at a problem. Your instructor has been told."
     else:
         headline = "The class is being prepared. Please come back in a few minutes."
-    return ("<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><meta http-equiv=\"refresh\" content=\"15\">"
-            "<meta name=\"viewport\" content=\"width=device-width\"><title>%s: being prepared</title></head>"
-            "<body style=\"font-family:sans-serif;max-width:40em;margin:3em auto\"><h1>%s</h1><p>%s</p>"
-            "<table>%s</table><p><small>This page refreshes itself.</small></p></body></html>\n"
-            % (name, name, headline, rows))
+    return (
+        '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><meta http-equiv="refresh" content="15">'
+        '<meta name="viewport" content="width=device-width"><title>%s: being prepared</title></head>'
+        '<body style="font-family:sans-serif;max-width:40em;margin:3em auto"><h1>%s</h1><p>%s</p>'
+        "<table>%s</table><p><small>This page refreshes itself.</small></p></body></html>\n"
+        % (name, name, headline, rows)
+    )
 
 
 def status_handler(paths: Paths, page: bool) -> type:
@@ -613,15 +671,17 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = read_plan(paths)
             except PlanError:
                 plan = None
+            if status is not None:
+                status["data"] = read_json(paths.at(DATA_RECORD))  # the class's data, as classdata keeps it
             if status is None:
-                document: Dict[str, Any] = {"state": "not started"}
+                document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):
                 document = status  # the token holder (whoever ran `classimage up`) sees log tails
             else:
                 document = public_status(status)
             self.reply(200 if status else 503, "application/json", json.dumps(document, indent=2).encode())
 
-        def reply(self, code: int, kind: str, body: bytes, headers: Optional[Dict[str, str]] = None) -> None:
+        def reply(self, code: int, kind: str, body: bytes, headers: dict[str, str] | None = None) -> None:
             self.send_response(code)
             self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
@@ -641,25 +701,24 @@ def serve(paths: Paths, listener: socket.socket, page: bool) -> int:
     # TLJH's installer stops the page with SIGINT; whatever started us may have ignored it.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    server = http.server.ThreadingHTTPServer(listener.getsockname()[:2], status_handler(paths, page),
-                                             bind_and_activate=False)
+    server = http.server.ThreadingHTTPServer(
+        listener.getsockname()[:2], status_handler(paths, page), bind_and_activate=False
+    )
     server.socket.close()
     server.socket = listener
     server.daemon_threads = True
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
     return 0
 
 
-def listen(port: int) -> Optional[socket.socket]:
+def listen(port: int) -> socket.socket | None:
     """A socket listening on every address at `port` (IPv6 and IPv4 where the system has IPv6),
     or None if something else holds the port."""
     try:
         listener = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         listener.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
-        address: Tuple[str, int] = ("::", port)
+        address: tuple[str, int] = ("::", port)
     except OSError:  # no IPv6 on this system
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         address = ("0.0.0.0", port)
@@ -675,19 +734,33 @@ def listen(port: int) -> Optional[socket.socket]:
     return listener
 
 
-def start_page(paths: Paths, port: int) -> Optional[subprocess.Popen[bytes]]:
+def start_page(paths: Paths, port: int) -> subprocess.Popen[bytes] | None:
     """Serve the progress page on `port` in a process of its own, if the port is free."""
     listener = listen(port)
     if listener is None:
         return None
     with listener:
-        argv = [sys.executable, os.path.abspath(__file__), "--root", paths.root, "serve-status", "--page",
-                "--fd", str(listener.fileno())]
-        return subprocess.Popen(argv, pass_fds=[listener.fileno()], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        argv = [
+            sys.executable,
+            os.path.abspath(__file__),
+            "--root",
+            paths.root,
+            "serve-status",
+            "--page",
+            "--fd",
+            str(listener.fileno()),
+        ]
+        return subprocess.Popen(
+            argv,
+            pass_fds=[listener.fileno()],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
-def stop(process: Optional[subprocess.Popen[bytes]]) -> None:
+def stop(process: subprocess.Popen[bytes] | None) -> None:
     if process is None or process.poll() is not None:
         return
     process.terminate()
@@ -701,9 +774,10 @@ def stop(process: Optional[subprocess.Popen[bytes]]) -> None:
 # -------------------------------------------------------------------------------------------------
 
 
-def main(argv: Optional[List[str]] = None, page_port: int = HTTP_PORT) -> int:
-    parser = argparse.ArgumentParser(prog="classimage-provision", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+def main(argv: list[str] | None = None, page_port: int = HTTP_PORT) -> int:
+    parser = argparse.ArgumentParser(
+        prog="classimage-provision", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--root", default="/", help="act on the system mounted at ROOT (default /)")
     verbs = parser.add_subparsers(dest="verb", required=True)
     verbs.add_parser("run", help="run every step not done yet")
@@ -734,7 +808,7 @@ def main(argv: Optional[List[str]] = None, page_port: int = HTTP_PORT) -> int:
     if os.geteuid() != 0:
         say("run it as root (sudo classimage-provision %s)" % args.verb, sys.stderr)
         return 1
-    commands: Dict[str, Callable[[], int]] = {
+    commands: dict[str, Callable[[], int]] = {
         "seal": lambda: command_seal(paths),
         "finish-bake": lambda: command_finish_bake(paths),
         "resume": lambda: command_run(paths, only_if_interrupted=True, page_port=page_port),

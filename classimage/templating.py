@@ -2,15 +2,18 @@
 
 Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`, `.hcl.j2`,
 `.service.j2`). Its environment has exactly one escaping filter, and refuses to render any
-`{{ value }}` that did not go through it: forgetting `|sh` in a shell template is a render error, not a shell injection. This module is the
-one place values from a spec are quoted for a shell (`sh`), Python (`py`), YAML (`yaml`), Packer's
-HCL2 (`hcl`) or a systemd unit (`unit`: plain paths only).
+`{{ value }}` that did not go through it: forgetting `|sh` in a shell template is a render error,
+not a shell injection. This module is the one place values from a spec are quoted for a shell
+(`sh`), Python (`py`), YAML (`yaml`), Packer's HCL2 (`hcl`) or a systemd unit (`unit`: plain paths
+only).
 """
 
 from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
+from collections.abc import Callable
 from functools import cache
 
 import jinja2
@@ -45,6 +48,7 @@ _PY_TYPES = (str, int, float, bool, type(None))
 
 def py(value) -> Escaped:
     """A Python literal that evaluates to `value` (str, numbers, bool, None, lists, dicts)."""
+
     def check(v):
         if isinstance(v, (list, tuple)):
             return all(check(i) for i in v)
@@ -66,6 +70,7 @@ _YAML_LINE_BREAKS = ("\x85", "\u2028", "\u2029")
 
 def _represent_str(dumper: yaml.SafeDumper, data: str):
     # YAML reads U+0085, U+2028 and U+2029 as line breaks; only double quotes escape them.
+    style: str | None
     if any(mark in data for mark in _YAML_LINE_BREAKS):
         style = '"'
     else:
@@ -80,8 +85,7 @@ _Dumper.add_representer(Escaped, _represent_str)
 def to_yaml(value, indent: int = 0) -> Escaped:
     """`value` as one YAML node to place after `key: ` at column `indent`; block scalars and
     flow collections keep their continuation lines deeper than the key."""
-    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, allow_unicode=True,
-                     sort_keys=False, width=1 << 30)
+    text = yaml.dump(value, Dumper=_Dumper, default_flow_style=True, allow_unicode=True, sort_keys=False, width=1 << 30)
     if text.endswith("\n...\n"):
         text = text[: -len("...\n")]
     text = text[:-1]  # the document's own final newline; the template's line supplies one
@@ -95,7 +99,8 @@ _HCL_ESCAPES = {'"': '\\"', "\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 def hcl(value) -> Escaped:
     """An HCL2 literal: a quoted string (escapes HCL knows, `${` and `%{` doubled so they stay text),
-    a number, a bool, or a list of those."""
+    a number, a bool, or a list of those. HCL reads every string in Unicode's NFC form, so the
+    string is written in that form: the file says exactly what Packer reads."""
     if isinstance(value, (list, tuple)):
         return Escaped("[" + ", ".join(hcl(v) for v in value) + "]")
     if isinstance(value, bool):
@@ -105,7 +110,7 @@ def hcl(value) -> Escaped:
     if not isinstance(value, str):
         raise UnescapedValue(f"cannot write {value!r} in HCL")
     out = []
-    for char in value:
+    for char in unicodedata.normalize("NFC", value):
         if char in _HCL_ESCAPES:
             out.append(_HCL_ESCAPES[char])
         elif ord(char) < 0x20 or ord(char) == 0x7F:
@@ -115,7 +120,7 @@ def hcl(value) -> Escaped:
     return Escaped('"' + "".join(out).replace("${", "$${").replace("%{", "%%{") + '"')
 
 
-_UNIT_WORD = re.compile(r"^[A-Za-z0-9/._-]+$")
+_UNIT_WORD = re.compile(r"^[A-Za-z0-9/._:-]+$")
 
 
 def unit(value) -> Escaped:
@@ -132,8 +137,15 @@ def _refuse_unescaped(value):
     raise UnescapedValue(f"template inserts {value!r} without its escaping filter")
 
 
-_FILTERS = {"sh": {"sh": sh}, "py": {"py": py}, "yaml": {"yaml": to_yaml}, "hcl": {"hcl": hcl},
-            "service": {"unit": unit}}
+_FILTERS: dict[str, dict[str, Callable[..., Escaped]]] = {
+    "sh": {"sh": sh},
+    "py": {"py": py},
+    "yaml": {"yaml": to_yaml},
+    "hcl": {"hcl": hcl},
+    "service": {"unit": unit},
+    "timer": {"unit": unit},
+    "socket": {"unit": unit},
+}
 
 
 @cache

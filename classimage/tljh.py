@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
+from typing import Any
 
 import jsonschema
 import yaml
@@ -30,6 +31,9 @@ DATABASE = f"sqlite:///{STATE}/jupyterhub.sqlite"  # the hub's (TLJH runs it in 
 FIRST_USE_PASSWORDS = f"{STATE}/passwords.dbm"  # FirstUseAuthenticator's
 ACCOUNTS_RECORD = f"{STATE}/classimage-admins.json"  # which admin password classimage last set
 INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
+# Drop-ins for TLJH's units (classimage's, beside TLJH's unit files): start only on the class's data.
+HUB_UNIT_DROPIN = "/etc/systemd/system/jupyterhub.service.d/classimage-data.conf"
+PROXY_UNIT_DROPIN = "/etc/systemd/system/traefik.service.d/classimage-data.conf"
 HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_ENV = f"{PREFIX}/user"
 USER_BIN = f"{USER_ENV}/bin"
@@ -81,7 +85,7 @@ def config(spec: Spec) -> dict:
     idle = hub.idle_seconds
     result["services"] = {"cull": {"enabled": True, "timeout": idle} if idle else {"enabled": False}}
     if spec.https.enabled:
-        letsencrypt = {"email": spec.https.email, "domains": [spec.https.hostname]}
+        letsencrypt: dict[str, Any] = {"email": spec.https.email, "domains": [spec.https.hostname]}
         if spec.https.staging:
             letsencrypt["staging"] = True
         result["https"] = {"enabled": True, "letsencrypt": letsencrypt}
@@ -109,8 +113,13 @@ def _auth(auth: Auth) -> dict:
     # TLJH defaults FirstUseAuthenticator.create_users to false: only names already in the hub's
     # database could sign in. A first-use class lets any new name in; an allowed-users class, only
     # the listed names (which the hub puts in its database).
-    return {"type": FIRST_USE, FIRST_USE.rsplit(".", 1)[1]: {"min_password_length": auth.min_password_length,
-                                                              "create_users": auth.method == "first-use"}}
+    return {
+        "type": FIRST_USE,
+        FIRST_USE.rsplit(".", 1)[1]: {
+            "min_password_length": auth.min_password_length,
+            "create_users": auth.method == "first-use",
+        },
+    }
 
 
 def problems(settings: dict, version: str) -> list[str]:
@@ -138,8 +147,10 @@ def check(settings: dict, version: str) -> None:
 def lockdown(version: str) -> dict:
     """config.yaml for Packer's build droplet: a hub nobody can sign up to or sign in to (no
     signup, no admins), so nothing from the build (accounts, approvals) can reach the snapshot."""
-    result = {"users": {"admin": []},
-              "auth": {"type": NATIVE, NATIVE.rsplit(".", 1)[1]: {"enable_signup": False, "open_signup": False}}}
+    result = {
+        "users": {"admin": []},
+        "auth": {"type": NATIVE, NATIVE.rsplit(".", 1)[1]: {"enable_signup": False, "open_signup": False}},
+    }
     check(result, version)
     return result
 
@@ -167,9 +178,12 @@ def jupyterhub_config(spec: Spec) -> str:
         environment=network.environment(spec),
         hub_open=provision.HUB_OPEN,
         course=spec.course.name,
-        status_service={"name": provision.SERVICE, "url": f"http://127.0.0.1:{provision.SERVICE_PORT}",
-                        "display": False,
-                        "command": [provision.RUNNER, "serve-status", "--port", str(provision.SERVICE_PORT)]},
+        status_service={
+            "name": provision.SERVICE,
+            "url": f"http://127.0.0.1:{provision.SERVICE_PORT}",
+            "display": False,
+            "command": [provision.RUNNER, "serve-status", "--port", str(provision.SERVICE_PORT)],
+        },
         default_url=links.gitpull_path(first, spec.hub.default_app) if first else None,
     )
 
@@ -178,8 +192,13 @@ def accounts_plan(spec: Spec, hashes: Mapping[str, str | None]) -> str:
     """What classimage/hubaccounts.py makes on the droplet: the admins' accounts, with the hashes
     of their passwords (None: reserved, with a password nobody knows)."""
     method = "native" if spec.hub.auth.method == "signup" else "first-use"
-    plan = {"method": method, "database": DATABASE, "passwords": FIRST_USE_PASSWORDS, "record": ACCOUNTS_RECORD,
-            "admins": {name: hashes.get(name) for name in spec.hub.admins}}
+    plan = {
+        "method": method,
+        "database": DATABASE,
+        "passwords": FIRST_USE_PASSWORDS,
+        "record": ACCOUNTS_RECORD,
+        "admins": {name: hashes.get(name) for name in spec.hub.admins},
+    }
     return json.dumps(plan, indent=2) + "\n"
 
 

@@ -38,8 +38,9 @@ def script_path(number: int, step: plan.Step, suffix: str) -> str:
     return f"{provision.STEPS}/{number:02d}-{step.name}.{suffix}"
 
 
-def plan_document(spec: Spec, spec_digest: str, steps: list[plan.Step], stage: str,
-                  status_token_sha256: str | None = None) -> provision.Plan:
+def plan_document(
+    spec: Spec, spec_digest: str, steps: list[plan.Step], stage: str, status_token_sha256: str | None = None
+) -> provision.Plan:
     """What the runner reads: the steps in order, by script path, with what identifies the course."""
     return provision.Plan(
         classimage=__version__,
@@ -49,10 +50,17 @@ def plan_document(spec: Spec, spec_digest: str, steps: list[plan.Step], stage: s
         bake_digest=plan.bake_digest(spec),
         environment=network.environment(spec),
         steps=tuple(
-            provision.PlanStep(name=step.name, title=step.title, run=script_path(number, step, "sh"),
-                               check=script_path(number, step, "check.sh") if step.check else None,
-                               when=step.when, timeout=step.timeout, digest=step.digest)
-            for number, step in enumerate(steps, 1)),
+            provision.PlanStep(
+                name=step.name,
+                title=step.title,
+                run=script_path(number, step, "sh"),
+                check=script_path(number, step, "check.sh") if step.check else None,
+                when=step.when,
+                timeout=step.timeout,
+                digest=step.digest,
+            )
+            for number, step in enumerate(steps, 1)
+        ),
         status_token_sha256=status_token_sha256,
     )
 
@@ -62,23 +70,43 @@ def runner() -> str:
     return inspect.getsource(provision)
 
 
-def files(spec: Spec, spec_digest: str, stage: str, admin_hashes: Mapping[str, str | None] | None = None,
-          status_token_sha256: str | None = None) -> list[WrittenFile]:
+def files(
+    spec: Spec,
+    spec_digest: str,
+    stage: str,
+    admin_hashes: Mapping[str, str | None] | None = None,
+    status_token_sha256: str | None = None,
+    volume: str | None = None,
+) -> list[WrittenFile]:
     """Everything the user data of `stage` writes, in order."""
-    steps = plan.steps(spec, stage, admin_hashes)
+    steps = plan.steps(spec, stage, admin_hashes, volume)
     document = plan_document(spec, spec_digest, steps, stage, status_token_sha256)
     written = [
         # The same program for every course, and over half the user data as text: compressed.
         WrittenFile(provision.RUNNER, "0755", runner(), compressed=True),
-        WrittenFile(provision.RESUME_HOOK, "0755", templating.render("classimage-resume.sh.j2",
-                                                                     runner=provision.RUNNER)),
+        WrittenFile(
+            provision.RESUME_HOOK, "0755", templating.render("classimage-resume.sh.j2", runner=provision.RUNNER)
+        ),
         WrittenFile(provision.PLAN, "0600", document.to_json()),
     ]
     if stage == plan.BAKE:  # what `classimage-provision finish-bake` runs once the bake is sealed
-        written.append(WrittenFile(provision.IMAGE_CLEANUP, "0700", templating.render(
-            "image-cleanup.sh.j2", state=tljh.STATE, proxy_secret=tljh.PROXY_SECRET, rules=tljh.PROXY_RULES,
-            user_bin=tljh.USER_BIN, installer_log=tljh.INSTALLER_LOG, lib=provision.LIB, plan=provision.PLAN,
-            hub_open=provision.HUB_OPEN)))
+        written.append(
+            WrittenFile(
+                provision.IMAGE_CLEANUP,
+                "0700",
+                templating.render(
+                    "image-cleanup.sh.j2",
+                    state=tljh.STATE,
+                    proxy_secret=tljh.PROXY_SECRET,
+                    rules=tljh.PROXY_RULES,
+                    user_bin=tljh.USER_BIN,
+                    installer_log=tljh.INSTALLER_LOG,
+                    lib=provision.LIB,
+                    plan=provision.PLAN,
+                    hub_open=provision.HUB_OPEN,
+                ),
+            )
+        )
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:
@@ -87,15 +115,22 @@ def files(spec: Spec, spec_digest: str, stage: str, admin_hashes: Mapping[str, s
     return written
 
 
-def render(spec: Spec, spec_digest: str, stage: str = plan.FULL, admin_hashes: Mapping[str, str | None] | None = None,
-           status_token_sha256: str | None = None) -> str:
+def render(
+    spec: Spec,
+    spec_digest: str,
+    stage: str = plan.FULL,
+    admin_hashes: Mapping[str, str | None] | None = None,
+    status_token_sha256: str | None = None,
+    volume: str | None = None,
+) -> str:
     """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
-    made from the snapshot). `admin_hashes`: each admin's password hash (none: reserved)."""
+    made from the snapshot). `admin_hashes`: each admin's password hash (none: reserved); `volume`:
+    the DigitalOcean volume of the class's data, when the cloud verbs attach one."""
     text = templating.render(
         "user-data.yaml.j2",
         version=__version__,
         stage=stage,
-        files=files(spec, spec_digest, stage, admin_hashes, status_token_sha256),
+        files=files(spec, spec_digest, stage, admin_hashes, status_token_sha256, volume),
         runcmd=[provision.RUNNER, "run"],
         status=provision.STATUS,
         log=provision.LOG,

@@ -1,6 +1,6 @@
 """GitHub Actions workflows for a course repository: validate the spec on pull requests, deploy on
 every push to the default branch (bake a snapshot when the software changed, then `classimage up`),
-bake a snapshot by hand, and check the hub every 30 minutes."""
+bake a snapshot by hand, check the hub every 30 minutes, and back up the class's data every night."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ FOLDER = ".github/workflows"
 # Third-party actions, pinned to full commit SHAs: (uses, the release it is).
 CHECKOUT = ("actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683", "v4.2.2")
 SETUP_PYTHON = ("actions/setup-python@0b93645e9fea7318ecaed2b359559ac225c90a2b", "v5.3.0")
-NAMES = ("classimage-validate", "classimage-snapshot", "classimage-deploy", "classimage-health")
+NAMES = ("classimage-validate", "classimage-snapshot", "classimage-deploy", "classimage-health", "classimage-backup")
 _PLAIN = re.compile(r"^[A-Za-z0-9._/*+-]+$")
 ENVIRONMENT_FILES = ("environment.yml", "requirements.txt", "apt.txt", "runtime.txt", "postBuild")
 
@@ -30,8 +30,10 @@ def _inside(path: Path, repository: Path, what: str) -> str:
     if relative.startswith(".."):
         raise WorkflowError(f"the {what} ({path}) is not inside the course repository {repository}")
     if not _PLAIN.fullmatch(relative):
-        raise WorkflowError(f"the {what}'s path {relative!r} has characters a workflow cannot hold safely: "
-                            "use letters, digits, . _ - and /")
+        raise WorkflowError(
+            f"the {what}'s path {relative!r} has characters a workflow cannot hold safely: "
+            "use letters, digits, . _ - and /"
+        )
     return relative
 
 
@@ -41,16 +43,18 @@ def requirement(spec: Spec) -> str:
     DigitalOcean token."""
     found = spec.workflows.classimage or release.requirement()
     if found is None:
-        raise WorkflowError("cannot tell which commit this classimage was built from (no git checkout, no stamp): "
-                            "set workflows.classimage in the spec to a pinned source, e.g. "
-                            f"`classimage @ git+{release.SOURCE}@COMMIT`")
+        raise WorkflowError(
+            "cannot tell which commit this classimage was built from (no git checkout, no stamp): "
+            "set workflows.classimage in the spec to a pinned source, e.g. "
+            f"`classimage @ git+{release.SOURCE}@COMMIT`"
+        )
     return found
 
 
 def with_extra(requirement: str, extra: str) -> str:
     """The same source with an extra: `classimage[cloud] @ git+...`, `./x.whl[cloud]`."""
     if requirement.startswith("classimage @ "):
-        return f"classimage[{extra}] @ " + requirement[len("classimage @ "):]
+        return f"classimage[{extra}] @ " + requirement[len("classimage @ ") :]
     return f"{requirement}[{extra}]"
 
 

@@ -109,6 +109,7 @@ class Machines:
         self.folder, self.base_layers, self.prepare = folder, layers, prepare
         self.droplets: dict[int, testdroplet.TestDroplet] = {}
         self.devices: dict[str, str] = {}  # volume id -> /dev/loopN
+        self.routes: dict[str, str] = {}  # reserved address -> the host's veth it is routed to
         self.lock = threading.Lock()
 
     def backing(self, volume_id: str) -> Path:
@@ -122,6 +123,11 @@ class Machines:
         subprocess.run(["truncate", "--size", f"{gigabytes}G", str(path)], check=True)
         self.devices[volume_id] = subprocess.run(["losetup", "--find", "--show", str(path)], capture_output=True,
                                                  text=True, check=True).stdout.strip()
+
+    def grow_volume(self, volume_id: str, gigabytes: int) -> None:
+        """The volume's device gets bigger where it is attached, as a resized volume does."""
+        subprocess.run(["truncate", "--size", f"{gigabytes}G", str(self.backing(volume_id))], check=True)
+        subprocess.run(["losetup", "--set-capacity", self.devices[volume_id]], check=True)
 
     def snapshot_volume(self, volume_id: str, snapshot_id: str) -> None:
         target = self.folder / "volume-snapshots" / f"{snapshot_id}.img"
@@ -191,9 +197,13 @@ class Machines:
         droplet = self.droplets[droplet_id]
         droplet.sh(f"ip addr replace {address}/32 dev host0", check=True)
         testdroplet.run(["ip", "route", "replace", f"{address}/32", "dev", droplet.veth])
+        self.routes[address] = droplet.veth
 
     def unassign(self, address: str, droplet_id: int | None) -> None:
-        subprocess.run(["ip", "route", "del", f"{address}/32"], capture_output=True)
+        # Only a route this region made: another test's stand-in may route the same test address.
+        veth = self.routes.pop(address, None)
+        if veth is not None:
+            subprocess.run(["ip", "route", "del", f"{address}/32", "dev", veth], capture_output=True)
         droplet = self.droplets.get(droplet_id) if droplet_id is not None else None
         if droplet is not None and droplet.nspawn is not None:
             droplet.sh(f"ip addr del {address}/32 dev host0 2>/dev/null; true")
@@ -624,6 +634,11 @@ def volume_action(api, volume_id, query, body):
             raise Refused(422, "unprocessable_entity", "volume is not attached to this droplet")
         volume["droplet_ids"] = []
         work = functools.partial(api.machines.detach, droplet_id, volume["name"])
+    elif kind == "resize":
+        if body["size_gigabytes"] <= volume["size_gigabytes"]:
+            raise Refused(422, "unprocessable_entity", "volumes can only be resized to a larger size")
+        volume["size_gigabytes"] = body["size_gigabytes"]
+        work = functools.partial(api.machines.grow_volume, volume_id, body["size_gigabytes"])
     else:
         raise Refused(422, "unprocessable_entity", f"stand-in: volume action {kind} is not implemented")
     return 202, {"action": api.action(f"{kind}_volume", droplet_id, "volume", work, volume["region"])}, {}

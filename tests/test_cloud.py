@@ -26,7 +26,7 @@ NAMES = Names("geo101")
 WANTED = Deployment("ubuntu-24-04-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
 TAGGED = {"id": 7, "name": "geo101", "tags": ["classimage", NAMES.tag, NAMES.deploy_prefix + WANTED.digest]}
 OLD = {"id": 6, "name": "geo101", "tags": ["classimage", NAMES.tag, NAMES.deploy_prefix + "0" * 16]}
-VOLUME = {"id": "v1", "name": NAMES.volume, "droplet_ids": [7]}
+VOLUME = {"id": "v1", "name": NAMES.volume, "droplet_ids": [7], "size_gigabytes": 20, "created_at": "2026-09-01T00:00:00Z"}
 IP_ON_7 = {"ip": "198.51.100.10", "droplet": {"id": 7}}
 FIREWALL = {"id": "f1", "name": NAMES.firewall}
 
@@ -45,6 +45,45 @@ FIREWALL = {"id": "f1", "name": NAMES.firewall}
 ])
 def test_what_up_changes(found, dns, records, expected):
     assert [c.what for c in cloud.changes(found, WANTED, NAMES, dns, records)] == expected
+
+
+@pytest.mark.parametrize("volume, size, expected", [
+    (None, None, ["ip", "droplet", "assign", "firewall"]),  # storage.type none: no volume at all
+    (VOLUME, 20, []),
+    (VOLUME, 30, ["resize"]),  # grown, never made anew
+    (VOLUME, 10, []),  # volumes cannot shrink: kept (up says so)
+    (None, 20, ["volume", "ip", "droplet", "assign", "firewall"]),
+])
+def test_what_up_does_with_the_class_volume(volume, size, expected):
+    found = Found([TAGGED] if volume else [], volume, IP_ON_7 if volume else None, FIREWALL if volume else None, [])
+    assert [c.what for c in cloud.changes(found, WANTED, NAMES, None, None, size)] == expected
+
+
+RESTORED = {"id": "v2", "name": NAMES.restored("20261020-101010"), "droplet_ids": [], "created_at": "2026-10-20T10:10:10Z"}
+OLDER = {"id": "v0", "name": NAMES.volume, "droplet_ids": [], "created_at": "2026-08-01T00:00:00Z"}
+
+
+@pytest.mark.parametrize("volumes, droplets, expected", [
+    ([], [], None),
+    ([VOLUME, RESTORED], [TAGGED], "v1"),  # the one the class's droplet has, though older
+    ([VOLUME | {"droplet_ids": []}, RESTORED], [], "v2"),  # none attached (after down): the newest
+    ([OLDER, VOLUME | {"droplet_ids": [99]}], [TAGGED], "v1"),  # attached elsewhere still beats older
+])
+def test_which_volume_holds_the_class(volumes, droplets, expected):
+    assert (cloud.current_volume(volumes, droplets) or {}).get("id") == expected
+
+
+@pytest.mark.parametrize("name, volume, backup", [
+    ("geo101-data", True, False),
+    ("geo101-data-20261020-101010", True, False),
+    ("geo101-backup-20261020-101010", False, True),
+    ("geo101-data-data", False, False),  # course geo101-data's volume
+    ("geo101-backup-backup-20261020-101010", False, False),  # course geo101-backup's backup
+    ("geo101-data-20261020-1010", False, False),
+    ("geo1-data", False, False),
+])
+def test_what_is_the_courses(name, volume, backup):
+    assert (NAMES.is_volume(name), NAMES.is_backup(name)) == (volume, backup)
 
 
 def test_a_newer_snapshot_is_taken_only_when_baked_from_this_spec():
@@ -209,6 +248,50 @@ def test_status_and_down_with_nothing_there(standin, tmp_path):
     assert down.returncode == 0 and "nothing left" in down.stdout
     refused = classimage(standin, "down", str(spec_file(tmp_path)), "--delete-data")
     assert refused.returncode == 2 and "--yes" in refused.stderr
+
+
+def storage_spec(tmp_path, **storage) -> Path:
+    path = spec_file(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["storage"] = storage
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_backups_keep_the_newest_few_and_restore_names_them(standin, tmp_path):
+    """An unattached volume (after `down`) is backed up at once; each backup deletes those beyond
+    storage.keep_backups; restore finds a backup by id or name and says what it would do."""
+    path = storage_spec(tmp_path, keep_backups=2)
+    do_standin.create_volume(standin, {}, {"name": "data101-data", "region": "nyc3", "size_gigabytes": 1})
+    made = []
+    for _ in range(3):
+        result = classimage(standin, "backup", str(path))
+        assert result.returncode == 0, result.stderr
+        assert "data101-data is not attached: its data is at rest" in result.stdout
+        made.append(next(s["id"] for s in standin.volume_snapshots.values() if s["id"] not in made))
+        time.sleep(1.1)  # backups are named by the second
+    assert sorted(standin.volume_snapshots) == sorted(made[1:])  # the oldest was deleted
+    assert "deleting backup data101-backup-" in result.stdout and "(storage.keep_backups: 2)" in result.stdout
+    name = standin.volume_snapshots[made[2]]["name"]
+    for wanted in (made[2], name):
+        dry = classimage(standin, "restore", str(path), "--backup", wanted, "--dry-run")
+        assert dry.returncode == 0, dry.stderr
+        assert f"would bring backup {name} back as volume data101-data-" in dry.stdout
+    missing = classimage(standin, "restore", str(path), "--backup", made[0])
+    assert missing.returncode == 4 and f"no backup '{made[0]}'" in missing.stderr and name in missing.stderr
+    assert standin.count("POST") == 3  # three snapshots; restore --dry-run and the refusal made nothing
+    status = classimage(standin, "status", str(path))
+    assert f"backup {name} ({made[2]})" in status.stdout and "volume data101-data (the class's data)" in status.stdout
+
+
+def test_storage_none_or_device_keep_no_volume(standin, tmp_path):
+    none = classimage(standin, "up", str(storage_spec(tmp_path, type="none")), "--dry-run")
+    assert none.returncode == 0 and "volume" not in none.stdout, none.stdout
+    backup = classimage(standin, "backup", str(storage_spec(tmp_path, type="none")))
+    assert backup.returncode == 4 and "no data volume to back up" in backup.stderr
+    device = classimage(standin, "up", str(storage_spec(tmp_path, type="device", device="/dev/vdb")), "--dry-run")
+    assert device.returncode == 4 and "set storage.type to auto" in device.stderr, device.stderr
+    assert standin.count("POST") == 0
 
 
 def test_build_if_missing_builds_nothing_when_the_course_has_the_snapshot(standin, tmp_path):

@@ -1,7 +1,10 @@
 """`classimage up`, `status` and `down` end to end, against the DigitalOcean API stand-in, whose
 droplets are test droplets running the posted user data with the real cloud-init and the real TLJH:
 from nothing to a hub where a student signs in, a second `up` that changes nothing, `status`, `down`
-(which keeps the class's data and address) and `down --delete-data`, which leaves nothing behind."""
+(which keeps the class's data and address) and `down --delete-data`, which leaves nothing behind.
+Between them the class outlives its droplet: students' work, accounts and approvals move to a droplet
+from a newer snapshot on the same volume, a backup brings the class back as it was, and a droplet
+without its volume never starts the hub."""
 
 from __future__ import annotations
 
@@ -15,12 +18,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 import course_repo
 import do_standin
 from conftest import CASES, REPO
-from firstboot import ADMIN_PASSWORD, admin_hash, layers, spec_for
-from hubclient import Browser
+from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, admin_hash, droplets, explain, layers, spec_for
+from hubclient import Browser, wait_for
+from classimage import artifacts, plan, provision, spec
 
 pytestmark = pytest.mark.droplet
 
@@ -31,6 +36,7 @@ class Cloud:
     machines: do_standin.Machines
     spec: Path
     folder: Path
+    ca: object
 
     def classimage(self, *args: str, timeout: float = 1800) -> subprocess.CompletedProcess:
         environment = dict(os.environ, PYTHONPATH=str(REPO), DIGITALOCEAN_API_URL=self.api.url,
@@ -49,7 +55,7 @@ def cloud(image, tmp_path_factory):
     spec = spec_for(folder / "course", CASES / "droplet" / "journey.yaml", ca)
     with do_standin.StandIn(folder / "region", machines, ca) as api:
         api.bundle = do_standin.ca_bundle(ca, folder)
-        yield Cloud(api, machines, spec, folder)
+        yield Cloud(api, machines, spec, folder, ca)
     assert api.violations == [], "\n".join(api.violations)
     assert not machines.droplets and not machines.devices
     routes = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
@@ -63,7 +69,7 @@ def first_up(cloud):
     return result, time.monotonic() - started, len(cloud.api.requests)
 
 
-def test_up_makes_the_class_from_nothing(first_up, cloud):
+def test_up_makes_the_class_from_nothing(first_up, cloud, record_property):
     result, seconds, requests = first_up
     assert result.returncode == 0, result.stdout + result.stderr
     output = result.stdout
@@ -80,7 +86,8 @@ def test_up_makes_the_class_from_nothing(first_up, cloud):
     assert sorted(r["ports"] for r in firewall["inbound_rules"]) == ["22", "443", "80"]
     inside = cloud.machines.droplets[droplet["id"]]
     assert inside.sh("test -b /dev/disk/by-id/scsi-0DO_Volume_firstclass-data").returncode == 0  # attached
-    print(f"up from nothing to ready: {seconds:.0f} s, {requests} requests to the API")
+    record_property("figure", f"up from nothing to ready: {seconds:.0f} s, {requests} requests to the API "
+                              "(tests/test_cloud_droplets.py)")
 
 
 def test_a_student_signs_in_through_the_class_address(first_up, cloud):
@@ -110,18 +117,310 @@ def test_status_says_what_exists_and_what_it_costs(first_up, cloud):
     assert result.returncode == 0, result.stderr
     lines = result.stdout
     assert "droplet firstclass (" in lines and "s-2vcpu-4gb in nyc3" in lines
-    assert "volume firstclass-data: 20 GiB" in lines and "provisioning: ready" in lines and "hub: answers" in lines
+    assert "volume firstclass-data (the class's data): 20 GiB" in lines and "attached to" in lines
+    assert "provisioning: ready" in lines and "hub: answers" in lines
     assert "monthly cost: $26.00" in lines and "droplet s-2vcpu-4gb: $24.00 (DigitalOcean's API)" in lines
+
+
+# -- the class outlives its droplet: replacement, backup, restore ------------------------------------
+
+PASSWORDS = {"student1": "student-password-1", "ann": "ann-password-2", "late": "late-password-3"}
+NOTEBOOK = {"cells": [{"cell_type": "code", "execution_count": None, "id": "c0ffee", "metadata": {}, "outputs": [],
+                       "source": "print('my work')"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+ACCOUNT = '{"letsencrypt": {"Account": {"Email": "instructor@example.org"}, "Certificates": null}}'
+
+
+def student_wheel(folder: Path) -> Path:
+    """A package a student installs with `pip install --user` (made here: no index needed)."""
+    import base64
+    import hashlib
+    import zipfile
+
+    files = {"classwork_helper.py": "ANSWER = 42\n",
+             "classwork_helper-1.0.dist-info/METADATA": "Metadata-Version: 2.1\nName: classwork-helper\nVersion: 1.0\n",
+             "classwork_helper-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: classimage-tests\n"
+                                                    "Root-Is-Purelib: true\nTag: py3-none-any\n"}
+    record = "".join(f"{name},sha256={base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b'=').decode()},"
+                     f"{len(text.encode())}\n" for name, text in files.items())
+    files["classwork_helper-1.0.dist-info/RECORD"] = record + "classwork_helper-1.0.dist-info/RECORD,,\n"
+    path = folder / "classwork_helper-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in files.items():
+            archive.writestr(name, text)
+    return path
+
+
+def class_address(cloud) -> str:
+    (address,) = cloud.api.reserved
+    return address
+
+
+def class_droplet(cloud):
+    (droplet_id,) = cloud.api.droplets
+    return droplet_id, cloud.machines.droplets[droplet_id]
+
+
+def signed_in(cloud, name: str, password: str) -> Browser:
+    browser = Browser(f"http://{class_address(cloud)}")
+    browser.sign_in(name, password)
+    home = browser.get("/hub/home")
+    assert home.code == 200 and "/hub/login" not in home.url, (name, home)
+    return browser
+
+
+def join(cloud, admin: Browser, name: str) -> Browser:
+    """A student signs up and the admin approves them (unless they are in the class already: the
+    authorize page toggles), then they sign in."""
+    browser = Browser(f"http://{class_address(cloud)}")
+    browser.sign_in(name, PASSWORDS[name])
+    if "/hub/login" in browser.get("/hub/home").url:
+        browser.sign_up(name, PASSWORDS[name])
+        assert admin.get(f"/hub/authorize/{name}").code == 200
+    return signed_in(cloud, name, PASSWORDS[name])
+
+
+def accounts(droplet) -> list[tuple[str, int, int]]:
+    """The hub users' Unix accounts, in the order /etc/passwd has them (the order they were made)."""
+    lines = droplet.sh("getent passwd", check=True).stdout.splitlines()
+    return [(f[0], int(f[2]), int(f[3])) for f in (line.split(":") for line in lines) if f[0].startswith("jupyter-")]
+
+
+def manifest(droplet) -> str:
+    """Every file of every home (path, size, owner, mode), the files of the hub's state but its
+    database (path, mode: the proxy's rules are written anew at each start), and the database's
+    users and approvals, read through SQLite (its bytes differ after a copy)."""
+    listing = droplet.sh("cd /home && find . -xdev -printf '%p %s %u %g %m\\n' | sort; "
+                         "cd /opt/tljh/state && find . -xdev ! -name 'jupyterhub.sqlite*' -printf '%p %m\\n' | sort",
+                         check=True).stdout
+    users = droplet.sh("python3 -c 'import sqlite3; c = sqlite3.connect(\"/opt/tljh/state/jupyterhub.sqlite\"); "
+                       "print(sorted(c.execute(\"SELECT name, admin FROM users\")), "
+                       "sorted(c.execute(\"SELECT username, is_authorized FROM users_info\")))'", check=True).stdout
+    return listing + users
+
+
+@pytest.fixture(scope="module")
+def class_on_a(first_up, cloud):
+    """On the first droplet: student1 and ann are approved students; student1 starts first (so ann's
+    account is made after theirs: on the next droplet, accounts are made in name order), writes a
+    notebook and `pip install --user`s a package; the admin starts a server too; Let's Encrypt's
+    account is in the hub's state."""
+    droplet_id, droplet = class_droplet(cloud)
+    admin = signed_in(cloud, "instructor", ADMIN_PASSWORD)
+    pupil = join(cloud, admin, "student1")
+    pupil.start_server("student1")
+    wheel = student_wheel(cloud.folder)
+    import base64
+    code, body = pupil.api("PUT", f"/user/student1/api/contents/{wheel.name}",
+                           {"type": "file", "format": "base64", "content": base64.b64encode(wheel.read_bytes()).decode()})
+    assert code in (200, 201), body
+    installed = pupil.execute("student1", "import subprocess, sys\n"
+                              f"r = subprocess.run([sys.executable, '-m', 'pip', 'install', '--user', '--no-index', "
+                              f"'{wheel.name}'], capture_output=True, text=True)\nprint(r.returncode, r.stderr[-800:])",
+                              timeout=120)
+    assert installed.startswith("0"), installed
+    assert pupil.execute("student1", "import classwork_helper; print(classwork_helper.ANSWER)").strip() == "42"
+    code, body = pupil.api("PUT", "/user/student1/api/contents/work.ipynb",
+                           {"type": "notebook", "format": "json", "content": NOTEBOOK})
+    assert code in (200, 201), body
+    classmate = join(cloud, admin, "ann")
+    classmate.start_server("ann")
+    admin.start_server("instructor")
+    droplet.sh(f"printf '%s' '{ACCOUNT}' > /opt/tljh/state/acme.json", check=True)
+    made = accounts(droplet)
+    # TLJH's installer made the admin's; the students' came as their servers first started
+    assert [name for name, _, _ in made] == ["jupyter-instructor", "jupyter-student1", "jupyter-ann"], made
+    return {"droplet": droplet_id, "accounts": made, "state": droplet.sh("ls /opt/tljh/state", check=True).stdout,
+            "bytes": data_size(droplet)}
+
+
+def data_size(droplet) -> int:
+    return int(droplet.sh("df --block-size=1 --output=size /srv/classimage-data | tail -1", check=True).stdout)
+
+
+def test_the_class_data_is_on_the_volume(class_on_a, cloud):
+    _, droplet = class_droplet(cloud)
+    mounts = droplet.sh("findmnt -n -o SOURCE,TARGET /srv/classimage-data; findmnt -n -o TARGET /home; "
+                        "findmnt -n -o TARGET /opt/tljh/state", check=True).stdout
+    assert "/srv/classimage-data" in mounts and "/home" in mounts and "/opt/tljh/state" in mounts, mounts
+    assert droplet.sh("test -f /srv/classimage-data/home/jupyter-student1/work.ipynb").returncode == 0
+    assert droplet.sh("systemctl is-enabled classimage-data-copy.timer").stdout.strip() == "enabled"
+
+
+@pytest.fixture(scope="module")
+def newer_snapshot(class_on_a, cloud, image):
+    """The course's next software (one more pip package) baked as Packer does, and its spec, which
+    also asks for a volume 1 GiB bigger."""
+    source = yaml.safe_load((CASES / "droplet" / "journey.yaml").read_text())
+    source["environment"]["pip"].append("xvfbwrapper")
+    source["storage"] = {"size_gigabytes": 21}
+    path = spec_for(cloud.folder / "course-v2", source, cloud.ca)
+    rendered = cloud.folder / "course-v2" / "rendered"
+    result = cloud.classimage("render", str(path), "--out", str(rendered))
+    assert result.returncode == 0, result.stderr
+    with droplets(image, cloud.folder / "bake") as make:
+        builder = make("build")
+        builder.seed((rendered / artifacts.USER_DATA[plan.BAKE]).read_text(), "i-build")
+        builder.boot()
+        assert builder.wait_for_cloud_init(BOOT_DEADLINE)["status"] == "done", explain(builder)
+        finish = builder.sh(f"{provision.RUNNER} finish-bake", timeout=600)
+        assert finish.returncode == 0, finish.stdout + finish.stderr
+        stack = builder.snapshot(cloud.folder / "snapshot-v2")
+    digest = plan.bake_digest(spec.load_file(path).spec)
+    cloud.api.add_snapshot(f"firstclass-{digest}-20261126120000", stack)
+    return path
+
+
+@pytest.fixture(scope="module")
+def moved(newer_snapshot, class_on_a, cloud):
+    before = len(cloud.api.requests)
+    dry = cloud.classimage("up", str(newer_snapshot), "--dry-run")
+    assert dry.returncode == 0, dry.stdout + dry.stderr
+    assert [m for m, _, _ in cloud.api.requests[before:] if m != "GET"] == []
+    started = time.monotonic()
+    result = cloud.classimage("up", str(newer_snapshot))
+    return dry, result, time.monotonic() - started
+
+
+def test_up_replaces_the_droplet_and_says_what_it_does(moved, class_on_a, record_property):
+    dry, result, seconds = moved
+    assert "would grow volume firstclass-data from 20 to 21 GiB" in dry.stdout, dry.stdout
+    assert f"replace droplet firstclass ({class_on_a['droplet']}): a newer snapshot" in dry.stdout, dry.stdout
+    assert result.returncode == 0, result.stdout + result.stderr
+    downtime = re.search(r"students could not reach the hub for (\d+) s", result.stdout)
+    assert downtime, result.stdout
+    record_property("figure", f"replacement onto a newer snapshot: {seconds:.0f} s in all, the class was down "
+                              f"{downtime.group(1)} s (tests/test_cloud_droplets.py)")
+
+
+def test_students_find_everything_on_the_new_droplet(moved, class_on_a, cloud):
+    droplet_id, droplet = class_droplet(cloud)
+    assert droplet_id != class_on_a["droplet"] and class_on_a["droplet"] not in cloud.machines.droplets
+    (volume,) = cloud.api.volumes.values()
+    assert volume["droplet_ids"] == [droplet_id] and volume["size_gigabytes"] == 21
+    # grown online with the volume (by 1 GiB), not reformatted: the work below is still there
+    assert data_size(droplet) - class_on_a["bytes"] > (1 << 30) * 0.9, (data_size(droplet), class_on_a["bytes"])
+    # The accounts came back with their homes' ids, made in another order than on the first droplet.
+    made = accounts(droplet)
+    assert sorted(made) == sorted(class_on_a["accounts"]), (made, class_on_a["accounts"])
+    assert [name for name, _, _ in made] != [name for name, _, _ in class_on_a["accounts"]], made
+    assert "jupyterhub-admins" in droplet.sh("id -nG jupyter-instructor", check=True).stdout.split()
+    assert droplet.sh("cat /opt/tljh/state/acme.json", check=True).stdout == ACCOUNT  # inside: a bind mount
+    assert droplet.sh("ls /opt/tljh/state", check=True).stdout == class_on_a["state"]
+    # Same password, no new approval; the notebook and the package are theirs, and they can write.
+    pupil = signed_in(cloud, "student1", PASSWORDS["student1"])
+    pupil.start_server("student1")
+    code, notebook = pupil.api("GET", "/user/student1/api/contents/work.ipynb")
+    assert code == 200 and notebook["content"]["cells"][0]["source"] == "print('my work')", notebook
+    printed = pupil.execute("student1", "import classwork_helper, os\n"
+                            "open('after-the-move.txt', 'w').write('still mine')\n"
+                            "print(classwork_helper.ANSWER, os.stat('work.ipynb').st_uid == os.getuid(), "
+                            "os.stat('.local').st_uid == os.getuid())")
+    assert printed.split() == ["42", "True", "True"], printed
+    admin = signed_in(cloud, "instructor", ADMIN_PASSWORD)
+    code, user = admin.api("GET", "/hub/api/users/instructor")
+    assert code == 200 and user["admin"] is True, user
+    assert signed_in(cloud, "ann", PASSWORDS["ann"])
+
+
+@pytest.fixture(scope="module")
+def backed_up(moved, cloud):
+    """A backup with every student's server stopped (so homes hold still), what the class was then,
+    and the class changed afterwards: a file gone, a file added, a new student."""
+    _, droplet = class_droplet(cloud)
+    admin = signed_in(cloud, "instructor", ADMIN_PASSWORD)
+    for name in ("student1", "ann", "instructor"):
+        admin.api("DELETE", f"/hub/api/users/{name}/server")
+    assert wait_for(lambda: not droplet.sh("pgrep -f jupyterhub-singleuser").stdout, 60, "servers stopped")
+    then = manifest(droplet)
+    started = time.monotonic()
+    result = cloud.classimage("backup", str(moved_spec(cloud)))
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    (backup,) = [s for s in cloud.api.volume_snapshots.values() if s["name"].startswith("firstclass-backup-")]
+    droplet.sh("rm /home/jupyter-student1/work.ipynb && echo new > /home/jupyter-ann/new.txt", check=True)
+    join(cloud, admin, "late")
+    assert manifest(droplet) != then
+    return backup, then, seconds, result
+
+
+def moved_spec(cloud) -> Path:
+    return cloud.folder / "course-v2" / "spec.yaml"
+
+
+def test_backup_waits_for_a_consistent_copy_and_snapshots_the_volume(backed_up, cloud, record_property):
+    backup, _, seconds, result = backed_up
+    assert re.search(r"the hub's database was copied to firstclass-data \d+ s ago", result.stdout), result.stdout
+    (volume,) = [v for v in cloud.api.volumes.values() if v["name"] == "firstclass-data"]
+    assert backup["resource_id"] == volume["id"] and "classimage-firstclass" in backup["tags"], backup
+    record_property("figure", f"backup of the class's volume: {seconds:.0f} s (tests/test_cloud_droplets.py)")
+
+
+def test_restore_brings_the_class_back_as_it_was_at_the_backup(backed_up, cloud, record_property):
+    backup, then, _, _ = backed_up
+    old_id, _ = class_droplet(cloud)
+    started = time.monotonic()
+    result = cloud.classimage("restore", str(moved_spec(cloud)), "--backup", backup["name"])
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout + result.stderr
+    droplet_id, droplet = class_droplet(cloud)
+    assert droplet_id != old_id
+    restored = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
+    assert len(restored) == 1 and re.fullmatch(r"firstclass-data-\d{8}-\d{6}", restored[0]["name"]), restored
+    assert "previous volume firstclass-data is kept" in result.stdout, result.stdout
+    assert manifest(droplet) == then
+    assert signed_in(cloud, "student1", PASSWORDS["student1"])
+    refused = Browser(f"http://{class_address(cloud)}")
+    refused.sign_in("late", PASSWORDS["late"])  # signed up after the backup: unknown again
+    assert refused.get("/hub/home").url.split("?")[0].endswith("/hub/login")
+    record_property("figure", f"restore from a backup onto a new volume and droplet: {seconds:.0f} s "
+                              "(tests/test_cloud_droplets.py)")
+
+
+def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):
+    """The droplet reboots with its volume gone: the hub stays down (never on an empty stand-in for
+    the class's data) and says why; with the volume back, the class is back."""
+    droplet_id, droplet = class_droplet(cloud)
+    (volume,) = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
+    cloud.machines.shutdown(droplet_id)
+    cloud.machines.detach(droplet_id, volume["name"])
+    cloud.machines.power_on(droplet_id)
+    assert wait_for(lambda: droplet.sh("systemctl is-failed classimage-data.service").stdout.strip() == "failed",
+                    240, "classimage-data fails without its device")
+    assert droplet.sh("systemctl is-active jupyterhub.service").stdout.strip() != "active"
+    assert droplet.sh("systemctl is-active traefik.service").stdout.strip() != "active"
+    assert not [h for h in droplet.sh("ls /home").stdout.split() if h.startswith("jupyter-")]  # its own disk
+    record = droplet.read_json("/var/lib/classimage/data.json")
+    assert "is not there: attach the class's volume" in record["error"], record
+    page = wait_for(lambda: (lambda p: p if p.code == 200 else None)(Browser(f"http://{class_address(cloud)}").get("/")),
+                    60, "port 80 says the class is closed")
+    assert "The class is closed" in page.body, page
+    status = cloud.classimage("status", str(moved_spec(cloud)))
+    assert "the class's data: the class's data device /dev/disk/by-id/scsi-0DO_Volume_firstclass-data-" in status.stdout
+    assert "then restart the droplet" in status.stdout, status.stdout
+    cloud.machines.shutdown(droplet_id)
+    cloud.machines.droplets[droplet_id].extra_nspawn.append(
+        f"--bind={cloud.machines.devices[volume['id']]}:{do_standin.device_path(volume['name'])}")
+    cloud.machines.power_on(droplet_id)
+    assert wait_for(lambda: droplet.sh("systemctl is-active jupyterhub.service").stdout.strip() == "active",
+                    240, "the hub is back with its volume")
+    assert wait_for(lambda: Browser(f"http://{class_address(cloud)}").get("/hub/login").code == 200, 120,
+                    "the hub answers")
+    assert signed_in(cloud, "ann", PASSWORDS["ann"])
 
 
 def test_down_keeps_the_data_and_delete_data_leaves_nothing(first_up, cloud):
     result = cloud.classimage("down", str(cloud.spec))
     assert result.returncode == 0, result.stderr
     assert not cloud.api.droplets and not cloud.api.firewalls
-    assert len(cloud.api.volumes) == 1 and len(cloud.api.reserved) == 1
-    assert "left: volume firstclass-data, address 198.51.100." in result.stdout and "$7.00 a month" in result.stdout
+    # the first volume (kept by the restore), the restored one, the backup and the address stay
+    assert len(cloud.api.volumes) == 2 and len(cloud.api.reserved) == 1 and len(cloud.api.volume_snapshots) == 1
+    left = re.search(r"left: (.*), costing \$\d+\.\d\d a month", result.stdout)
+    assert left, result.stdout
+    assert re.fullmatch(r"(volume firstclass-data(-\d{8}-\d{6})?, ){2}1 backup\(s\), address 198\.51\.100\.\d+",
+                        left.group(1)), left.group(1)
     gone = cloud.classimage("down", str(cloud.spec), "--delete-data", "--yes")
     assert gone.returncode == 0, gone.stderr
     assert "nothing left" in gone.stdout
     assert not cloud.api.volumes and not cloud.api.reserved and not cloud.api.droplets
+    assert not cloud.api.volume_snapshots
     assert not [t for t in cloud.api.tags if t.startswith("classimage-firstclass-ip-")]

@@ -87,3 +87,18 @@ def test_hostile_strings_execute_nothing_in_the_droplet(new_droplet):
     assert plan_document["course"]["name"] == course.course.name
     # pip got the marker intact and judged it (rather than a shell running it)
     assert "Ignoring xvfbwrapper: markers" in droplet.path(provision.LOG).read_text()
+
+
+def test_a_missing_data_device_stops_provisioning_before_the_hub(new_droplet):
+    """The spec puts the class's data on a device the droplet does not have: provisioning stops at
+    `class-data` saying what to attach, and no hub ever runs on the droplet's own disk instead."""
+    droplet = new_droplet()
+    source = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
+    source["storage"] = {"type": "device", "device": "/dev/disk/by-id/virtio-classdata"}
+    cloud_init, _ = boot(droplet, source)
+    assert_failed(droplet, "class-data", cloud_init, "/dev/disk/by-id/virtio-classdata is not there",
+                  "attach the class's volume")
+    assert not droplet.path("/opt/tljh/hub/bin/python3").exists()  # TLJH was never bootstrapped
+    record = droplet.read_json("/var/lib/classimage/data.json")
+    assert "is not there" in record["error"], record
+    assert droplet.sh("findmnt /home").returncode != 0  # nothing mounted in its place

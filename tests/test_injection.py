@@ -61,7 +61,7 @@ def hostile_spec() -> model.Spec:
         https=model.Https(None, None, False),
         content=(model.ContentRepo(url="https://example.org/" + HOSTILE[1], branch=HOSTILE[2], open=HOSTILE[3]),),
         droplet=model.Droplet("nyc3", "s-2vcpu-4gb", "ubuntu-24-04-x64", (), ()),
-        storage=model.Storage("none", 20, None),
+        storage=model.Storage("none", 20, None, 7),
         network=model.Network(proxy=None, ca_certificates=()),
         tljh=model.Tljh(version=HOSTILE[0], bootstrap_url=HOSTILE[5]),
         workflows=model.Workflows(classimage=None),

@@ -10,6 +10,7 @@ the name of its golden). A change to one step rewrites one golden."""
 from __future__ import annotations
 
 import ast
+import inspect
 import json
 import subprocess
 import sys
@@ -21,7 +22,7 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
-from classimage import artifacts, hubaccounts, links, network, packer, plan, provision, spec, tljh, userdata
+from classimage import artifacts, classdata, hubaccounts, links, network, packer, plan, provision, spec, tljh, userdata
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
 # Every spec whose rendering the real tools must accept: the examples and the TLJH table's specs.
@@ -108,6 +109,9 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=1 << 20)
 
 
+SHIPPED = {inspect.getsource(module) for module in (provision, hubaccounts, classdata)}
+
+
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
 def test_golden_parts(example, update_golden):
     loaded = spec.load_file(example)
@@ -120,7 +124,8 @@ def test_golden_parts(example, update_golden):
         goldens[f"{stage}.plan.json"] = masked_plan(files[provision.PLAN]["content"])
         goldens[f"{stage}.user-data.yaml"] = skeleton(text, stage, where)
         for path, entry in files.items():  # files outside the steps (the image's cleanup, the resume hook)
-            if path not in (provision.RUNNER, provision.PLAN) and (stage, path) not in where:
+            if path not in (provision.RUNNER, provision.PLAN) and (stage, path) not in where \
+                    and entry["content"] not in SHIPPED:  # classimage's own modules: their source is the truth
                 goldens[f"files/{Path(path).name}"] = entry["content"]
     goldens[packer.TEMPLATE] = rendered_files[f"{artifacts.PACKER}/{packer.TEMPLATE}"]
     if update_golden:
@@ -133,6 +138,20 @@ def test_golden_parts(example, update_golden):
     stray = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()
                    and str(p.relative_to(folder)) not in goldens)
     assert stray == [], f"goldens nothing renders any more (pytest --update-golden removes them): {stray}"
+
+
+def test_golden_class_data(update_golden):
+    """The parts only a course with its data on a device has (the examples' goldens have the rest)."""
+    loaded = spec.load_file(CASES / "tljh" / "campus-network" / "spec.yaml")
+    goldens, _ = parts(loaded)
+    mine = {name: text for name, text in goldens.items() if name.startswith(("steps/class-data", "files/class-data/"))}
+    assert len(mine) == 7, sorted(mine)  # the step; its units: mount, copy, timer, the page socket and service;
+    # the drop-in of the hub and the proxy
+    folder = CASES / "render" / "class-data"
+    for name, content in sorted(mine.items()):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        check_golden(folder / name, content, update_golden)
+
 
 
 @pytest.mark.parametrize("stage", plan.STAGES)
@@ -383,3 +402,13 @@ def test_too_large_user_data_is_refused_and_nothing_written(tmp_path):
     assert result.returncode == 1
     assert "over the 65,536-byte limit" in result.stderr.decode()
     assert not (tmp_path / "out").exists()
+
+
+def test_every_name_the_schema_allows_fits_the_class_data_units():
+    """The units carry the device, the course's slug and the admins' names: systemd's quoting is
+    not the shell's, so the unit filter takes only plain words; every word the schema allows is one."""
+    loaded = spec.load_file(CASES / "tljh" / "campus-network" / "spec.yaml")
+    course = replace(loaded.spec, hub=replace(loaded.spec.hub, admins=("a_b-c9", "0")))
+    step = next(s for s in plan.steps(course, plan.FULL) if s.name == "class-data")
+    unit = next(f.content for f in step.files if f.path == provision.DATA_UNIT)
+    assert "--admin a_b-c9 --admin 0\n" in unit

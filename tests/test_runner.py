@@ -330,6 +330,8 @@ def test_resume_at_boot_continues_only_an_interrupted_run(droplet):
         time.sleep(0.05)
     os.killpg(interrupted.pid, signal.SIGKILL)
     interrupted.wait()
+    # A reboot ends the run's progress page too (a process of its own session): so does the test.
+    subprocess.run(["pkill", "--full", "--", f"--root {droplet.root} serve-status"], check=False)
     assert droplet.status["state"] == "running"
     droplet.plan({"name": "one", "run": effect("one")}, {"name": "hang", "run": effect("after-reboot")})
     assert droplet.run(only_if_interrupted=True) == 0
@@ -435,3 +437,15 @@ def test_no_page_when_the_port_is_taken(droplet):
         droplet.plan({"name": "look", "run": f'echo "page=${{{provision.PROGRESS_PAGE_PID}:-none}}"'})
         assert droplet.run() == 0
     assert "page=none" in Path(droplet.paths.log).read_text()
+
+
+@pytest.mark.parametrize("public, headline", [
+    ({"state": "running"}, "The class is being prepared"),
+    ({"state": "failed"}, "stopped at a problem"),
+    # after a boot without the class's volume: students learn the class is closed, not why
+    ({"state": "ready", "data": {"error": "the class's data device /dev/x is not there"}}, "The class is closed"),
+])
+def test_the_page_says_what_students_need_to_know(public, headline):
+    page = provision.progress_page({"course": {"name": "Geo <1>"}, "steps": [], **public})
+    assert headline in page and "Geo &lt;1&gt;" in page
+    assert "/dev/x" not in page

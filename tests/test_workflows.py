@@ -50,7 +50,7 @@ def test_zizmor_finds_nothing(repository):
 
 def test_what_each_workflow_does(repository):
     files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
-    validate, snapshot, deploy, health = (files[name] for name in workflows.NAMES)
+    validate, snapshot, deploy, health, backup = (files[name] for name in workflows.NAMES)
     assert set(validate["on"]) == {"pull_request"}
     assert set(snapshot["on"]) == {"workflow_dispatch"}  # the deploy workflow bakes when needed
     assert snapshot["concurrency"] == {"group": "classimage-snapshot", "cancel-in-progress": "false"}
@@ -69,6 +69,12 @@ def test_what_each_workflow_does(repository):
     assert up["env"]["CLASSIMAGE_ADMIN_HASHES"] == "${{ secrets.CLASSIMAGE_ADMIN_HASHES }}"
     assert "DIGITALOCEAN_TOKEN" not in validate["jobs"]["validate"]["steps"][-1].get("env", {})
     assert health["on"]["schedule"] == [{"cron": "*/30 * * * *"}] and health["permissions"] == {}
+    # backup: nightly, never during a deploy (the same queue), the token in its own environment
+    assert backup["on"]["schedule"] == [{"cron": "17 3 * * *"}] and backup["permissions"] == {"contents": "read"}
+    assert backup["concurrency"] == deploy["concurrency"]
+    job = backup["jobs"]["backup"]
+    assert job["environment"] == "classimage-backup" and job["steps"][-1]["run"] == 'python -m classimage backup "$SPEC"'
+    assert set(job["steps"][-1]["env"]) == {"SPEC", "DIGITALOCEAN_TOKEN"}  # no admin hashes: it makes no droplet
     for workflow in files.values():
         for step in (s for j in workflow["jobs"].values() for s in j["steps"]):
             if "uses" in step:
@@ -88,7 +94,8 @@ def test_workflows_install_classimage_pinned_to_the_commit_that_rendered_them(re
     head = subprocess.run(["git", "-C", str(REPO), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
     pinned = f"classimage @ git+{release.SOURCE}@{head}"
     assert installs(files["classimage-validate"]) == installs(files["classimage-snapshot"]) == [pinned]
-    assert installs(files["classimage-deploy"]) == [pinned.replace("classimage @", "classimage[cloud] @")]
+    assert installs(files["classimage-deploy"]) == installs(files["classimage-backup"]) == \
+        [pinned.replace("classimage @", "classimage[cloud] @")]
     assert installs(files["classimage-health"]) == []  # it only asks the hub
     assert not any("classimage==" in path.read_text() for path in (repository / workflows.FOLDER).glob("*.yml"))
 

@@ -189,6 +189,11 @@ def _build(root: Path, home: Path) -> None:
               "apt-get update -q\napt-get install -y -q --no-install-recommends python3-venv\napt-get clean\n"
               f"python3 -m venv {USER_ENV}\n"
               f"{USER_ENV}/bin/pip install --quiet --no-input --progress-bar off {requirements}\n"
+              # A conda environment lets a student `pip install --user` (into their home, where it
+              # outlives the droplet); a virtualenv does only with its system site on. Its own
+              # packages, installed above, still come first.
+              f"sed -i 's/^include-system-site-packages = false$/include-system-site-packages = true/' "
+              f"{USER_ENV}/pyvenv.cfg\n"
               f"rm -rf /root/.cache\n")
     testdroplet.run(["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "-D", str(root),
                      "/bin/sh", "-c", script], timeout=1800, env={"PATH": testdroplet.PATH})

@@ -9,4 +9,4 @@ for _ in $(seq 10); do
   apt_get update && break
   sleep 15
 done
-apt_get install --yes python3 python3-dev python3-venv git curl ca-certificates iptables ufw iproute2
+apt_get install --yes python3 python3-dev python3-venv git curl ca-certificates iptables ufw iproute2 e2fsprogs

@@ -9,4 +9,4 @@ for _ in $(seq 10); do
   apt_get update && break
   sleep 15
 done
-apt_get install --yes python3 python3-dev python3-venv git curl ca-certificates iptables ufw iproute2 build-essential libx11-dev libpng-dev libtiff-dev libgl1-mesa-dev libglu1-mesa-dev freeglut3-dev mesa-common-dev xvfb
+apt_get install --yes python3 python3-dev python3-venv git curl ca-certificates iptables ufw iproute2 e2fsprogs build-essential libx11-dev libpng-dev libtiff-dev libgl1-mesa-dev libglu1-mesa-dev freeglut3-dev mesa-common-dev xvfb

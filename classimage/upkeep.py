@@ -1,0 +1,246 @@
+"""Keeping a class at DigitalOcean: `status` says what exists, how provisioning and the hub are
+and what it all costs; `down` removes the droplet (and with `--delete-data` the class's data);
+`backup` snapshots the class's volume once a consistent copy of the hub's database is on it, and
+keeps the newest few. Like cloud.py, it finds everything by the course's tag and keeps no state.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+
+from classimage import plan
+from classimage.cloud import (
+    SNAPSHOT_PER_GIB_MONTH,
+    UNASSIGNED_IP_MONTH,
+    VOLUME_PER_GIB_MONTH,
+    Found,
+    Names,
+    clock,
+    discover,
+    public_address,
+    read_status,
+    stamp,
+    status_token,
+)
+from classimage.digitalocean import JSON, CloudError, DigitalOcean
+from classimage.spec import Loaded
+
+# -- status and down -------------------------------------------------------------------------------
+
+
+def age(created: str) -> str:
+    then = datetime.datetime.strptime(created, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    seconds = (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds()
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{seconds / length:.0f}{unit}"
+    return f"{seconds:.0f}s"
+
+
+def monthly(found: Found, sizes: list[JSON]) -> tuple[float, list[str]]:
+    """What the course's resources cost a month, and the lines that say so."""
+    prices = {s["slug"]: s["price_monthly"] for s in sizes}
+    lines, total = [], 0.0
+    for droplet in found.droplets:
+        price = prices.get(droplet["size_slug"], droplet["size"]["price_monthly"])
+        total += price
+        lines.append(f"  droplet {droplet['size_slug']}: ${price:.2f} (DigitalOcean's API)")
+    for volume in found.volumes or ([found.volume] if found.volume else []):
+        price = volume["size_gigabytes"] * VOLUME_PER_GIB_MONTH
+        total += price
+        lines.append(f"  volume {volume['size_gigabytes']} GiB: ${price:.2f} (${VOLUME_PER_GIB_MONTH:.2f}/GiB)")
+    stored = sum(s["size_gigabytes"] for s in found.snapshots + found.backups)
+    if stored:
+        price = stored * SNAPSHOT_PER_GIB_MONTH
+        total += price
+        lines.append(f"  snapshots {stored:.1f} GiB: ${price:.2f} (${SNAPSHOT_PER_GIB_MONTH:.2f}/GiB)")
+    if found.ip is not None and not found.ip.get("droplet"):
+        total += UNASSIGNED_IP_MONTH
+        lines.append(f"  reserved IP, unassigned: ${UNASSIGNED_IP_MONTH:.2f} (free while assigned)")
+    return total, lines
+
+
+def hub_health(address: str) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(f"http://{address}/hub/health", timeout=5) as response:
+            return "answers" if response.status == 200 else f"answers {response.status}"
+    except urllib.error.HTTPError as error:
+        return f"answers {error.code}"
+    except OSError:
+        return "does not answer"
+
+
+def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Found:
+    spec, names = loaded.spec, Names(loaded.spec.course.slug)
+    found = discover(api, names, spec.droplet.region)
+    token = status_token(api.token, spec.course.slug, loaded.digest)
+    echo(f"{spec.course.name} ({spec.course.slug}) at DigitalOcean:")
+    if not found.droplets:
+        echo("  droplet: none (`classimage up` makes one)")
+    for droplet in found.droplets:
+        echo(
+            f"  droplet {droplet['name']} ({droplet['id']}): {droplet['status']}, {droplet['size_slug']} in "
+            f"{droplet['region']['slug']}, {age(droplet['created_at'])} old, at {public_address(droplet)}"
+        )
+    if found.ip is not None:
+        holder = (found.ip.get("droplet") or {}).get("id")
+        echo(f"  address {found.ip['ip']}: " + (f"on droplet {holder}" if holder else "not assigned to a droplet"))
+    for volume in found.volumes:
+        attached = volume["droplet_ids"]
+        role = "the class's data" if volume is found.volume else "a previous copy of the class's data, not in use"
+        echo(
+            f"  volume {volume['name']} ({role}): {volume['size_gigabytes']} GiB, {age(volume['created_at'])}"
+            f" old, " + (f"attached to {attached[0]}" if attached else "not attached")
+        )
+    for snapshot in found.snapshots:
+        echo(f"  snapshot {snapshot['name']}: {snapshot['size_gigabytes']} GiB, {age(snapshot['created_at'])} old")
+    for snapshot in found.backups:
+        echo(
+            f"  backup {snapshot['name']} ({snapshot['id']}): {snapshot['size_gigabytes']} GiB, "
+            f"{age(snapshot['created_at'])} old"
+        )
+    if not found.backups and found.volume is not None:
+        echo("  backups: none yet (`classimage backup` makes one; the backup workflow does it nightly)")
+    address = (found.ip or {}).get("ip")
+    if address and found.droplets:
+        provisioning = read_status(address, token)
+        state = provisioning.get("state") if provisioning else "not answering"
+        echo(
+            f"  provisioning: {state}"
+            + (f" (failed at {(provisioning or {}).get('failed_step')})" if state == "failed" else "")
+        )
+        problem = ((provisioning or {}).get("data") or {}).get("error")
+        if problem:
+            echo(f"  the class's data: {problem}")
+        copied = copy_age(provisioning)
+        if copied is not None:
+            echo(f"  the hub's database was last copied to the volume {clock(copied)} (min:s) ago")
+        echo(f"  hub: {hub_health(address)} at http://{address}/hub/health")
+    total, lines = monthly(found, api.sizes())
+    echo(f"  monthly cost: ${total:.2f}")
+    for line in lines:
+        echo(line)
+    return found
+
+
+def down(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], delete_data: bool) -> Found:
+    spec, names = loaded.spec, Names(loaded.spec.course.slug)
+    found = discover(api, names, spec.droplet.region)
+    for droplet in found.droplets:
+        echo(f"destroying droplet {droplet['name']} ({droplet['id']})")
+        api.destroy_droplet(droplet["id"])
+    if found.firewall is not None:
+        echo(f"deleting firewall {names.firewall}")
+        api.delete_firewall(found.firewall["id"])
+    if delete_data:
+        for snapshot in found.backups:
+            echo(f"deleting backup {snapshot['name']}")
+            api.delete_snapshot(snapshot["id"])
+        for volume in found.volumes:
+            echo(f"deleting volume {volume['name']} (the class's data)")
+            _until_detached(api, volume)
+            api.delete_volume(volume["id"])
+        if found.ip is not None:
+            echo(f"releasing {found.ip['ip']}")
+            api.delete_reserved_ip(found.ip["ip"])
+        for tag in api.tags():
+            if tag["name"].startswith(names.ip_prefix):
+                api.delete_tag(tag["name"])
+    left = discover(api, names, spec.droplet.region)
+    left.droplets = []  # destroyed (DigitalOcean may list them for a moment longer)
+    total, lines = monthly(left, [])
+    kept = (
+        [f"volume {v['name']}" for v in left.volumes]
+        + [f"{len(left.backups)} backup(s)"] * bool(left.backups)
+        + ([f"address {left.ip['ip']}"] if left.ip else [])
+    )
+    echo(("left: " + ", ".join(kept) + f", costing ${total:.2f} a month") if kept else "nothing left")
+    for line in lines:
+        echo(line)
+    return left
+
+
+def _until_detached(api: DigitalOcean, volume: JSON, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while api.volume(volume["id"])["droplet_ids"]:
+        if time.monotonic() > deadline:
+            raise CloudError(f"volume {volume['name']} is still attached: run `classimage down` again in a moment")
+        time.sleep(2)
+
+
+# -- backups -----------------------------------------------------------------------------------------
+
+
+def copy_age(status: JSON | None) -> float | None:
+    """Seconds since the droplet last copied the hub's database to the class's volume, or None."""
+    copied = ((status or {}).get("data") or {}).get("database_copied")
+    if not copied:
+        return None
+    then = datetime.datetime.strptime(copied, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    return max(0.0, (datetime.datetime.now(datetime.timezone.utc) - then).total_seconds())
+
+
+def backup(
+    loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], wait: float | None = None, poll: float = 10
+) -> JSON:
+    """Snapshot the class's volume once a consistent copy of the hub's database is on it, then keep
+    only the newest `storage.keep_backups` backups. Nothing on the droplet needs a secret: the token
+    is the caller's."""
+    spec, names = loaded.spec, Names(loaded.spec.course.slug)
+    found = discover(api, names, spec.droplet.region)
+    volume = found.volume
+    if volume is None:
+        raise CloudError(
+            f"{names.slug} has no data volume to back up (`classimage up` makes one"
+            f"{'; storage.type is none' if spec.storage.type == 'none' else ''})"
+        )
+    fresh = 2 * plan.DATABASE_COPY_SECONDS  # the copy's timer runs every DATABASE_COPY_SECONDS
+    wait = fresh + 60 if wait is None else wait
+    if volume["droplet_ids"]:
+        droplet = next((d for d in found.droplets if d["id"] in volume["droplet_ids"]), None)
+        address = (found.ip or {}).get("ip") or (public_address(droplet) if droplet else None)
+        deadline = time.monotonic() + wait
+        while True:
+            copied = copy_age(read_status(address, None)) if address else None
+            if copied is not None and copied <= fresh:
+                break
+            if time.monotonic() > deadline:
+                raise CloudError(
+                    f"the droplet has not copied the hub's database to {volume['name']} in the last "
+                    f"{fresh // 60} minutes (its timer classimage-data-copy does, every "
+                    f"{plan.DATABASE_COPY_SECONDS // 60} minutes): see `classimage status`. Nothing was "
+                    "backed up"
+                )
+            time.sleep(poll)
+        echo(f"the hub's database was copied to {volume['name']} {copied:.0f} s ago: a consistent copy is on it")
+    else:
+        echo(f"{volume['name']} is not attached: its data is at rest, as the last droplet left it")
+    name = names.backup_prefix + stamp()
+    echo(f"backing up {volume['name']} as {name}")
+    snapshot = api.snapshot_volume(volume["id"], {"name": name, "tags": ["classimage", names.tag]})
+    echo(f"  backup {name} ({snapshot['id']}): {snapshot['size_gigabytes']} GiB")
+    kept = sorted(
+        [snapshot] + [b for b in found.backups if b["id"] != snapshot["id"]],
+        key=lambda s: s["created_at"],
+        reverse=True,
+    )
+    for old in kept[spec.storage.keep_backups :]:
+        echo(f"  deleting backup {old['name']} (storage.keep_backups: {spec.storage.keep_backups})")
+        api.delete_snapshot(old["id"])
+    return snapshot
+
+
+def find_backup(loaded: Loaded, api: DigitalOcean, wanted: str) -> JSON:
+    """The course's backup with this id or name, or an error that lists them."""
+    names = Names(loaded.spec.course.slug)
+    found = discover(api, names, loaded.spec.droplet.region)
+    match = next((b for b in found.backups if wanted in (str(b["id"]), b["name"])), None)
+    if match is None:
+        known = ", ".join(f"{b['name']} ({b['id']})" for b in found.backups[:10]) or "none yet"
+        raise CloudError(f"no backup {wanted!r} of {names.slug}: its backups, newest first: {known}")
+    return match
