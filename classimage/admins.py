@@ -46,8 +46,10 @@ def parse(text: str, where: str) -> dict[str, str]:
         raise AdminError(f"{where} must map admin names to bcrypt hashes")
     for name, hashed in data.items():
         if not isinstance(name, str) or not isinstance(hashed, str) or not BCRYPT.fullmatch(hashed):
-            raise AdminError(f"{where}: {name!r} does not map to a bcrypt hash ($2b$12$...); "
-                             "set it again with `python -m classimage admin-password SPEC`")
+            raise AdminError(
+                f"{where}: {name!r} does not map to a bcrypt hash ($2b$12$...); "
+                "set it again with `python -m classimage admin-password SPEC`"
+            )
     return data
 
 
@@ -78,8 +80,9 @@ def save(slug: str, updates: dict[str, str]) -> Path:
         raise AdminError(f"${ENVIRONMENT} is set: the hashes come from there; unset it to store new ones in {path}")
     current, _ = load(slug)
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    text = ("# Admin password hashes for classimage (bcrypt). Keep this file out of repositories.\n"
-            + yaml.safe_dump({**current, **updates}, sort_keys=True))
+    text = "# Admin password hashes for classimage (bcrypt). Keep this file out of repositories.\n" + yaml.safe_dump(
+        {**current, **updates}, sort_keys=True
+    )
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".admins-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:

@@ -22,19 +22,43 @@ from classimage.yamlsource import Document, format_path
 CONFIG_FOLDERS = ("binder", ".binder")
 # repo2docker files classimage does not turn into a server: (name, error?, why and what to do).
 UNSUPPORTED = (
-    ("Dockerfile", True, "repo2docker would build this Dockerfile instead of everything else; classimage "
-                         "cannot", "describe the environment with environment.yml, apt.txt and postBuild"),
-    ("default.nix", True, "repo2docker would build the environment with Nix; classimage cannot",
-     "describe the environment with environment.yml, apt.txt and postBuild"),
-    ("install.R", False, "R packages are not installed: classimage sets up Python environments",
-     "install them in postBuild, or drop the file from the class repository"),
-    ("DESCRIPTION", False, "R packages are not installed: classimage sets up Python environments",
-     "install them in postBuild, or drop the file from the class repository"),
-    ("Project.toml", False, "Julia packages are not installed: classimage sets up Python environments",
-     "install them in postBuild, or drop the file from the class repository"),
+    (
+        "Dockerfile",
+        True,
+        "repo2docker would build this Dockerfile instead of everything else; classimage cannot",
+        "describe the environment with environment.yml, apt.txt and postBuild",
+    ),
+    (
+        "default.nix",
+        True,
+        "repo2docker would build the environment with Nix; classimage cannot",
+        "describe the environment with environment.yml, apt.txt and postBuild",
+    ),
+    (
+        "install.R",
+        False,
+        "R packages are not installed: classimage sets up Python environments",
+        "install them in postBuild, or drop the file from the class repository",
+    ),
+    (
+        "DESCRIPTION",
+        False,
+        "R packages are not installed: classimage sets up Python environments",
+        "install them in postBuild, or drop the file from the class repository",
+    ),
+    (
+        "Project.toml",
+        False,
+        "Julia packages are not installed: classimage sets up Python environments",
+        "install them in postBuild, or drop the file from the class repository",
+    ),
     ("Pipfile", False, "Pipfile is not read", "list the packages in requirements.txt or environment.yml"),
-    ("setup.py", False, "the repository itself is not pip-installed",
-     "install it in postBuild (pip install .) if students need it"),
+    (
+        "setup.py",
+        False,
+        "the repository itself is not pip-installed",
+        "install it in postBuild (pip install .) if students need it",
+    ),
 )
 _RUNTIME = re.compile(r"^python-(3\.[0-9]{1,2})$")
 
@@ -62,13 +86,17 @@ def read(repo: Path) -> RepoEnvironment:
     """Everything repo2docker would take from `repo`, and every problem with it."""
     found = RepoEnvironment()
     if not repo.is_dir():
-        found.problems.append(Problem(0, "", f"{repo} is not a folder", "give the course repository's folder",
-                                      file=str(repo)))
+        found.problems.append(
+            Problem(0, "", f"{repo} is not a folder", "give the course repository's folder", file=str(repo))
+        )
         return found
     folders = [repo / name for name in CONFIG_FOLDERS if (repo / name).is_dir()]
     if len(folders) > 1:
-        found.problems.append(Problem(0, "", "has both binder/ and .binder/ (repo2docker refuses that)",
-                                      "keep one of them", file=str(repo)))
+        found.problems.append(
+            Problem(
+                0, "", "has both binder/ and .binder/ (repo2docker refuses that)", "keep one of them", file=str(repo)
+            )
+        )
         return found
     found.folder = folders[0] if folders else repo
     for name, reader in READERS:
@@ -90,8 +118,15 @@ def _text(path: Path, found: RepoEnvironment) -> str | None:
     try:
         raw = yamlsource.read_file(path, MAX_FILE)
         if len(raw) > MAX_FILE:
-            found.problems.append(Problem(0, "", f"is more than {MAX_FILE // 1024} KiB",
-                                          "a binder file lists packages: is this the right file?", file=str(path)))
+            found.problems.append(
+                Problem(
+                    0,
+                    "",
+                    f"is more than {MAX_FILE // 1024} KiB",
+                    "a binder file lists packages: is this the right file?",
+                    file=str(path),
+                )
+            )
             return None
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -125,7 +160,9 @@ def _environment_yml(path: Path, found: RepoEnvironment) -> None:
     data = document.data
 
     def bad(where, message, fix):
-        found.problems.append(Problem(document.line(where), yamlsource.format_path(where), message, fix, file=str(path)))
+        found.problems.append(
+            Problem(document.line(where), yamlsource.format_path(where), message, fix, file=str(path))
+        )
 
     def listed(key: str, example: str) -> list:
         value = data.get(key)
@@ -146,8 +183,11 @@ def _environment_yml(path: Path, found: RepoEnvironment) -> None:
                 if isinstance(requirement, str):
                     found.pip.append(Item(requirement, str(path), document.line(where + ("pip", j))))
                 else:
-                    bad(where + ("pip", j), f"is {describe(requirement)}, not a pip requirement",
-                        "write a requirement such as jupytext, in quotes if YAML would read it as something else")
+                    bad(
+                        where + ("pip", j),
+                        f"is {describe(requirement)}, not a pip requirement",
+                        "write a requirement such as jupytext, in quotes if YAML would read it as something else",
+                    )
         elif isinstance(dependency, str):
             name = re.split(r"[ =<>!~]", dependency, maxsplit=1)[0]
             if name == "pip":
@@ -155,15 +195,21 @@ def _environment_yml(path: Path, found: RepoEnvironment) -> None:
             if name == "python":
                 version = re.fullmatch(r"^python\s*=?=\s*(3\.[0-9]{1,2})(\.\*)?$", dependency)
                 if not version:
-                    bad(where, f"{dependency!r}: classimage pins Python as major.minor",
-                        "write python=3.11, or leave Python out")
+                    bad(
+                        where,
+                        f"{dependency!r}: classimage pins Python as major.minor",
+                        "write python=3.11, or leave Python out",
+                    )
                 else:
                     _set_python(found, Item(version.group(1), str(path), document.line(where)))
                 continue
             found.conda.append(Item(dependency, str(path), document.line(where)))
         else:
-            bad(where, f"is {describe(dependency)}: neither a package nor a pip: list",
-                "write `- numpy` or `- pip: [jupytext]`")
+            bad(
+                where,
+                f"is {describe(dependency)}: neither a package nor a pip: list",
+                "write `- numpy` or `- pip: [jupytext]`",
+            )
     unknown = set(data) - {"name", "channels", "dependencies", "prefix", "variables"}
     for key in sorted(unknown):
         bad((key,), "is not read (classimage takes channels and dependencies)", "remove it if it does not matter")
@@ -172,9 +218,16 @@ def _environment_yml(path: Path, found: RepoEnvironment) -> None:
 def _requirements_txt(path: Path, found: RepoEnvironment) -> None:
     environment_yml = path.parent / "environment.yml"
     if environment_yml.is_file():
-        found.problems.append(Problem(0, "", "is ignored because environment.yml is there (as repo2docker does)",
-                                      "move its packages under environment.yml's `- pip:` list", warning=True,
-                                      file=str(path)))
+        found.problems.append(
+            Problem(
+                0,
+                "",
+                "is ignored because environment.yml is there (as repo2docker does)",
+                "move its packages under environment.yml's `- pip:` list",
+                warning=True,
+                file=str(path),
+            )
+        )
         return
     for number, line in _lines(path, found):
         found.pip.append(Item(line, str(path), number))
@@ -190,13 +243,26 @@ def _runtime_txt(path: Path, found: RepoEnvironment) -> None:
         match = _RUNTIME.fullmatch(line)
         if match:
             _set_python(found, Item(match.group(1), str(path), number))
-        elif line.startswith("r-") or line.startswith("julia"):
-            found.problems.append(Problem(number, "", f"{line!r} asks for R or Julia; classimage sets up Python "
-                                          "environments", "remove runtime.txt, or write python-3.11",
-                                          file=str(path)))
+        elif line.startswith(("r-", "julia")):
+            found.problems.append(
+                Problem(
+                    number,
+                    "",
+                    f"{line!r} asks for R or Julia; classimage sets up Python environments",
+                    "remove runtime.txt, or write python-3.11",
+                    file=str(path),
+                )
+            )
         else:
-            found.problems.append(Problem(number, "", f"{line!r} is not a runtime classimage knows",
-                                          "write python-X.Y, e.g. python-3.11", file=str(path)))
+            found.problems.append(
+                Problem(
+                    number,
+                    "",
+                    f"{line!r} is not a runtime classimage knows",
+                    "write python-X.Y, e.g. python-3.11",
+                    file=str(path),
+                )
+            )
         return  # one runtime per file
 
 
@@ -208,9 +274,15 @@ def _post_build(path: Path, found: RepoEnvironment) -> None:
 
 def _set_python(found: RepoEnvironment, item: Item) -> None:
     if found.python and found.python.value != item.value:
-        found.problems.append(Problem(item.line, "", f"asks for Python {item.value}, but {found.python.file}:"
-                                      f"{found.python.line} for {found.python.value}", "ask for one version",
-                                      file=item.file))
+        found.problems.append(
+            Problem(
+                item.line,
+                "",
+                f"asks for Python {item.value}, but {found.python.file}:{found.python.line} for {found.python.value}",
+                "ask for one version",
+                file=item.file,
+            )
+        )
     else:
         found.python = item
 
@@ -232,6 +304,7 @@ READERS = (
 # ---------------------------------------------------------------------------------------------
 # Merging with what the spec lists itself
 
+
 def merge(environment: dict, found: RepoEnvironment, lines) -> list[Problem]:
     """Add what the repository says to `environment` (the spec's, defaults filled); the problems of
     a package, Python version or postBuild given differently by both. `lines(path)` finds a line
@@ -239,8 +312,15 @@ def merge(environment: dict, found: RepoEnvironment, lines) -> list[Problem]:
     problems: list[Problem] = []
 
     def clash(spec_path, item: Item, what: str):
-        problems.append(Problem(item.line, "", f"{what}, but the spec says otherwise (line {lines(spec_path)})",
-                                "keep one of them: in the spec or in the repository", file=item.file))
+        problems.append(
+            Problem(
+                item.line,
+                "",
+                f"{what}, but the spec says otherwise (line {lines(spec_path)})",
+                "keep one of them: in the spec or in the repository",
+                file=item.file,
+            )
+        )
 
     def add(kind_path, key, items: list[Item], existing: list[str]):
         by_name = {key(value): (value, index) for index, value in enumerate(existing)}
@@ -288,22 +368,41 @@ def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, l
     if not isinstance(folder, str):
         return None, []
     if not (base / folder).is_dir():
-        return None, [Problem(document.line(where), format_path(where), f"{short(folder)} is not a folder",
-                              "give the course repository's folder, relative to this spec")]
+        return None, [
+            Problem(
+                document.line(where),
+                format_path(where),
+                f"{short(folder)} is not a folder",
+                "give the course repository's folder, relative to this spec",
+            )
+        ]
     found = read(base / folder)
     problems = list(found.problems)
     root = resources.schema()
-    items = lambda *keys: resources.resolve("#/properties/environment/properties/" + "/properties/".join(keys), root)
-    rules = [(found.apt, items("apt")["items"]), (found.conda, items("conda", "packages")["items"]),
-             (found.channels, items("conda", "channels")["items"])]
+
+    def items(*keys: str) -> dict:
+        return resources.resolve("#/properties/environment/properties/" + "/properties/".join(keys), root)
+
+    rules = [
+        (found.apt, items("apt")["items"]),
+        (found.conda, items("conda", "packages")["items"]),
+        (found.channels, items("conda", "channels")["items"]),
+    ]
     if found.python:
         rules.append(([found.python], items("python")))
     for listed, rule in rules:
         validator = schemaerrors.Validator(rule)
         for item in listed:
             if any(True for _ in validator.iter_errors(item.value)):
-                problems.append(Problem(item.line, "", f"{short(item.value)} is not {rule.get('x-expected')}",
-                                        rule.get("x-fix", ""), file=item.file))
+                problems.append(
+                    Problem(
+                        item.line,
+                        "",
+                        f"{short(item.value)} is not {rule.get('x-expected')}",
+                        rule.get("x-fix", ""),
+                        file=item.file,
+                    )
+                )
     from classimage.checks import requirement_problem
 
     for item in found.pip:

@@ -27,22 +27,20 @@ import os
 import secrets
 import sys
 import tempfile
-from typing import Dict, List, Optional
 
 RESERVED = "reserved"  # the fingerprint of an account whose password nobody knows
 NATIVE, FIRST_USE = "native", "first-use"
 
 
-def fingerprint(hashed: Optional[str]) -> str:
+def fingerprint(hashed: str | None) -> str:
     return RESERVED if hashed is None else hashlib.sha256(hashed.encode()).hexdigest()
 
 
-def changes(admins: Dict[str, Optional[str]], existing: Dict[str, bool],
-            applied: Dict[str, str]) -> Dict[str, Optional[str]]:
+def changes(admins: dict[str, str | None], existing: dict[str, bool], applied: dict[str, str]) -> dict[str, str | None]:
     """What to write: {name: hash to set (None: a reserved, unusable password)} for the admins
     whose account must be made, or whose password the instructor changed. `existing` says which
     admins have an account, `applied` the fingerprint last applied to each."""
-    result: Dict[str, Optional[str]] = {}
+    result: dict[str, str | None] = {}
     for name, hashed in admins.items():
         if not existing.get(name):
             result[name] = hashed
@@ -86,7 +84,7 @@ class FirstUseAccounts:
     """FirstUseAuthenticator's accounts: its passwords.dbm (a name in it is no longer a first use)."""
 
     def __init__(self, path: str):
-        self.db = dbm.open(path, "c", 0o600)
+        self.db = dbm.open(path, "c", 0o600)  # noqa: SIM115 (open for the object's life; closed by close())
 
     def exists(self, name: str) -> bool:
         return name.encode() in self.db
@@ -98,12 +96,13 @@ class FirstUseAccounts:
         self.db.close()
 
 
-def apply(plan: Dict[str, object]) -> Dict[str, str]:
+def apply(plan: dict[str, object]) -> dict[str, str]:
     """Make or update the accounts `plan` describes; returns what was done, by name."""
-    admins: Dict[str, Optional[str]] = plan["admins"]  # type: ignore[assignment]
+    admins: dict[str, str | None] = plan["admins"]  # type: ignore[assignment]
     record = str(plan["record"])
-    accounts = NativeAccounts(str(plan["database"])) if plan["method"] == NATIVE else \
-        FirstUseAccounts(str(plan["passwords"]))
+    accounts = (
+        NativeAccounts(str(plan["database"])) if plan["method"] == NATIVE else FirstUseAccounts(str(plan["passwords"]))
+    )
     applied = _read(record)
     try:
         todo = changes(admins, {name: accounts.exists(name) for name in admins}, applied)
@@ -118,7 +117,7 @@ def apply(plan: Dict[str, object]) -> Dict[str, str]:
     return done
 
 
-def _read(path: str) -> Dict[str, str]:
+def _read(path: str) -> dict[str, str]:
     try:
         with open(path, encoding="utf-8") as handle:
             return json.load(handle)
@@ -126,7 +125,7 @@ def _read(path: str) -> Dict[str, str]:
         return {}
 
 
-def _write(path: str, data: Dict[str, str]) -> None:
+def _write(path: str, data: dict[str, str]) -> None:
     handle, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".admins-")
     with os.fdopen(handle, "w", encoding="utf-8") as out:
         json.dump(data, out, indent=2, sort_keys=True)
@@ -134,7 +133,7 @@ def _write(path: str, data: Dict[str, str]) -> None:
     os.replace(temporary, path)
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     (plan_file,) = argv if argv is not None else sys.argv[1:]
     with open(plan_file, encoding="utf-8") as handle:
         plan = json.load(handle)

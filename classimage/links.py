@@ -41,7 +41,9 @@ def hub_url(spec: Spec, given: str | None = None) -> str:
     """The hub's address: `given`, else https://HOSTNAME from the spec."""
     if given:
         if not _HUB.fullmatch(given):
-            raise LinkError(f"{given!r} is not a hub address: give http(s)://HOST[:PORT][/PATH], e.g. http://203.0.113.7")
+            raise LinkError(
+                f"{given!r} is not a hub address: give http(s)://HOST[:PORT][/PATH], e.g. http://203.0.113.7"
+            )
         return given.rstrip("/")
     if spec.https.hostname:
         return f"https://{spec.https.hostname}"
@@ -68,9 +70,9 @@ def parse(link: str) -> Parsed:
     repo = query["repo"][0]
     path = query["urlpath"][0]
     app = next(name for name, prefix in PREFIX.items() if path.startswith(prefix))
-    target = unquote(path[len(PREFIX[app]):])
+    target = unquote(path[len(PREFIX[app]) :])
     folder = query["targetpath"][0]
-    opened = target[len(folder) + 1:] if target.startswith(folder + "/") else None
+    opened = target[len(folder) + 1 :] if target.startswith(folder + "/") else None
     return Parsed(repo=repo, branch=query.get("branch", [None])[0], open=opened, app=app)
 
 
@@ -80,13 +82,18 @@ def markdown(link: str, course: str) -> str:
 
 
 def html_snippet(link: str, course: str) -> str:
-    return (f'<a href="{html.escape(link)}"><img src="{html.escape(BADGE)}" '
-            f'alt="{html.escape("Open in " + course)}"></a>')
+    return (
+        f'<a href="{html.escape(link)}"><img src="{html.escape(BADGE)}" alt="{html.escape("Open in " + course)}"></a>'
+    )
 
 
 def hub_pages(hub: str) -> dict[str, str]:
-    return {"sign up": f"{hub}/hub/signup", "authorize users": f"{hub}/hub/authorize",
-            "admin": f"{hub}/hub/admin", "sign in": f"{hub}/hub/login"}
+    return {
+        "sign up": f"{hub}/hub/signup",
+        "authorize users": f"{hub}/hub/authorize",
+        "admin": f"{hub}/hub/admin",
+        "sign in": f"{hub}/hub/login",
+    }
 
 
 def everything(spec: Spec, hub: str) -> dict:
@@ -94,6 +101,14 @@ def everything(spec: Spec, hub: str) -> dict:
     content = []
     for repo in spec.content:
         link = launch(hub, repo, spec.hub.default_app)
-        content.append({"repo": repo.url, "branch": repo.branch, "open": repo.open, "link": link,
-                        "markdown": markdown(link, spec.course.name), "html": html_snippet(link, spec.course.name)})
+        content.append(
+            {
+                "repo": repo.url,
+                "branch": repo.branch,
+                "open": repo.open,
+                "link": link,
+                "markdown": markdown(link, spec.course.name),
+                "html": html_snippet(link, spec.course.name),
+            }
+        )
     return {"hub": hub, "pages": hub_pages(hub), "content": content}

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import yaml
 
+from classimage import yamlsource
 from classimage.model import Spec
 from classimage.problems import Problem, short
-from classimage import yamlsource
 from classimage.yamlsource import Document, format_path
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # what update-ca-certificates builds
@@ -42,8 +42,9 @@ def environment(spec: Spec) -> dict[str, str]:
 def files(spec: Spec) -> list[tuple[str, str, str]]:
     """(path, content, mode) of the configuration the network needs; empty on an ordinary network."""
     proxy, certificates = spec.network.proxy, spec.network.ca_certificates
-    result = [(f"/usr/local/share/ca-certificates/classimage-{i + 1}.crt", pem, "0644")
-              for i, pem in enumerate(certificates)]
+    result = [
+        (f"/usr/local/share/ca-certificates/classimage-{i + 1}.crt", pem, "0644") for i, pem in enumerate(certificates)
+    ]
     if proxy:
         result.append((APT_CONF, _apt_conf(proxy), "0644"))
     if proxy or certificates:
@@ -56,8 +57,10 @@ def _apt_conf(proxy: str) -> str:
     # apt.conf strings have no escapes: refuse what would end one (the schema never lets it through).
     if any(c in proxy for c in '"\\;\n{}'):
         raise ValueError(f"cannot write {proxy!r} into apt.conf")
-    return ("// Written by classimage: apt downloads through the course's proxy.\n"
-            f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n')
+    return (
+        "// Written by classimage: apt downloads through the course's proxy.\n"
+        f'Acquire::http::Proxy "{proxy}";\nAcquire::https::Proxy "{proxy}";\n'
+    )
 
 
 def _pip_conf(proxy: str | None, certificates: bool) -> str:
@@ -92,7 +95,8 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
     pems: list[str] = []
     problems: list[Problem] = []
     for path, item in document.strings(("network", "ca_certificates")):
-        def problem(message, fix):
+
+        def problem(message, fix, path=path):
             problems.append(Problem(document.line(path), format_path(path), message, fix))
 
         text = item
@@ -101,15 +105,23 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
             try:
                 raw = yamlsource.read_file(file, MAX_CERTIFICATE_BYTES)
                 if len(raw) > MAX_CERTIFICATE_BYTES:
-                    problem(f"{short(item)} is more than {MAX_CERTIFICATE_BYTES // 1024} KiB: too large for a "
-                            "certificate file", "name the CA's PEM file")
+                    problem(
+                        f"{short(item)} is more than {MAX_CERTIFICATE_BYTES // 1024} KiB: too large for a "
+                        "certificate file",
+                        "name the CA's PEM file",
+                    )
                     continue
                 text = raw.decode("utf-8")
             except (OSError, UnicodeDecodeError) as error:
-                reason = (str(error) if isinstance(error, yamlsource.NotAFile) else getattr(error, "strerror", None)
-                          or "not a text file")
-                problem(f"cannot read {short(item)}: {reason}",
-                        "give a PEM file's path relative to the spec, or paste the PEM text")
+                reason = (
+                    str(error)
+                    if isinstance(error, yamlsource.NotAFile)
+                    else getattr(error, "strerror", None) or "not a text file"
+                )
+                problem(
+                    f"cannot read {short(item)}: {reason}",
+                    "give a PEM file's path relative to the spec, or paste the PEM text",
+                )
                 continue
         if "PRIVATE KEY" in text:
             problem("holds a private key", "give only the CA's certificate: user data is readable on the server")
@@ -121,8 +133,10 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
         try:
             ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata="\n".join(blocks))
         except ssl.SSLError as error:
-            problem(f"is not a certificate OpenSSL can read ({error.reason or error})",
-                    "check the PEM text was copied whole")
+            problem(
+                f"is not a certificate OpenSSL can read ({error.reason or error})",
+                "check the PEM text was copied whole",
+            )
             continue
         pems.extend(block + "\n" for block in blocks)
     return pems, problems

@@ -8,9 +8,9 @@ import os
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from classimage import plan, provision, templating
 from classimage.model import Spec
@@ -45,6 +45,7 @@ def files(spec: Spec) -> dict[str, str]:
 
 # ---------------------------------------------------------------------------------------------
 # Running packer
+
 
 @dataclass(frozen=True)
 class Event:
@@ -83,8 +84,10 @@ def _run(argv: list[str], env: dict | None = None) -> subprocess.CompletedProces
     try:
         result = subprocess.run(argv, capture_output=True, text=True, env=env)
     except FileNotFoundError:
-        raise PackerError(f"{argv[0]} is not installed (https://developer.hashicorp.com/packer/install; "
-                          "Debian: apt-get install packer)") from None
+        raise PackerError(
+            f"{argv[0]} is not installed (https://developer.hashicorp.com/packer/install; "
+            "Debian: apt-get install packer)"
+        ) from None
     if result.returncode != 0:
         tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-15:])
         raise PackerError(f"`{' '.join(argv)}` failed:\n{tail}")
@@ -109,16 +112,24 @@ def validate(folder: Path, *, packer: str = "packer", env: dict | None = None) -
     return what
 
 
-def build(what: Path, *, packer: str = "packer", env: dict | None = None,
-          show: Callable[[str], None] = print) -> BuildResult:
+def build(
+    what: Path, *, packer: str = "packer", env: dict | None = None, show: Callable[[str], None] = print
+) -> BuildResult:
     """`packer build -machine-readable`, passing Packer's messages to `show` as they come."""
     argv = [packer, "build", "-machine-readable", "-color=false", str(what)]
     try:
-        process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                   env=None if env is None else dict(env), bufsize=1)
+        process = subprocess.Popen(
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            env=None if env is None else dict(env),
+            bufsize=1,
+        )
     except FileNotFoundError:
         raise PackerError(f"{packer} is not installed") from None
     result = BuildResult(returncode=0)
+    assert process.stdout is not None  # stdout=PIPE
     for line in process.stdout:
         event = parse(line)
         if event is None:  # Packer's own failures (a crash, a plugin error) come unformatted
@@ -143,6 +154,7 @@ def build(what: Path, *, packer: str = "packer", env: dict | None = None,
 def find() -> str:
     found = shutil.which("packer")
     if not found:
-        raise PackerError("packer is not installed (https://developer.hashicorp.com/packer/install; "
-                          "Debian: apt-get install packer)")
+        raise PackerError(
+            "packer is not installed (https://developer.hashicorp.com/packer/install; Debian: apt-get install packer)"
+        )
     return found

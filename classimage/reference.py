@@ -53,7 +53,6 @@ def keys() -> list[Key]:
     return found
 
 
-
 def explain(path: str | None) -> tuple[str, bool]:
     """Text describing `path` (and the keys under it), or every key; False when there is no such key."""
     every = keys()
@@ -86,10 +85,16 @@ def _first_sentence(text: str) -> str:
 def markdown() -> str:
     """docs/spec.md: every key, generated (a test keeps the file in step with the schema)."""
     root = resources.schema()
-    out = ["# Course spec reference", "",
-           "<!-- Generated from schemas/course.schema.json by `python -m classimage explain --markdown`. -->",
-           "", root["description"], "",
-           "| key | type | default | what it does |", "|---|---|---|---|"]
+    out = [
+        "# Course spec reference",
+        "",
+        "<!-- Generated from schemas/course.schema.json by `python -m classimage explain --markdown`. -->",
+        "",
+        root["description"],
+        "",
+        "| key | type | default | what it does |",
+        "|---|---|---|---|",
+    ]
     for key in keys():
         default = f"`{key.default}`" if key.default is not None else ""
         text = key.schema["description"].replace("|", "\\|")

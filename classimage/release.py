@@ -26,8 +26,9 @@ def commit() -> str | None:
     if not (checkout / ".git").exists():
         return None
     try:
-        found = subprocess.run(["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        found = subprocess.run(
+            ["git", "-C", str(checkout), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
     except (OSError, subprocess.TimeoutExpired):
         return None
     return found if COMMIT.fullmatch(found) else None

@@ -19,7 +19,6 @@ from classimage import checks, environment, model, network, resources, schemaerr
 from classimage.problems import Problem, SpecError
 
 
-
 @dataclass(frozen=True)
 class Loaded:
     spec: model.Spec
@@ -39,7 +38,9 @@ def load_file(path: str | Path) -> Loaded:
 
 def load_bytes(raw: bytes, filename: str) -> Loaded:
     document = yamlsource.load(raw, filename)
-    problems = document.problems + _beside(document.problems, schemaerrors.problems(document) + checks.problems(document))
+    problems = document.problems + _beside(
+        document.problems, schemaerrors.problems(document) + checks.problems(document)
+    )
     certificates, certificate_problems = network.read_certificates(document, Path(filename).parent)
     repo, repo_problems = environment.read_repo(document, Path(filename).parent)
     problems += certificate_problems + repo_problems
@@ -72,18 +73,24 @@ def for_repo(repo: Path, admins: list[str]) -> Loaded:
     slug = re.sub(r"[^a-z0-9-]+", "-", repo.name.lower()).strip("-")[:32].strip("-")
     if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", slug):
         slug = ("course-" + slug).strip("-")[:32].strip("-") if slug else "course"
-    data = {"course": {"name": repo.name[:120] or "Course", "slug": slug}, "hub": {"admins": admins},
-            "environment": {"from_repo": repo.name}}
-    return load_bytes(yaml.safe_dump(data, allow_unicode=True).encode(),
-                      str(repo.parent / f"{repo.name} (no spec: defaults)"))
+    data = {
+        "course": {"name": repo.name[:120] or "Course", "slug": slug},
+        "hub": {"admins": admins},
+        "environment": {"from_repo": repo.name},
+    }
+    return load_bytes(
+        yaml.safe_dump(data, allow_unicode=True).encode(), str(repo.parent / f"{repo.name} (no spec: defaults)")
+    )
 
 
 def digest(spec: model.Spec) -> str:
     canonical = json.dumps(dataclasses.asdict(spec), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
+
 # ---------------------------------------------------------------------------------------------
 # Defaults come from the schema, so the schema stays their only source.
+
 
 def with_defaults(data: dict) -> dict:
     root = resources.schema()
@@ -103,4 +110,3 @@ def _fill(value, schema: dict, root: dict):
     elif isinstance(value, list) and isinstance(schema.get("items"), dict):
         value = [_fill(item, schema["items"], root) for item in value]
     return value
-

@@ -11,7 +11,7 @@ import math
 import os
 import stat
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -40,8 +40,17 @@ def read_file(path: str | os.PathLike, limit: int) -> bytes:
     is opened: reading /dev/zero never ends, and opening a FIFO waits for a writer."""
     mode = os.stat(path).st_mode
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) \
-            else "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "not a regular file"
+        kind = (
+            "a folder"
+            if stat.S_ISDIR(mode)
+            else "a device"
+            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+            else "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "not a regular file"
+        )
         raise NotAFile(f"it is {kind}, not a file")
     with open(path, "rb") as handle:
         return handle.read(limit + 1)
@@ -114,14 +123,19 @@ def load(raw: bytes, filename: str) -> Document:
         return SpecError(filename, [Problem(line, "", message, fix)])
 
     if len(raw) > MAX_BYTES:
-        raise fail(0, f"the file is more than {MAX_BYTES // (1 << 20)} MiB; a course spec is a few kilobytes",
-                   "pass the course spec (YAML), not another file")
+        raise fail(
+            0,
+            f"the file is more than {MAX_BYTES // (1 << 20)} MiB; a course spec is a few kilobytes",
+            "pass the course spec (YAML), not another file",
+        )
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        raise fail(raw.count(b"\n", 0, error.start) + 1,
-                   f"not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start})",
-                   "save the spec as UTF-8 text") from None
+        raise fail(
+            raw.count(b"\n", 0, error.start) + 1,
+            f"not UTF-8 text (byte {raw[error.start]:#04x} at offset {error.start})",
+            "save the spec as UTF-8 text",
+        ) from None
     try:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
@@ -132,8 +146,11 @@ def load(raw: bytes, filename: str) -> Document:
     except yaml.reader.ReaderError as error:  # a character YAML refuses: a NUL, a control character
         line = text.count("\n", 0, error.position) + 1
         code = error.character if isinstance(error.character, int) else ord(error.character)
-        raise fail(line, f"a control character ({code:#04x}) that YAML does not allow in a file",
-                   "remove it; a spec is plain text") from None
+        raise fail(
+            line,
+            f"a control character ({code:#04x}) that YAML does not allow in a file",
+            "remove it; a spec is plain text",
+        ) from None
     except RecursionError:
         raise fail(0, "nested too deeply to read", f"a course spec nests a few levels, never {MAX_DEPTH}") from None
     except yaml.YAMLError as error:
@@ -146,9 +163,18 @@ def load(raw: bytes, filename: str) -> Document:
     document.problems = builder.problems
     if not isinstance(document.data, dict):
         kind = "a list" if isinstance(document.data, list) else "a single value"
-        raise SpecError(filename, builder.problems + [Problem(
-            root.start_mark.line + 1, "", f"the spec is {kind}; it must be a mapping of sections",
-            "start with `course:` and `hub:` at the left margin, as in examples/minimal.yaml")])
+        raise SpecError(
+            filename,
+            builder.problems
+            + [
+                Problem(
+                    root.start_mark.line + 1,
+                    "",
+                    f"the spec is {kind}; it must be a mapping of sections",
+                    "start with `course:` and `hub:` at the left margin, as in examples/minimal.yaml",
+                )
+            ],
+        )
     return document
 
 
@@ -185,12 +211,20 @@ class _Builder:
         self.nodes += 1
         if self.nodes > MAX_NODES:
             if self.nodes == MAX_NODES + 1:
-                self.problem(node, path, f"the spec has more than {MAX_NODES:,} values",
-                             "a course spec is small: remove repeated aliases (*name)")
+                self.problem(
+                    node,
+                    path,
+                    f"the spec has more than {MAX_NODES:,} values",
+                    "a course spec is small: remove repeated aliases (*name)",
+                )
             return None
         if id(node) in self.within:
-            self.problem(node, path, "an alias (*name) refers to a value that contains it",
-                         "an alias may only repeat a value defined apart from it")
+            self.problem(
+                node,
+                path,
+                "an alias (*name) refers to a value that contains it",
+                "an alias may only repeat a value defined apart from it",
+            )
             return None
         if len(self.within) >= MAX_DEPTH:
             self.problem(node, path, f"nested more than {MAX_DEPTH} levels deep", "a course spec nests a few levels")
@@ -198,7 +232,12 @@ class _Builder:
         self.document.value_lines.setdefault(path, node.start_mark.line + 1)
         kind = node.tag.removeprefix("tag:yaml.org,2002:")
         if kind not in _PLAIN_TAGS:
-            self.problem(node, path, f"YAML tag {node.tag!r} is not allowed in a spec", "remove the tag, the part starting with !")
+            self.problem(
+                node,
+                path,
+                f"YAML tag {node.tag!r} is not allowed in a spec",
+                "remove the tag, the part starting with !",
+            )
             return None
         self.within.append(id(node))
         try:
@@ -206,7 +245,7 @@ class _Builder:
                 return self._mapping(node, path)
             if isinstance(node, yaml.SequenceNode):
                 return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-            return self._scalar(node, path)
+            return self._scalar(cast(yaml.ScalarNode, node), path)
         finally:
             self.within.pop()
 
@@ -217,7 +256,9 @@ class _Builder:
             self.problem(node, path, f"cannot read this value: {getattr(error, 'problem', error)}", "quote it")
             return None
         if isinstance(value, float) and not math.isfinite(value):
-            self.problem(node, path, f"{node.value!r} is not a number a spec can use", "write a number such as 1 or 2.5")
+            self.problem(
+                node, path, f"{node.value!r} is not a number a spec can use", "write a number such as 1 or 2.5"
+            )
             return None
         return value
 
@@ -233,8 +274,12 @@ class _Builder:
                 continue
             child = (*path, key)
             if key in result:
-                self.problem(key_node, child, f"appears twice (first on line {self.document.key_lines[child]})",
-                             "keep one of them")
+                self.problem(
+                    key_node,
+                    child,
+                    f"appears twice (first on line {self.document.key_lines[child]})",
+                    "keep one of them",
+                )
                 continue
             self.document.key_lines[child] = key_node.start_mark.line + 1
             result[key] = self.build(value_node, child)
@@ -265,7 +310,9 @@ class _Builder:
             except yaml.YAMLError:
                 key = None
         if not isinstance(key, str):
-            self.problem(key_node, path, f"key {_show(key_node)} is not a name", "keys are words such as `course` or `admins`")
+            self.problem(
+                key_node, path, f"key {_show(key_node)} is not a name", "keys are words such as `course` or `admins`"
+            )
             return None
         return key
 
