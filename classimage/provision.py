@@ -663,6 +663,8 @@ def status_handler(paths: Paths, page: bool) -> type:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             status = read_json(paths.status)
+            if status is not None:
+                status["data"] = read_json(paths.at(DATA_RECORD))  # the class's data, as classdata keeps it
             if page and not self.path.split("?", 1)[0].startswith(SERVICE_PATH):
                 body = progress_page(public_status(status or {})).encode()
                 self.reply(503, "text/html; charset=utf-8", body, {"Retry-After": "30"})
@@ -671,8 +673,6 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = read_plan(paths)
             except PlanError:
                 plan = None
-            if status is not None:
-                status["data"] = read_json(paths.at(DATA_RECORD))  # the class's data, as classdata keeps it
             if status is None:
                 document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):

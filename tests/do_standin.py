@@ -110,6 +110,7 @@ class Machines:
         self.droplets: dict[int, testdroplet.TestDroplet] = {}
         self.devices: dict[str, str] = {}  # volume id -> /dev/loopN
         self.routes: dict[str, str] = {}  # reserved address -> the host's veth it is routed to
+        self.addresses: dict[int, set[str]] = {}  # droplet id -> the reserved addresses assigned to it
         self.lock = threading.Lock()
 
     def backing(self, volume_id: str) -> Path:
@@ -185,10 +186,14 @@ class Machines:
         droplet = self.droplets.get(droplet_id)
         if droplet is not None and droplet.nspawn is None:
             droplet.boot()
+            for address in sorted(self.addresses.get(droplet_id, ())):  # a reserved IP stays assigned
+                self.assign(address, droplet_id)
 
     def destroy(self, droplet_id: int) -> None:
         with self.lock:
             droplet = self.droplets.pop(droplet_id, None)
+        for address in self.addresses.pop(droplet_id, set()):
+            self.routes.pop(address, None)  # its veth, and with it the route, goes with it
         if droplet is not None:
             droplet.collect(self.folder / "logs" / f"droplet-{droplet_id}")
             droplet.destroy()
@@ -198,10 +203,13 @@ class Machines:
         droplet.sh(f"ip addr replace {address}/32 dev host0", check=True)
         testdroplet.run(["ip", "route", "replace", f"{address}/32", "dev", droplet.veth])
         self.routes[address] = droplet.veth
+        self.addresses.setdefault(droplet_id, set()).add(address)
 
     def unassign(self, address: str, droplet_id: int | None) -> None:
         # Only a route this region made: another test's stand-in may route the same test address.
         veth = self.routes.pop(address, None)
+        for held in self.addresses.values():
+            held.discard(address)
         if veth is not None:
             subprocess.run(["ip", "route", "del", f"{address}/32", "dev", veth], capture_output=True)
         droplet = self.droplets.get(droplet_id) if droplet_id is not None else None

@@ -391,8 +391,8 @@ def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):
     assert not [h for h in droplet.sh("ls /home").stdout.split() if h.startswith("jupyter-")]  # its own disk
     record = droplet.read_json("/var/lib/classimage/data.json")
     assert "is not there: attach the class's volume" in record["error"], record
-    page = wait_for(lambda: (lambda p: p if p.code == 200 else None)(Browser(f"http://{class_address(cloud)}").get("/")),
-                    60, "port 80 says the class is closed")
+    page = wait_for(lambda: (lambda p: p if p.code == 503 else None)(Browser(f"http://{class_address(cloud)}").get("/")),
+                    60, "port 80 says the class is closed")  # 503: unavailable, come back later
     assert "The class is closed" in page.body, page
     status = cloud.classimage("status", str(moved_spec(cloud)))
     assert "the class's data: the class's data device /dev/disk/by-id/scsi-0DO_Volume_firstclass-data-" in status.stdout

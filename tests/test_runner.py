@@ -449,3 +449,28 @@ def test_the_page_says_what_students_need_to_know(public, headline):
     page = provision.progress_page({"course": {"name": "Geo <1>"}, "steps": [], **public})
     assert headline in page and "Geo &lt;1&gt;" in page
     assert "/dev/x" not in page
+
+
+def test_without_the_class_data_the_page_on_its_socket_says_the_class_is_closed(droplet):
+    """What classimage-data-missing.socket runs: `serve-status --fd 3 --page` on the socket systemd
+    listens on; the page says the class is closed, the status service says why (no log tails)."""
+    droplet.plan(*three_steps())
+    droplet.run()
+    record = Path(droplet.paths.at(provision.DATA_RECORD))
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps({"error": "the class's data device /dev/x is not there", "admins": ["ada"]}))
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    server = subprocess.Popen([sys.executable, provision.__file__, "--root", str(droplet.root), "serve-status",
+                               "--fd", str(listener.fileno()), "--page"], pass_fds=(listener.fileno(),))
+    listener.close()
+    try:
+        wait_for(f"http://127.0.0.1:{port}/")
+        code, body, _ = get(f"http://127.0.0.1:{port}/hub/login")
+        assert code == 503 and "The class is closed" in body and "/dev/x" not in body
+        code, body, _ = get(f"http://127.0.0.1:{port}{provision.SERVICE_PATH}")
+        assert json.loads(body)["data"]["error"] == "the class's data device /dev/x is not there"
+        assert "admins" not in json.loads(body)["data"]
+    finally:
+        server.terminate()
+        server.wait()
