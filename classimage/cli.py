@@ -28,14 +28,12 @@ from classimage import (  # noqa: E402 (after the import declined above)
     __version__,
     admins,
     artifacts,
-    cloud,
     digitalocean,
     links,
     packer,
     plan,
     reference,
     spec,
-    upkeep,
     userdata,
     workflows,
     yamlsource,
@@ -240,7 +238,7 @@ def _longest_volume(course: Spec) -> str | None:
     """The longest name of the class's volume the cloud verbs may put in the user data (a restored
     one's): what validate renders with, so that a spec that validates also fits with its volume."""
     if course.storage.type in ("auto", "volume"):
-        return cloud.Names(course.course.slug).restored("0" * 8 + "-" + "0" * 6)
+        return plan.restored_volume_name(course.course.slug, "0" * 8 + "-" + "0" * 6)
     return None
 
 
@@ -322,6 +320,8 @@ def _render(args) -> int:
 
 
 def _build(args) -> int:
+    from classimage import cloud  # the cloud verbs' own: not loaded to render
+
     loaded = _load(args.spec)
     if not args.dry_run and not os.environ.get(packer.TOKEN):
         raise UsageError(
@@ -441,6 +441,8 @@ def _restore(args) -> int:
 
 def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
     """`up`, or `restore` (`backup`: the id or name of the backup the class comes back from)."""
+    from classimage import cloud, upkeep  # the cloud verbs' own: not loaded to render
+
     course = loaded.spec
     hashes = admins.for_admins(course.hub.admins, course.course.slug)
     missing = [name for name, hashed in hashes.items() if hashed is None]
@@ -480,6 +482,8 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
 
 
 def _backup(args) -> int:
+    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+
     loaded = _load(args.spec)
     started = time.monotonic()
     api = _account()
@@ -492,12 +496,16 @@ def _backup(args) -> int:
 
 
 def _status(args) -> int:
+    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+
     loaded = _load(args.spec)
     found = upkeep.status(loaded, _account(), _echo)
     return OK if found.droplets else FAILED
 
 
 def _down(args) -> int:
+    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+
     loaded = _load(args.spec)
     slug = loaded.spec.course.slug
     if args.delete_data and not args.yes:

@@ -53,7 +53,7 @@ class Names:
         return plan.volume_name(self.slug)
 
     def restored(self, when: str) -> str:  # a volume made from a backup at `when` (STAMP)
-        return f"{self.volume}-{when}"
+        return plan.restored_volume_name(self.slug, when)
 
     def is_volume(self, name: str) -> bool:
         return name == self.volume or _stamped(name, f"{self.volume}-")

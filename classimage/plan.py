@@ -9,13 +9,13 @@ the stages it belongs to. The one-piece, bake and boot user data render this one
 from __future__ import annotations
 
 import hashlib
-import inspect
+import importlib.util
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import Any
 
-from classimage import classdata, hubaccounts, network, provision, templating, tljh
+from classimage import network, provision, templating, tljh
 from classimage.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
@@ -108,10 +108,22 @@ def _step(
     )
 
 
+def shipped(module: str) -> str:
+    """The source of one of classimage's modules that run on the droplet, read, not imported (the
+    command line need not load what only a droplet runs)."""
+    origin = importlib.util.find_spec(f"classimage.{module}").origin  # type: ignore[union-attr]
+    return Path(origin).read_text(encoding="utf-8")  # type: ignore[arg-type]
+
+
 def volume_name(slug: str) -> str:
     """The class's DigitalOcean volume, as `classimage up` first makes it (a restored one is
     SLUG-data-TIME)."""
     return f"{slug}-data"
+
+
+def restored_volume_name(slug: str, when: str) -> str:
+    """A volume `classimage restore` made from a backup at `when` (cloud.STAMP)."""
+    return f"{volume_name(slug)}-{when}"
 
 
 def data_device(spec: Spec, volume: str | None = None) -> str | None:
@@ -266,7 +278,7 @@ def steps(
             state=tljh.STATE,
             program=provision.HUB_ACCOUNTS,
             plan=provision.HUB_ACCOUNTS_PLAN,
-            programs=((provision.HUB_ACCOUNTS, inspect.getsource(hubaccounts), "0644"),),  # run by the hub's Python
+            programs=((provision.HUB_ACCOUNTS, shipped("hubaccounts"), "0644"),),  # run by the hub's Python
             files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),),
         ),
         _step(
@@ -311,7 +323,7 @@ def class_data(spec: Spec, device: str) -> Step:
         unit=unit,
         timer=PurePosixPath(provision.DATA_COPY_TIMER).name,
         timeout=900,
-        programs=((provision.CLASS_DATA, inspect.getsource(classdata), "0755"),),  # run by systemd
+        programs=((provision.CLASS_DATA, shipped("classdata"), "0755"),),  # run by systemd
         files=(
             (provision.DATA_UNIT, templating.render("classimage-data.service.j2", **values), "0644"),
             (provision.DATA_COPY_UNIT, templating.render("classimage-data-copy.service.j2", **values), "0644"),
