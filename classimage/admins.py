@@ -15,10 +15,11 @@ from __future__ import annotations
 import os
 import re
 import secrets
-import tempfile
 from pathlib import Path
 
 import yaml
+
+from classimage.files import write_atomically
 
 ENVIRONMENT = "CLASSIMAGE_ADMIN_HASHES"
 FOLDER = "CLASSIMAGE_SECRETS"
@@ -83,15 +84,7 @@ def save(slug: str, updates: dict[str, str]) -> Path:
     text = "# Admin password hashes for classimage (bcrypt). Keep this file out of repositories.\n" + yaml.safe_dump(
         {**current, **updates}, sort_keys=True
     )
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".admins-")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as out:
-            out.write(text)
-        os.chmod(temporary, 0o600)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, text, 0o600)
     return path
 
 

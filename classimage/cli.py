@@ -15,7 +15,6 @@ import hashlib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -38,6 +37,7 @@ from classimage import (  # noqa: E402 (after the import declined above)
     workflows,
     yamlsource,
 )
+from classimage.files import write_atomically  # noqa: E402
 from classimage.model import Spec  # noqa: E402
 from classimage.problems import Problem, SpecError  # noqa: E402
 
@@ -531,15 +531,7 @@ def _write(directory: Path, files: dict[str, str]) -> list[Path]:
         for name, content in files.items():
             target = directory / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-            try:
-                with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-                    out.write(content)
-                os.chmod(temporary, 0o644)
-                os.replace(temporary, target)
-            except BaseException:
-                Path(temporary).unlink(missing_ok=True)
-                raise
+            write_atomically(target, content, 0o644)
             written.append(target)
         return written
     except OSError as error:

@@ -163,6 +163,23 @@ class Proxy:
         self.process = None
 
 
+def claim(kind: str, numbers: range, none_left: str, free=lambda number: True):
+    """The first of `numbers` no other process holds (by a lock held as long as the returned file
+    is open) and `free` says is free: (the lock file, the number)."""
+    LOCKS.mkdir(parents=True, exist_ok=True)
+    for number in numbers:
+        handle = open(LOCKS / f"{kind}-{number}.lock", "w")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            continue
+        if free(number):
+            return handle, number
+        handle.close()
+    raise DropletError(none_left)
+
+
 class SharedProxy:
     """One proxy for every droplet this process boots, at a fixed address (10.213.255.W on the host's
     loopback; W is claimed with a lock, so processes side by side each have their own). Droplets
@@ -170,18 +187,7 @@ class SharedProxy:
     every droplet, and known before a droplet exists (the cloud stand-in's are made later)."""
 
     def __init__(self):
-        LOCKS.mkdir(parents=True, exist_ok=True)
-        for index in range(1, 250):
-            handle = open(LOCKS / f"proxy-{index}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            self.lock, self.index = handle, index
-            break
-        else:
-            raise DropletError("no free address for a test proxy")
+        self.lock, self.index = claim("proxy", range(1, 250), "no free address for a test proxy")
         self.address = f"10.213.255.{self.index}"
         run(["ip", "addr", "replace", f"{self.address}/32", "dev", "lo"])
         self.proxy = Proxy(self.address, "10.213.0.0/16", CACHE / "proxies" / str(self.index))
@@ -259,20 +265,9 @@ class TestDroplet:
             self._mounted = False
 
     def _claim_network(self):
-        LOCKS.mkdir(parents=True, exist_ok=True)
-        for index in range(10, 250):
-            handle = open(LOCKS / f"net-{index}.lock", "w")
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            if f"10.213.{index}." in run(["ip", "-o", "-4", "addr"]).stdout:
-                handle.close()
-                continue
-            self.index = index
-            return handle
-        raise DropletError("no free 10.213.N.0/24 network for a test droplet")
+        handle, self.index = claim("net", range(10, 250), "no free 10.213.N.0/24 network for a test droplet",
+                                   free=lambda index: f"10.213.{index}." not in run(["ip", "-o", "-4", "addr"]).stdout)
+        return handle
 
     # -- downloads ---------------------------------------------------------------------------------
     # Packages fetched by earlier droplets are put into each new droplet's own apt archive (apt
