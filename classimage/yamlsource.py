@@ -20,6 +20,7 @@ from classimage.problems import Problem, SpecError
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000
 MAX_DEPTH = 64
+_TOO_DEEP = f"a course spec nests a few levels, never {MAX_DEPTH}"
 
 # What plain YAML resolves to; explicit tags (!!python/object, !!binary, !local) are refused.
 _PLAIN_TAGS = {"null", "bool", "int", "float", "str", "seq", "map", "timestamp"}
@@ -140,6 +141,8 @@ def load(raw: bytes, filename: str) -> Document:
         root = yaml.compose(text, Loader=_Loader)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
+        if "maximum nesting depth" in (error.problem or ""):  # PyYAML 6.0.3+ refuses deep nesting itself
+            raise fail(mark.line + 1 if mark else 0, "nested too deeply to read", _TOO_DEEP) from None
         line = mark.line + 1 if mark else 0
         source = text.splitlines()[line - 1] if 0 < line <= len(text.splitlines()) else ""
         raise fail(line, f"YAML syntax: {_yaml_reason(error)}", _yaml_fix(error, source)) from None
@@ -152,7 +155,7 @@ def load(raw: bytes, filename: str) -> Document:
             "remove it; a spec is plain text",
         ) from None
     except RecursionError:
-        raise fail(0, "nested too deeply to read", f"a course spec nests a few levels, never {MAX_DEPTH}") from None
+        raise fail(0, "nested too deeply to read", _TOO_DEEP) from None
     except yaml.YAMLError as error:
         raise fail(0, f"YAML syntax: {error}", "check the file is YAML text") from None
     if root is None:

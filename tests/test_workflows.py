@@ -120,24 +120,30 @@ def test_without_a_known_commit_rendering_workflows_says_what_to_set(monkeypatch
         workflows.render(loaded.spec, repository / "spec.yaml", repository)
 
 
-def test_classimages_own_release_workflow_is_valid_and_clean():
-    """.github/workflows/release.yml: GitHub's schema, zizmor's audits, trusted publishing only."""
-    release_workflow = REPO / ".github" / "workflows" / "release.yml"
-    result = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", str(release_workflow)],
+def test_classimages_own_workflows_are_valid_and_clean():
+    """.github/workflows/ (release, drift): GitHub's schema, zizmor's audits, actions pinned to commits,
+    no permissions by default; releases by trusted publishing only."""
+    folder = REPO / ".github" / "workflows"
+    own = sorted(folder.glob("*.yml"))
+    assert {p.name for p in own} == {"release.yml", "drift.yml"}
+    result = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows", *map(str, own)],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
-    audit = subprocess.run(["zizmor", "--offline", "--persona", "auditor", str(release_workflow.parent)],
-                           capture_output=True, text=True)
+    audit = subprocess.run(["zizmor", "--offline", "--persona", "auditor", str(folder)], capture_output=True, text=True)
     assert audit.returncode == 0 and "No findings" in audit.stdout, audit.stdout + audit.stderr
-    document = yaml.load(release_workflow.read_text(), Loader=yaml.BaseLoader)
-    assert document["permissions"] == {}
-    publish = document["jobs"]["publish"]
+    for path in own:
+        document = yaml.load(path.read_text(), Loader=yaml.BaseLoader)
+        assert document["permissions"] == {}, path.name
+        for job in document["jobs"].values():
+            for step in job["steps"]:
+                if "uses" in step:
+                    assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    release_workflow = folder / "release.yml"
+    publish = yaml.load(release_workflow.read_text(), Loader=yaml.BaseLoader)["jobs"]["publish"]
     assert publish["permissions"] == {"id-token": "write"} and publish["environment"]["name"] == "pypi"
     assert "password" not in release_workflow.read_text()  # no token: PyPI trusts the workflow itself
-    for job in document["jobs"].values():
-        for step in job["steps"]:
-            if "uses" in step:
-                assert re.fullmatch(r"[\w./-]+@[0-9a-f]{40}", step["uses"]), step["uses"]
+    drift = (folder / "drift.yml").read_text()
+    assert "CLASSIMAGE_CI_NEWEST=1 bash .ci/run" in drift and "schedule:" in drift
 
 
 def test_spec_outside_the_repository_or_with_odd_characters_is_refused(repository, tmp_path):
