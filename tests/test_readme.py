@@ -24,7 +24,7 @@ def test_readme_opens_with_the_two_commands():
         "pip install . && python -m classimage render examples/underworld.yaml --out build/",
         "bash .ci/run",
     ]
-    assert "python3 -m pytest" in (REPO / ".ci" / "run").read_text()
+    assert "python -m pytest" in (REPO / ".ci" / "run").read_text()
 
 
 def test_instructor_commands_work(tmp_path):
