@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import replace
 
 from conftest import REPO
@@ -36,8 +37,7 @@ def test_instructor_commands_work(tmp_path):
     script = "set -euo pipefail\n" + render + "\n" + "".join(rest)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO), "HOME": str(tmp_path / "home"),
            "CLASSIMAGE_SECRETS": os.environ["CLASSIMAGE_SECRETS"]}
-    python = shutil.which("python3")
-    script = script.replace("python -m classimage", f"{python} -m classimage")
+    script = script.replace("python -m classimage", f"{sys.executable} -m classimage")
     result = subprocess.run(["bash", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "build" / "user-data.yaml").read_text().startswith("#cloud-config")
