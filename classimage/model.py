@@ -126,6 +126,16 @@ class Workflows:
 
 
 @dataclass(frozen=True)
+class Z2jh:
+    """The z2jh target's own settings (classimage/z2jh.py); the droplet target reads none of them."""
+
+    image: str | None
+    home_gigabytes: int
+    memory_guarantee: str
+    cpu_guarantee: float
+
+
+@dataclass(frozen=True)
 class Spec:
     course: CourseInfo
     hub: Hub
@@ -137,6 +147,7 @@ class Spec:
     network: Network
     tljh: Tljh
     workflows: Workflows
+    z2jh: Z2jh
 
 
 def build(cls: type, data: dict):

@@ -84,7 +84,9 @@ def for_repo(repo: Path, admins: list[str]) -> Loaded:
 
 
 def digest(spec: model.Spec) -> str:
-    canonical = json.dumps(dataclasses.asdict(spec), sort_keys=True, separators=(",", ":"))
+    # The z2jh target's own section changes nothing on a droplet, so it does not replace one.
+    resolved = {key: value for key, value in dataclasses.asdict(spec).items() if key != "z2jh"}
+    canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
