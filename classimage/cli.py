@@ -42,6 +42,12 @@ from classimage.model import Spec  # noqa: E402
 from classimage.problems import Problem, SpecError  # noqa: E402
 
 OK, INVALID, USAGE, FAILED, CLOUD, INTERNAL = 0, 1, 2, 3, 4, 70
+DROPLET, Z2JH = "droplet", "z2jh"
+TARGETS = (DROPLET, Z2JH)
+TARGET_HELP = (
+    "droplet (default): TLJH on one droplet; z2jh: Zero to JupyterHub's Helm chart on Kubernetes, "
+    "for a class that outgrows one droplet (writes DIR/z2jh/)"
+)
 
 
 class UsageError(Exception):
@@ -98,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = verbs.add_parser("validate", help="check a course spec; writes nothing")
     validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    validate.add_argument("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP)
     validate.set_defaults(handler=_validate)
 
     password = verbs.add_parser("admin-password", help="set an admin's password (only its hash is kept)")
@@ -122,6 +129,7 @@ def _parser() -> argparse.ArgumentParser:
         help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
         "DIR is the course repository holding the spec",
     )
+    render.add_argument("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP)
     where = render.add_mutually_exclusive_group()
     where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
     where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
@@ -202,6 +210,10 @@ def _load(path: str) -> spec.Loaded:
 
 def _validate(args) -> int:
     loaded = _load(args.spec)
+    if args.target == Z2JH:
+        _z2jh_files(loaded, args.spec, admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug))
+        print(f"{yamlsource.shown(args.spec)}: valid for z2jh ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
+        return OK
     hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
     _artifacts(loaded, args.spec, hashes, volume=_longest_volume(loaded.spec))
     print(f"{yamlsource.shown(args.spec)}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
@@ -300,7 +312,12 @@ def _render(args) -> int:
     if args.workflows:
         if not args.spec:
             raise UsageError("--workflows needs a SPEC in the course repository: the workflows validate and build it")
-        flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
+        if args.target == Z2JH:
+            flows = workflows.image(loaded.spec, Path(args.spec), Path(args.workflows))
+        else:
+            flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
+    if args.target == Z2JH:
+        return _render_z2jh(args, loaded, args.spec or args.repo, flows)
     if args.stdout:
         filename = args.spec or args.repo
         text = _artifacts(loaded, filename, _admin_hashes(loaded, filename))[artifacts.ONE_PIECE]
@@ -316,6 +333,33 @@ def _render(args) -> int:
         "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
         file=sys.stderr,
     )
+    return OK
+
+
+def _z2jh_files(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None]) -> dict[str, str]:
+    """The z2jh target's files, after its own checks (refusals reported as validation problems)."""
+    from classimage import z2jh  # the z2jh target's own: not loaded for a droplet
+
+    for warning in z2jh.check(loaded, filename):
+        print(warning.format(filename), file=sys.stderr)
+    return z2jh.render(loaded, hashes)
+
+
+def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]) -> int:
+    from classimage import z2jh
+
+    files = _z2jh_files(loaded, filename, _admin_hashes(loaded, filename))
+    if args.stdout:
+        sys.stdout.write(files[z2jh.VALUES])
+        return OK
+    out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
+    _write(out, files)
+    print(f"wrote {out / z2jh.VALUES} (the values of Zero to JupyterHub's chart {z2jh.CHART})", file=sys.stderr)
+    print(f"wrote {out / z2jh.IMAGE}/ (repo2docker's files for the students' image)", file=sys.stderr)
+    for name in _write(Path(args.workflows), flows) if flows else []:
+        print(f"wrote {name}", file=sys.stderr)
+    command = " ".join(z2jh.helm_command(loaded.spec, str(out / z2jh.VALUES)))
+    print(f"next: build the image (the classimage-image workflow), then `{command}` (see README.md)", file=sys.stderr)
     return OK
 
 
