@@ -8,6 +8,7 @@ use but classimage cannot are reported, never silently dropped.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from packaging.utils import canonicalize_name
 
 from classimage import resources, schemaerrors, yamlsource
 from classimage.problems import Problem, SpecError, describe, short
-from classimage.yamlsource import Document, format_path
+from classimage.yamlsource import Document, format_path, shown
 
 CONFIG_FOLDERS = ("binder", ".binder")
 # repo2docker files classimage does not turn into a server: (name, error?, why and what to do).
@@ -52,6 +53,12 @@ UNSUPPORTED = (
         "Julia packages are not installed: classimage sets up Python environments",
         "install them in postBuild, or drop the file from the class repository",
     ),
+    (
+        "start",
+        False,
+        "repo2docker runs start before each server; classimage does not",
+        "do its work once in postBuild, or drop the file from the class repository",
+    ),
     ("Pipfile", False, "Pipfile is not read", "list the packages in requirements.txt or environment.yml"),
     (
         "setup.py",
@@ -72,6 +79,7 @@ class Item:
 
 @dataclass
 class RepoEnvironment:
+    root: Path | None = None  # the course repository: every file read must be its own
     folder: Path | None = None
     channels: list[Item] = field(default_factory=list)
     conda: list[Item] = field(default_factory=list)
@@ -90,7 +98,20 @@ def read(repo: Path) -> RepoEnvironment:
             Problem(0, "", f"{repo} is not a folder", "give the course repository's folder", file=str(repo))
         )
         return found
+    found.root = repo
     folders = [repo / name for name in CONFIG_FOLDERS if (repo / name).is_dir()]
+    for folder in folders:
+        if not _inside(folder, repo):
+            found.problems.append(
+                Problem(
+                    0,
+                    "",
+                    f"is a symlink that leads outside the course repository (to {shown(os.path.realpath(folder))})",
+                    f"make {folder.name}/ a folder of the repository's own",
+                    file=str(folder),
+                )
+            )
+            return found
     if len(folders) > 1:
         found.problems.append(
             Problem(
@@ -112,11 +133,18 @@ def read(repo: Path) -> RepoEnvironment:
 MAX_FILE = 256 * 1024  # no binder file is larger; anything larger is not one
 
 
+def _inside(path: Path, root: Path) -> bool:
+    real_root = os.path.realpath(root)
+    return os.path.commonpath([real_root, os.path.realpath(path)]) == real_root
+
+
 def _text(path: Path, found: RepoEnvironment) -> str | None:
-    """A binder file's text, or None (and a problem) when it cannot be one: not a regular file
-    (a FIFO, a device), too large, not UTF-8."""
+    """A binder file's text, or None (and a problem) when it cannot be one: not a regular file of
+    the repository's own (a symlink out of it, a FIFO, a device), too large, not UTF-8. A symlink
+    that stays inside is followed, as repo2docker follows it."""
+    assert found.root is not None
     try:
-        raw = yamlsource.read_file(path, MAX_FILE)
+        raw = yamlsource.read_inside(path, found.root, MAX_FILE, "the course repository")
         if len(raw) > MAX_FILE:
             found.problems.append(
                 Problem(
@@ -131,6 +159,27 @@ def _text(path: Path, found: RepoEnvironment) -> str | None:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         found.problems.append(Problem(0, "", "is not UTF-8 text", "save it as UTF-8 text", file=str(path)))
+    except yamlsource.Outside as error:
+        found.problems.append(
+            Problem(
+                0,
+                "",
+                f"cannot read it: {error}",
+                "put the file itself in the repository: classimage reads only the repository's own files, "
+                "and what it reads goes into the user data and the snapshot",
+                file=str(path),
+            )
+        )
+    except yamlsource.NotAFile as error:
+        found.problems.append(
+            Problem(
+                0,
+                "",
+                f"cannot read it: {error}",
+                "make it a regular file in the repository, or remove it",
+                file=str(path),
+            )
+        )
     except OSError as error:
         found.problems.append(Problem(0, "", f"cannot read it: {error.strerror or error}", "", file=str(path)))
     return None
@@ -367,6 +416,16 @@ def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, l
     folder = document.get(where)
     if not isinstance(folder, str):
         return None, []
+    if not os.path.isabs(folder) and not _inside(base / folder, base):
+        return None, [
+            Problem(
+                document.line(where),
+                format_path(where),
+                f"{short(folder)} leads outside the spec's folder (to {shown(os.path.realpath(base / folder))})",
+                "name a folder inside the spec's folder (a symlink is not followed out of it), or write the "
+                "repository's absolute path",
+            )
+        ]
     if not (base / folder).is_dir():
         return None, [
             Problem(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import configparser
 import io
+import os
 import re
 import ssl
 from pathlib import Path
@@ -103,7 +104,13 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
         if "-----BEGIN" not in item:
             file = base / item
             try:
-                raw = yamlsource.read_file(file, MAX_CERTIFICATE_BYTES)
+                # A relative name is a file beside the spec: it stays the spec's folder's own, whatever
+                # symlink it is; an absolute one names a file of this machine, in plain sight.
+                raw = (
+                    yamlsource.read_file(file, MAX_CERTIFICATE_BYTES)
+                    if os.path.isabs(item)
+                    else yamlsource.read_inside(file, base, MAX_CERTIFICATE_BYTES, "the spec's folder")
+                )
                 if len(raw) > MAX_CERTIFICATE_BYTES:
                     problem(
                         f"{short(item)} is more than {MAX_CERTIFICATE_BYTES // 1024} KiB: too large for a "
@@ -120,7 +127,10 @@ def read_certificates(document: Document, base: Path) -> tuple[list[str], list[P
                 )
                 problem(
                     f"cannot read {short(item)}: {reason}",
-                    "give a PEM file's path relative to the spec, or paste the PEM text",
+                    "copy the CA's PEM file into the spec's folder and name it relative to the spec, "
+                    "or paste the PEM text"
+                    if isinstance(error, yamlsource.Outside)
+                    else "give a PEM file's path relative to the spec, or paste the PEM text",
                 )
                 continue
         if "PRIVATE KEY" in text:

@@ -35,26 +35,54 @@ class NotAFile(OSError):
     """A path that is not a regular file (a directory, a device, a FIFO): never read."""
 
 
-def read_file(path: str | os.PathLike, limit: int) -> bytes:
+class Outside(NotAFile):
+    """A path that resolves outside the folder it must stay in (a symlink out of a repository)."""
+
+
+def read_file(path: str | os.PathLike, limit: int, *, follow: bool = True) -> bytes:
     """The bytes of the regular file at `path`, at most `limit` + 1 of them (so a caller can tell
     "too large" without reading a huge file). Devices, FIFOs and folders are refused before anything
-    is opened: reading /dev/zero never ends, and opening a FIFO waits for a writer."""
-    mode = os.stat(path).st_mode
-    if not stat.S_ISREG(mode):
-        kind = (
-            "a folder"
-            if stat.S_ISDIR(mode)
-            else "a device"
-            if stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
-            else "a FIFO"
-            if stat.S_ISFIFO(mode)
-            else "a socket"
-            if stat.S_ISSOCK(mode)
-            else "not a regular file"
-        )
-        raise NotAFile(f"it is {kind}, not a file")
-    with open(path, "rb") as handle:
-        return handle.read(limit + 1)
+    is opened: reading /dev/zero never ends, and opening a FIFO waits for a writer. What is opened
+    is checked again (non-blocking, so a FIFO swapped in meanwhile cannot hang it either).
+    `follow=False`: a symlink at `path` itself is refused too (read_inside resolves first)."""
+    before = os.stat(path) if follow else os.lstat(path)
+    if not stat.S_ISREG(before.st_mode):
+        raise NotAFile(f"it is {_kind(before.st_mode)}, not a file")
+    kernel = os.path.realpath(path).split(os.sep)[1:2]
+    if kernel in (["proc"], ["sys"]):  # regular files to stat, but the kernel's: a process's environment
+        raise NotAFile(f"it is in /{kernel[0]}, the kernel's view of this machine, not a file")
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
+    handle = os.open(path, flags if follow else flags | os.O_NOFOLLOW)
+    with os.fdopen(handle, "rb") as opened:
+        now = os.fstat(handle)
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino):
+            raise NotAFile("it changed while it was read, to something that is not the file it was")
+        return opened.read(limit + 1)
+
+
+def read_inside(path: str | os.PathLike, root: str | os.PathLike, limit: int, what: str) -> bytes:
+    """read_file for a file that must be `root`'s own (a course repository's binder file, a file
+    beside the spec): after every symlink is resolved it must still be a regular file inside
+    `root`, or NotAFile says where it leads. `what` names `root` in that message."""
+    real_root = os.path.realpath(root)
+    real = os.path.realpath(path)
+    if os.path.commonpath([real_root, real]) != real_root:
+        if os.path.islink(path):
+            raise Outside(f"it is a symlink to {shown(os.readlink(os.fspath(path)))}, which leads outside {what}")
+        raise Outside(f"it leads outside {what}, through a symlink on its way (to {shown(real)})")
+    return read_file(real, limit, follow=False)
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a folder"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
 
 
 def shown(name: str) -> str:
