@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import textwrap
@@ -60,6 +61,9 @@ def test_the_plugin_requirement_stays_out_of_the_template(rendered):
     folder = rendered["minimal"] / "packer"
     assert "required_plugins" not in (folder / packer.TEMPLATE).read_text()
     assert "github.com/digitalocean/digitalocean" in (folder / packer.PLUGINS).read_text()
+    # The plugin runs with the token: one release, never a range a new release would satisfy.
+    constraints = re.findall(r'^\s*version\s*=\s*"([^"]*)"', (folder / packer.PLUGINS).read_text(), re.M)
+    assert len(constraints) == 1 and re.fullmatch(r"= ?[0-9]+\.[0-9]+\.[0-9]+", constraints[0]), constraints
     assert packer.target(folder, (1, 6, 6)) == folder / packer.TEMPLATE
     assert packer.target(folder, (1, 11, 2)) == folder
 
