@@ -55,7 +55,6 @@ def test_what_each_workflow_does(repository):
     assert set(snapshot["on"]) == {"workflow_dispatch"}  # the deploy workflow bakes when needed
     assert snapshot["concurrency"] == {"group": "classimage-snapshot", "cancel-in-progress": "false"}
     job = snapshot["jobs"]["snapshot"]
-    assert job["if"] == "github.ref_name == github.event.repository.default_branch"
     assert job["steps"][-1]["env"]["DIGITALOCEAN_TOKEN"] == "${{ secrets.DIGITALOCEAN_TOKEN }}"
     # deploy: "commit and the server follows", one at a time, least privilege, secrets in its environment
     assert deploy["on"]["push"]["paths"][:3] == ["spec.yaml", "repo/binder/**", "repo/.binder/**"]
@@ -63,7 +62,6 @@ def test_what_each_workflow_does(repository):
     assert deploy["permissions"] == {"contents": "read"}
     job = deploy["jobs"]["deploy"]
     assert job["environment"] == "classimage-deploy"
-    assert job["if"] == "github.ref_name == github.event.repository.default_branch"
     bake, up = job["steps"][-2:]
     assert "build \"$SPEC\" --if-missing" in bake["run"] and up["run"] == 'python -m classimage up "$SPEC"'
     assert up["env"]["CLASSIMAGE_ADMIN_HASHES"] == "${{ secrets.CLASSIMAGE_ADMIN_HASHES }}"
@@ -154,6 +152,73 @@ def test_spec_outside_the_repository_or_with_odd_characters_is_refused(repositor
     result = cli("render", str(odd), "--out", str(tmp_path / "b"), "--workflows", str(repository))
     assert result.returncode == 2 and b"a workflow cannot hold safely" in result.stderr
     assert not (repository / workflows.FOLDER).exists()
+
+
+EXPRESSIONS = Path(__file__).resolve().parent / "expressions"  # GitHub's evaluator (npm ci, as .ci/run does)
+
+
+@pytest.fixture(scope="module")
+def github_expression():
+    """Evaluates an Actions expression as GitHub does: @actions/expressions, GitHub's own evaluator."""
+    if not (EXPRESSIONS / "node_modules" / "@actions" / "expressions").is_dir():
+        pytest.fail(f"GitHub's expression evaluator is not installed: npm ci --prefix {EXPRESSIONS} (.ci/run does)")
+    process = subprocess.Popen(["node", str(EXPRESSIONS / "evaluate.mjs")], stdin=subprocess.PIPE,
+                               stdout=subprocess.PIPE, text=True)
+
+    def evaluate(expression: str, github: dict) -> bool:
+        process.stdin.write(json.dumps({"expression": expression, "contexts": {"github": github}}) + "\n")
+        process.stdin.flush()
+        answer = json.loads(process.stdout.readline())
+        assert "error" not in answer, (expression, answer)
+        return answer["truthy"]
+
+    yield evaluate
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
+def event(name: str, ref: str, default_branch: str | None = "main") -> dict:
+    """The github context of a run: a schedule's event names no repository (GitHub's payload has none)."""
+    kind, _, short = ref.removeprefix("refs/").partition("/")
+    payload = {"schedule": "17 3 * * *"} if default_branch is None else {"repository": {"default_branch": default_branch}}
+    return {"event_name": name, "ref": ref, "ref_name": short, "ref_type": {"heads": "branch", "tags": "tag"}[kind],
+            "event": payload}
+
+
+RUNS = [  # (what ran, its github context, may a job holding the token run?)
+    ("push to main", event("push", "refs/heads/main"), True),
+    ("push of a tag named main", event("push", "refs/tags/main"), False),
+    ("push to another branch", event("push", "refs/heads/feature"), False),
+    ("push to branch x/main", event("push", "refs/heads/x/main"), False),
+    ("by hand on main", event("workflow_dispatch", "refs/heads/main"), True),
+    ("by hand on a tag named main", event("workflow_dispatch", "refs/tags/main"), False),
+    ("by hand on main, default branch trunk", event("workflow_dispatch", "refs/heads/main", "trunk"), False),
+    ("by hand on trunk, the default", event("workflow_dispatch", "refs/heads/trunk", "trunk"), True),
+    ("schedule", event("schedule", "refs/heads/main", None), True),
+]
+
+
+def test_only_the_default_branch_runs_a_job_that_holds_the_token(repository, github_expression):
+    """Every job given a secret runs only on the default branch itself, as GitHub evaluates its `if`:
+    never for a pushed tag or a run by hand on a tag that is named like the branch."""
+    files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
+    guarded = 0
+    for name, workflow in files.items():
+        triggers = set(workflow["on"])
+        for job in workflow["jobs"].values():
+            if "secrets." not in json.dumps(job):
+                continue
+            guarded += 1
+            condition = job["if"].removeprefix("${{").removesuffix("}}").strip()
+            for what, github, allowed in RUNS:
+                if github["event_name"] in triggers:
+                    assert github_expression(condition, github) is allowed, (name, what, condition)
+    assert guarded == 3  # snapshot, deploy, backup
+    # The check it replaces passed a tag named main: the evaluator tells the two apart.
+    assert github_expression("github.ref_name == github.event.repository.default_branch", RUNS[1][1]) is True
+    # And a pushed tag does not start the deploy at all (GitHub checks no `paths` for tags).
+    assert files["classimage-deploy"]["on"]["push"]["branches"] == ["**"]
+    assert "tags" not in files["classimage-deploy"]["on"]["push"]
 
 
 class Hub(http.server.BaseHTTPRequestHandler):
