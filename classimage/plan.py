@@ -261,7 +261,7 @@ def steps(
                 "post-build",
                 "Run the course's postBuild",
                 {FULL, BAKE},
-                files=((provision.POST_BUILD, env.post_build, "0755"),),
+                files=((provision.POST_BUILD, env.post_build, "0700"),),  # root runs it; students never read it
                 script=provision.POST_BUILD,
                 timeout=3600,
                 **user_env,

@@ -103,6 +103,7 @@ def files(
                     installer_log=tljh.INSTALLER_LOG,
                     lib=provision.LIB,
                     plan=provision.PLAN,
+                    post_build=provision.POST_BUILD,
                     hub_open=provision.HUB_OPEN,
                 ),
             )
