@@ -14,15 +14,17 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from conftest import written_files
+from conftest import CASES, REPO, written_files
 from classimage import artifacts, packer, plan, provision, resources, spec, userdata, workflows
 from classimage.problems import SpecError
 
@@ -111,3 +113,121 @@ def test_whatever_validates_renders_and_passes_the_real_validators(tools, data, 
         result = subprocess.run(["check-jsonschema", "--builtin-schema", "vendor.github-workflows",
                                  *[str(repository / name) for name in flows]], capture_output=True, text=True)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+# -- no secret of the rendering machine reaches an artifact ----------------------------------------------------
+# Generated specs with generated course repositories whose files may be symlinks to /proc/self/environ or to a
+# secret outside the repository, FIFOs, symlinked folders, or plain files, rendered by the real command line in a
+# process whose environment holds a token-shaped canary (as the deploy workflow's holds DIGITALOCEAN_TOKEN): the
+# canary must appear in no artifact, no workflow and no line printed, and nothing may hang.
+
+CANARY = "dop_v1_" + "ca9a7y" * 10
+CANARY_COUNTS = {"generated": 0, "rendered": 0, "refused": 0}
+BINDER_FILES = ("environment.yml", "requirements.txt", "apt.txt", "runtime.txt", "postBuild", "start")
+BENIGN = {"environment.yml": "dependencies:\n  - numpy\n", "requirements.txt": "jupytext\n", "apt.txt": "git\n",
+          "runtime.txt": "python-3.11\n", "postBuild": "#!/bin/bash\necho built\n", "start": "#!/bin/bash\nexec \"$@\"\n"}
+# How a file may be made: its own text, or ways to reach what is not the repository's.
+KINDS = ("absent", "plain", "link-inside", "link-environ", "link-secret", "link-secret-absolute", "link-through-folder",
+         "fifo")
+RENDER = """\
+import contextlib, io, json, sys
+from classimage import cli
+for line in sys.stdin:
+    request = json.loads(line)
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        status = cli.main(["render", request["spec"], "--out", request["out"], "--workflows", request["repository"]])
+    print(json.dumps({"status": status, "output": out.getvalue()}), flush=True)
+"""
+
+
+@pytest.fixture(scope="module")
+def renderer():
+    """`classimage render` in one process started with the canary in its environment (so that its
+    /proc/self/environ holds it), taking one course after another."""
+    import select
+
+    process = subprocess.Popen([sys.executable, "-c", RENDER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONPATH": str(REPO), "DIGITALOCEAN_TOKEN": CANARY,
+                                               "CLASSIMAGE_DEBUG": ""})
+
+    def render(spec_path: Path, out: Path, repository: Path) -> dict:
+        process.stdin.write(json.dumps({"spec": str(spec_path), "out": str(out), "repository": str(repository)}) + "\n")
+        process.stdin.flush()
+        ready, _, _ = select.select([process.stdout], [], [], 120)
+        assert ready, "render hung (a FIFO opened, or a device read?)"
+        return json.loads(process.stdout.readline())
+
+    yield render
+    process.stdin.close()
+    process.wait(timeout=30)
+
+
+def make(path: Path, kind: str, content: str, secret: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if kind == "plain":
+        path.write_text(content)
+    elif kind == "link-inside":
+        (path.parent / f".{path.name}.real").write_text(content)
+        path.symlink_to(f".{path.name}.real")
+    elif kind == "link-environ":
+        path.symlink_to("/proc/self/environ")
+    elif kind == "link-secret":
+        path.symlink_to(os.path.relpath(secret, path.parent))
+    elif kind == "link-secret-absolute":
+        path.symlink_to(secret)
+    elif kind == "link-through-folder":
+        (path.parent / "up").symlink_to("..", target_is_directory=True) if not (path.parent / "up").exists() else None
+        path.symlink_to(os.path.join("up", os.path.relpath(secret, path.parent.parent)))
+    elif kind == "fifo":
+        os.mkfifo(path)
+
+
+@settings(max_examples=EXAMPLES, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
+                                 HealthCheck.function_scoped_fixture])
+@given(data=from_schema(generating_schema()),
+       # half the repositories are all the course's own (so that many render, canary and all), half anything
+       files=st.one_of(st.fixed_dictionaries({name: st.sampled_from(KINDS[:3]) for name in BINDER_FILES}),
+                       st.fixed_dictionaries({name: st.sampled_from(KINDS) for name in BINDER_FILES})),
+       folder=st.sampled_from(["", "binder/", ".binder/", "binder-linked-out/"]),
+       ca=st.sampled_from(("absent", "plain", "absent", "plain", "link-environ", "link-secret", "link-through-folder",
+                           "fifo")))
+def test_no_secret_of_the_rendering_machine_reaches_an_artifact(renderer, request, data, files, folder, ca):
+    CANARY_COUNTS["generated"] += 1
+    with tempfile.TemporaryDirectory() as scratch:
+        secret = Path(scratch) / "secret"
+        secret.write_text(CANARY + "\n")  # a file of the instructor's (or the runner's), beside the repository
+        course = Path(scratch) / "course"
+        repo = course / "repo"
+        repo.mkdir(parents=True)
+        if folder == "binder-linked-out/":  # binder/ itself a link to a folder outside, full of secrets
+            outside = Path(scratch) / "outside"
+            outside.mkdir()
+            for name in BINDER_FILES:
+                (outside / name).write_text(CANARY + "\n")
+            (repo / "binder").symlink_to(outside, target_is_directory=True)
+        for name, kind in files.items():
+            if kind != "absent" and folder != "binder-linked-out/":
+                make(repo / folder / name, kind, BENIGN[name], secret)
+        environment = data.setdefault("environment", {})
+        environment["from_repo"] = "repo"
+        environment.pop("post_build", None)  # the repository's postBuild is the one under test
+        if ca != "absent":
+            data.setdefault("network", {})["ca_certificates"] = ["ca.pem"]
+            make(course / "ca.pem", ca, (CASES / "droplet" / "test-ca.pem").read_text(), secret)
+        spec_path = course / "spec.yaml"
+        spec_path.write_text(yaml.safe_dump(data, allow_unicode=True))
+        result = renderer(spec_path, Path(scratch) / "out", course)
+        assert result["status"] in (0, 1), result["output"]  # rendered, or refused with problems
+        CANARY_COUNTS["rendered" if result["status"] == 0 else "refused"] += 1
+        assert CANARY not in result["output"]
+        leaked = [str(p) for p in Path(scratch).rglob("*") if p.is_file() and not p.is_symlink() and p != secret
+                  and p.parent.name != "outside" and CANARY.encode() in p.read_bytes()]
+        for user_data in (Path(scratch) / "out").rglob("user-data.yaml"):  # what is shipped compressed, too
+            leaked += [f"{user_data}:{path}" for path, entry in written_files(user_data.read_text()).items()
+                       if CANARY in entry["content"]]
+        assert leaked == [], (files, folder, ca)
+    text = (f"canary property test: {CANARY_COUNTS['generated']} cases generated (spec and repository), "
+            f"{CANARY_COUNTS['rendered']} rendered, {CANARY_COUNTS['refused']} refused; the canary in none")
+    request.node.user_properties[:] = [p for p in request.node.user_properties if p[0] != "figure"] + [("figure", text)]
