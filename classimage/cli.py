@@ -276,7 +276,8 @@ def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
 def _render_into(args, loaded: spec.Loaded, filename: str) -> Path:
     files = _artifacts(loaded, filename, _admin_hashes(loaded, filename))
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
-    _write(out, files)
+    _keep_out_of_git(out)
+    _write(out, files, 0o600)  # the user data carries the admins' password hashes
     for stage, name in artifacts.USER_DATA.items():
         size = len(files[name].encode())
         print(
@@ -568,14 +569,41 @@ def _down(args) -> int:
     return OK
 
 
-def _write(directory: Path, files: dict[str, str]) -> list[Path]:
+# What render writes beside its files, so that a `git add .` in a course repository never takes them.
+GITIGNORE = "# Written by classimage: what render writes holds the admins' password hashes; keep it out of git.\n*\n"
+
+
+def _keep_out_of_git(out: Path) -> None:
+    """Make `out` a folder git ignores (its own .gitignore), or refuse one that cannot be: the top of
+    a repository, or a folder with a .gitignore of someone else's."""
+    if (out / ".git").exists():
+        raise UsageError(
+            f"{out} is the top of a git repository: render there and `git add .` would commit the admins' "
+            "password hashes; choose a folder of its own (--out build/SLUG, the default)"
+        )
+    ignore = out / ".gitignore"
+    try:
+        theirs = ignore.is_symlink() or (
+            ignore.exists() and yamlsource.read_file(ignore, len(GITIGNORE)).decode("utf-8") != GITIGNORE
+        )
+        if theirs:
+            raise UsageError(
+                f"{ignore} is not classimage's: render writes its own there, so that git never takes the admins' "
+                "password hashes; choose a folder of its own (--out build/SLUG, the default)"
+            )
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {ignore}: {error} (choose another --out)") from None
+    _write(out, {".gitignore": GITIGNORE})
+
+
+def _write(directory: Path, files: dict[str, str], mode: int = 0o644) -> list[Path]:
     """Write the files (names may have folders): each lands under its final name only when complete."""
     try:
         written = []
         for name, content in files.items():
             target = directory / name
             target.parent.mkdir(parents=True, exist_ok=True)
-            write_atomically(target, content, 0o644)
+            write_atomically(target, content, mode)
             written.append(target)
         return written
     except OSError as error:

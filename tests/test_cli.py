@@ -45,7 +45,7 @@ def test_render_writes_into_build_slug_by_default_and_prints_the_size(tmp_path):
     size = (out / "user-data.yaml").stat().st_size
     assert f"wrote build/data101/user-data.yaml ({size / 1024:.1f} KiB of 64.0 KiB;" in result.stderr.decode()
     written = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
-    assert written == ["bake/user-data.yaml", "boot/user-data.yaml", "packer/classimage.pkr.hcl",
+    assert written == [".gitignore", "bake/user-data.yaml", "boot/user-data.yaml", "packer/classimage.pkr.hcl",
                        "packer/plugins.pkr.hcl", "user-data.yaml"]
 
 
