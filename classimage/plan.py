@@ -40,6 +40,9 @@ PREREQUISITES = (
 DATABASE_COPY_SECONDS = 300
 # How a DigitalOcean volume appears on its droplet: by its name, under a stable path.
 VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_"
+# What runs a student's code: the hub (their servers), cron and at (their crontabs and at jobs); none
+# starts before the metadata guard, nor without it.
+GUARDED_UNITS = ("jupyterhub.service", "cron.service", "atd.service")
 # Seconds any wait for the hub or the proxy may take before the step fails with a message.
 HUB_WAIT = 180
 
@@ -164,6 +167,12 @@ def steps(
                 bake_digest=bake_digest(spec),
             )
         )
+    guard_unit = PurePosixPath(provision.METADATA_GUARD_UNIT).name
+    guard_requires = templating.render("requires-metadata-guard.service.j2", unit=guard_unit)
+    guard_dropins = [
+        (f"/etc/systemd/system/{unit}.d/classimage-metadata-guard.conf", guard_requires, "0644")
+        for unit in GUARDED_UNITS
+    ]
     network_files = network.files(spec)
     if network_files:
         # First: apt, pip, conda and the TLJH bootstrap all download through this network.
@@ -179,12 +188,15 @@ def steps(
     every += [
         _step("packages", f"Install {len(packages)} system packages", {FULL, BAKE}, check=True, packages=packages),
         _step("security-updates", "Apply security updates", {BAKE}),
+        # Also at boot: a droplet from the snapshot opens no class unless the guard is in place (and
+        # the hub, cron and at never start without it: the guard fails closed).
         _step(
             "metadata-guard",
             "Block non-root users from the metadata service",
-            {FULL, BAKE},
+            {FULL, BAKE, BOOT},
             check=True,
             guard=provision.METADATA_GUARD,
+            dropins=tuple(path for path, _, _ in guard_dropins),
             files=(
                 (provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
                 (
@@ -192,6 +204,7 @@ def steps(
                     templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
                     "0644",
                 ),
+                *guard_dropins,
             ),
         ),
         _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),

@@ -49,8 +49,10 @@ def sandbox(tmp_path_factory):
     return root
 
 
-def check(sandbox: Path, name: str, facts: dict, tljh_config: bool = False, tljh_version: str | None = None) -> int:
-    """Run the rendered check of step `name` against `facts`; its exit code."""
+def check(sandbox: Path, name: str, facts: dict, tljh_config: bool = False, tljh_version: str | None = None,
+          present: tuple[str, ...] = ()) -> int:
+    """Run the rendered check of step `name` against `facts` (and the files `present` in an empty
+    /etc/systemd/system); its exit code."""
     case = sandbox / f"case-{len(list(sandbox.glob('case-*')))}"
     stand_ins, lib, opt = case / "stand-ins", case / "lib", case / "opt"
     for folder in (stand_ins, lib, opt / "tljh/hub/bin"):
@@ -58,7 +60,8 @@ def check(sandbox: Path, name: str, facts: dict, tljh_config: bool = False, tljh
     for command in COMMANDS:
         (stand_ins / command).write_text(ANSWER)
         (stand_ins / command).chmod(0o755)
-    (case / "facts.json").write_text(json.dumps(facts))
+    facts_file = case / "facts.json"  # a regular file, bound wherever one must be present
+    facts_file.write_text(json.dumps(facts))
     (lib / "check.sh").write_text(CHECKS[name])
     guard = lib / Path(provision.METADATA_GUARD).name
     guard.write_text(templating.static("metadata-guard.sh"))
@@ -76,7 +79,9 @@ def check(sandbox: Path, name: str, facts: dict, tljh_config: bool = False, tljh
              "--ro-bind", "/usr/bin", "/tmp/real-usr-bin", "--ro-bind", str(sandbox / "usr-bin"), "/usr/bin",
              "--tmpfs", str(Path(provision.LIB).parent), "--ro-bind", str(lib), provision.LIB,
              "--ro-bind", str(opt), "/opt", "--ro-bind", str(case / "facts.json"), "/tmp/facts.json",
-             "--ro-bind", str(stand_ins), "/tmp/stand-ins", "--unshare-all", "--die-with-parent", "--clearenv",
+             "--ro-bind", str(stand_ins), "/tmp/stand-ins", "--tmpfs", "/etc/systemd/system",
+             *[arg for path in present for arg in ("--ro-bind", str(facts_file), path)],
+             "--unshare-all", "--die-with-parent", "--clearenv",
              "--setenv", "PATH", "/tmp/stand-ins:/usr/sbin:/usr/bin:/sbin:/bin", "/bin/bash",
              f"{provision.LIB}/check.sh"], capture_output=True, text=True, timeout=60)
     finally:
@@ -119,14 +124,20 @@ def test_packages_check(sandbox, facts, done):
     assert (check(sandbox, "packages", facts) == 0) is done
 
 
-@pytest.mark.parametrize("enabled, rule, done", [
-    (0, 0, True),
-    (1, 0, False),  # the unit that restores the rule at boot is not enabled
-    (0, 1, False),  # the rule is not in place
-], ids=["in-place", "unit-disabled", "rule-missing"])
-def test_metadata_guard_check(sandbox, enabled, rule, done):
+GUARD_DROPINS = [f.path for s in plan.steps(MINIMAL, plan.FULL) if s.name == "metadata-guard" for f in s.files
+                 if f.path.endswith(".d/classimage-metadata-guard.conf")]
+
+
+@pytest.mark.parametrize("enabled, rule, dropins, done", [
+    (0, 0, GUARD_DROPINS, True),
+    (1, 0, GUARD_DROPINS, False),  # the unit that restores the rule at boot is not enabled
+    (0, 1, GUARD_DROPINS, False),  # the rule is not in place
+    (0, 0, GUARD_DROPINS[1:], False),  # the hub may start without the guard (an older snapshot's)
+], ids=["in-place", "unit-disabled", "rule-missing", "hub-not-bound-to-it"])
+def test_metadata_guard_check(sandbox, enabled, rule, dropins, done):
     facts = {"systemctl": {"classimage-metadata-guard.service": [enabled, ""]}, "iptables": {"REJECT": [rule, ""]}}
-    assert (check(sandbox, "metadata-guard", facts) == 0) is done
+    assert len(GUARD_DROPINS) == 3 and GUARD_DROPINS[0].startswith("/etc/systemd/system/jupyterhub.service.d/")
+    assert (check(sandbox, "metadata-guard", facts, present=tuple(dropins)) == 0) is done
 
 
 UNITS = {"systemctl": {"traefik.service": [0, "[Unit]\n"]}}

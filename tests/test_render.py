@@ -370,7 +370,8 @@ def _keys(value, prefix=""):
                                "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
     ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "hub-lockdown", "tljh",
                                "conda-packages", "pip-packages"]),
-    ("underworld", plan.BOOT, ["image-check", "hub-config", "hub-secrets", "hub-accounts", "hub-reload", "hub-ready"]),
+    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "hub-config", "hub-secrets", "hub-accounts",
+                               "hub-reload", "hub-ready"]),
 ])
 def test_step_order(case, stage, expected):
     """The one list, filtered by stage: facts (spec, stage) in, steps out."""

@@ -205,3 +205,48 @@ def test_boot_user_data_on_a_plain_droplet_fails_clearly(new_droplet):
     cloud_init = droplet.wait_for_cloud_init(BOOT_DEADLINE)
     assert_failed(droplet, "image-check", cloud_init, "not made from one")
     assert not droplet.path("/opt/tljh/hub/bin/python3").exists()  # nothing was installed
+
+
+# A guard that cannot be put in place, as on a kernel without iptables' owner match: every `iptables` the
+# guard (and its step) runs fails. /usr/local/sbin comes first on the PATH of systemd's units and of root.
+BROKEN_IPTABLES = "/usr/local/sbin/iptables"
+
+
+def test_the_hub_never_starts_without_the_metadata_guard(baked):
+    """The metadata guard fails closed. A droplet from the snapshot whose guard cannot be put in place
+    opens no class (its boot stops at the metadata-guard step, before the hub starts); and once a class
+    is open, a reboot on which the guard fails brings neither the hub nor anything else that runs a
+    student's code (cron, at) back: they require the guard. Once the guard works again, the class
+    resumes."""
+    droplet = baked.make("no-guard", baked.stack, ca=baked.ca)
+    user_data, spec_path = render_for(droplet, BAKEABLE, plan.BOOT, ca=baked.ca)
+    droplet.seed(user_data, "i-no-guard", hostname="no-guard")
+    broken = droplet.path(BROKEN_IPTABLES)
+    broken.parent.mkdir(parents=True, exist_ok=True)
+    broken.write_text("#!/bin/sh\necho 'iptables: the owner match is not supported (classimage test)' >&2\nexit 1\n")
+    broken.chmod(0o755)
+    droplet.boot()
+    cloud_init = droplet.wait_for_cloud_init(BOOT_DEADLINE)
+    assert_failed(droplet, "metadata-guard", cloud_init, "the owner match is not supported")
+    assert droplet.sh("systemctl is-active jupyterhub.service").stdout.strip() != "active"
+    assert droplet.sh("systemctl is-failed classimage-metadata-guard.service").stdout.strip() == "failed"
+
+    broken.unlink()  # the cause fixed: the class resumes, with the guard
+    resumed = droplet.sh(f"{provision.RUNNER} run", timeout=600)
+    assert resumed.returncode == 0, resumed.stdout + resumed.stderr
+    assert_ready(droplet, spec_path, first_boot_clean=False)
+    for unit in plan.GUARDED_UNITS:
+        requires = droplet.sh(f"systemctl show {unit} --property=Requires --property=After").stdout
+        assert "classimage-metadata-guard.service" in requires.split("Requires=")[1].split("\n")[0], (unit, requires)
+
+    broken.write_text("#!/bin/sh\nexit 1\n")  # and the guard fails again, at the next boot
+    broken.chmod(0o755)
+    droplet.reboot()
+    droplet.wait_for_cloud_init(120)
+    assert droplet.sh("systemctl is-failed classimage-metadata-guard.service").stdout.strip() == "failed"
+    time.sleep(10)  # what would start the hub has had its turn
+    hub = droplet.sh("systemctl show jupyterhub.service --property=ActiveState --property=Result").stdout
+    assert "ActiveState=active" not in hub, hub
+    assert droplet.sh("systemctl start jupyterhub.service").returncode != 0  # not by hand either
+    assert "ActiveState=active" not in droplet.sh("systemctl show jupyterhub.service --property=ActiveState").stdout
+    assert droplet.sh("systemctl list-units --state=running --no-legend 'jupyter-*'").stdout.strip() == ""

@@ -2,4 +2,4 @@
 # A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # This user data finishes droplets made from the course's snapshot; on any other droplet it stops here.
-/usr/local/sbin/classimage-provision check-image --bake-digest c4bce0be6e2d550f
+/usr/local/sbin/classimage-provision check-image --bake-digest 1ef75969ef3ff010
