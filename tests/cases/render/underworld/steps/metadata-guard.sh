@@ -8,5 +8,9 @@ install -D --mode=0644 /usr/local/lib/classimage/files/metadata-guard/classimage
 install -D --mode=0644 /usr/local/lib/classimage/files/metadata-guard/classimage-metadata-guard.conf /etc/systemd/system/atd.service.d/classimage-metadata-guard.conf
 systemctl daemon-reload
 systemctl enable classimage-metadata-guard.service
-systemctl restart classimage-metadata-guard.service
+if ! systemctl restart classimage-metadata-guard.service; then
+  # Why, in this step's log: the class does not open without the guard.
+  journalctl --unit=classimage-metadata-guard.service --boot --no-pager --lines=10 || true
+  exit 1
+fi
 /usr/local/lib/classimage/metadata-guard --check
