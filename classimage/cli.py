@@ -354,7 +354,8 @@ def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]
         sys.stdout.write(files[z2jh.VALUES])
         return OK
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
-    _write(out, files)
+    _keep_out_of_git(out)
+    _write(out, files, 0o600)  # the values carry the admins' password hashes
     print(f"wrote {out / z2jh.VALUES} (the values of Zero to JupyterHub's chart {z2jh.CHART})", file=sys.stderr)
     print(f"wrote {out / z2jh.IMAGE}/ (repo2docker's files for the students' image)", file=sys.stderr)
     for name in _write(Path(args.workflows), flows) if flows else []:

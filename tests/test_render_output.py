@@ -53,3 +53,18 @@ def test_render_refuses_a_place_git_would_take(tmp_path):
     assert foreign.returncode == 2 and "deploy/.gitignore is not classimage's" in foreign.stderr.decode()
     assert sorted(p.name for p in repository.iterdir()) == [".git", "deploy", "spec.yaml"]
     assert [p.name for p in theirs.iterdir()] == [".gitignore"]
+
+
+def test_the_z2jh_targets_values_stay_out_of_git_too(tmp_path):
+    """Its values carry the same hashes (hub.extraFiles)."""
+    repository = tmp_path / "course"
+    repository.mkdir()
+    git(repository, "init", "-q")
+    (repository / "spec.yaml").write_text(EXAMPLES[0].read_text() + "\nz2jh: {image: registry.digitalocean.com/x/y}\n")
+    course = spec.load_file(repository / "spec.yaml").spec
+    hashes = {admins.ENVIRONMENT: yaml.safe_dump({name: HASH for name in course.hub.admins})}
+    result = cli("render", "spec.yaml", "--target", "z2jh", cwd=repository, env=hashes)
+    assert result.returncode == 0, result.stderr.decode()
+    assert any(HASH in p.read_text() for p in (repository / "build").rglob("*.yaml"))
+    git(repository, "add", ".")
+    assert git(repository, "ls-files").split() == ["spec.yaml"]

@@ -201,7 +201,13 @@ RUNS = [  # (what ran, its github context, may a job holding the token run?)
 def test_only_the_default_branch_runs_a_job_that_holds_the_token(repository, github_expression):
     """Every job given a secret runs only on the default branch itself, as GitHub evaluates its `if`:
     never for a pushed tag or a run by hand on a tag that is named like the branch."""
-    files = {name: yaml.load(path.read_text(), Loader=yaml.BaseLoader) for name, path in render(repository).items()}
+    render(repository)
+    with (repository / "spec.yaml").open("a") as handle:  # and the z2jh target's image workflow beside them
+        handle.write("\nz2jh: {image: registry.digitalocean.com/geo101/underworld}\n")
+    image = cli("render", str(repository / "spec.yaml"), "--target", "z2jh", "--out", str(repository.parent / "z2jh"),
+                "--workflows", str(repository))
+    assert image.returncode == 0, image.stderr.decode()
+    files = {p.stem: yaml.load(p.read_text(), Loader=yaml.BaseLoader) for p in (repository / workflows.FOLDER).glob("*.yml")}
     guarded = 0
     for name, workflow in files.items():
         triggers = set(workflow["on"])
@@ -213,12 +219,12 @@ def test_only_the_default_branch_runs_a_job_that_holds_the_token(repository, git
             for what, github, allowed in RUNS:
                 if github["event_name"] in triggers:
                     assert github_expression(condition, github) is allowed, (name, what, condition)
-    assert guarded == 3  # snapshot, deploy, backup
+    assert guarded == 4  # snapshot, deploy, backup; the image (the registry's password)
     # The check it replaces passed a tag named main: the evaluator tells the two apart.
     assert github_expression("github.ref_name == github.event.repository.default_branch", RUNS[1][1]) is True
     # And a pushed tag does not start the deploy at all (GitHub checks no `paths` for tags).
-    assert files["classimage-deploy"]["on"]["push"]["branches"] == ["**"]
-    assert "tags" not in files["classimage-deploy"]["on"]["push"]
+    for name in ("classimage-deploy", workflows.IMAGE_NAME):
+        assert files[name]["on"]["push"]["branches"] == ["**"] and "tags" not in files[name]["on"]["push"]
 
 
 class Hub(http.server.BaseHTTPRequestHandler):
