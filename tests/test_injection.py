@@ -65,6 +65,7 @@ def hostile_spec() -> model.Spec:
         network=model.Network(proxy=None, ca_certificates=()),
         tljh=model.Tljh(version=HOSTILE[0], bootstrap_url=HOSTILE[5]),
         workflows=model.Workflows(classimage=None),
+        z2jh=model.Z2jh(image=None, home_gigabytes=10, memory_guarantee="1G", cpu_guarantee=0.5),
     )
 
 
