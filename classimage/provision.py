@@ -410,7 +410,9 @@ class Provisioning:
         self.page: subprocess.Popen[bytes] | None = None
 
     def save(self) -> None:
-        write_json(self.paths.status, self.status, 0o644)
+        # root's alone: a failed step's output may say anything (the status service shows the public
+        # part, the token holder the rest).
+        write_json(self.paths.status, self.status, 0o600)
 
     def run(self) -> int:
         self.save()

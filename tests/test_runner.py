@@ -230,7 +230,7 @@ def test_runs_every_step_in_order_and_reports_ready(droplet, capsys):
         assert step["state"] == "done" and step["how"] == "ran"
         assert step["started"] <= step["finished"] and step["seconds"] >= 0
     assert "[3/3] Reload: done" in capsys.readouterr().out
-    assert oct(Path(droplet.paths.status).stat().st_mode & 0o777) == "0o644"
+    assert oct(Path(droplet.paths.status).stat().st_mode & 0o777) == "0o600"
     assert oct(Path(droplet.paths.log).stat().st_mode & 0o777) == "0o600"
 
 
