@@ -6,15 +6,20 @@ storage:
     /opt/tljh/hub/bin/python3 hubaccounts.py ACCOUNTS.json
 
 ACCOUNTS.json names the sign-in method (`native`: NativeAuthenticator's table in the hub's database;
-`first-use`: FirstUseAuthenticator's passwords.dbm), where those live, a record file, and each admin
-with the bcrypt hash of the password the instructor set with `classimage admin-password` (only the
-hash ever leaves the instructor's machine), or null when none was set: that name is then reserved
-with a password nobody knows.
+`first-use`: FirstUseAuthenticator's passwords.dbm), where those live, a record file, where Unix
+users and homes are, and each admin with the bcrypt hash of the password the instructor set with
+`classimage admin-password` (only the hash ever leaves the instructor's machine), or null when none
+was set: that name is then reserved with a password nobody knows.
 
+Whether an account exists is the hub's database's to say; the record (beside the database, on the
+class's volume) says which accounts classimage made, and the fingerprint of the hash last applied.
 - An admin without an account gets one, approved, with that hash.
-- An admin whose account exists keeps it (and any password changed since in the hub), unless the
-  instructor set a new password: the record keeps a fingerprint of the hash last applied.
-- A name that was only reserved takes the instructor's hash once there is one.
+- An admin whose account classimage made keeps it (and any password changed since in the hub), unless
+  the instructor set a new password; a name that was only reserved takes the instructor's hash.
+- An account, Unix user or home that classimage did not make is never handed to an admin (a student
+  who signed up as `ta` before `ta` was listed in hub.admins keeps a student's account): nothing is
+  changed and the program fails, naming the account and the fix. The one exception is an account
+  that already holds exactly the instructor's hash, which only the instructor's user data carries.
 The hub's database is created, if it does not exist yet, as the hub itself creates it.
 """
 
@@ -36,17 +41,44 @@ def fingerprint(hashed: str | None) -> str:
     return RESERVED if hashed is None else hashlib.sha256(hashed.encode()).hexdigest()
 
 
-def changes(admins: dict[str, str | None], existing: dict[str, bool], applied: dict[str, str]) -> dict[str, str | None]:
-    """What to write: {name: hash to set (None: a reserved, unusable password)} for the admins
-    whose account must be made, or whose password the instructor changed. `existing` says which
-    admins have an account, `applied` the fingerprint last applied to each."""
-    result: dict[str, str | None] = {}
+WRITE, ADOPT, REFUSE = "write", "adopt", "refuse"
+
+
+def changes(
+    admins: dict[str, str | None], stored: dict[str, str], held: dict[str, str], applied: dict[str, str]
+) -> dict[str, tuple[str, str | None]]:
+    """What to do for each admin that needs anything: (WRITE, hash to set; None: a reserved,
+    unusable password), (ADOPT, None): an account found holding the instructor's hash, or (REFUSE,
+    what holds the name). `stored`: the hash each existing account holds (the hub's database says
+    which exist); `held`: a Unix user or home of that name, described; `applied`: the record, the
+    fingerprint last applied to each account classimage made."""
+    decision: dict[str, tuple[str, str | None]] = {}
     for name, hashed in admins.items():
-        if not existing.get(name):
-            result[name] = hashed
-        elif hashed is not None and applied.get(name) != fingerprint(hashed):
-            result[name] = hashed  # a new password from the instructor, or a reserved name claimed
-    return result
+        made = name in applied
+        if name in stored:
+            if made:
+                if hashed is not None and applied[name] != fingerprint(hashed):
+                    decision[name] = (WRITE, hashed)  # a new password from the instructor, or a reserved name claimed
+            elif hashed is not None and stored[name] == hashed:
+                decision[name] = (ADOPT, None)
+            else:
+                decision[name] = (REFUSE, "the hub account %s" % name)
+        elif name in held and not made:
+            decision[name] = (REFUSE, held[name])
+        else:
+            decision[name] = (WRITE, hashed)
+    return decision
+
+
+def refusal(name: str, what: str, plan: dict[str, object]) -> str:
+    unix = "%s%s" % (plan["unix_prefix"], name)
+    return (
+        "%s: %s exists, and classimage did not make it for an admin (a student may have signed up as %s): it is "
+        "not handed to an admin. Fix: give this admin another name in hub.admins and deploy again; or, once "
+        "you know no student uses it, delete the user %s in the hub's admin page, remove the Unix user %s "
+        "(userdel) and move %s away, then run `classimage-provision run`."
+        % (name, what, name, name, unix, os.path.join(str(plan["homes"]), unix))
+    )
 
 
 def unusable() -> str:
@@ -65,8 +97,9 @@ class NativeAccounts:
         self.model = UserInfo
         self.session = orm.new_session_factory(database)()
 
-    def exists(self, name: str) -> bool:
-        return self.model.find(self.session, name) is not None
+    def stored(self, name: str) -> str | None:
+        row = self.model.find(self.session, name)
+        return None if row is None else bytes(row.password).decode(errors="replace")
 
     def set(self, name: str, hashed: str) -> None:
         row = self.model.find(self.session, name)
@@ -74,6 +107,14 @@ class NativeAccounts:
             self.session.add(self.model(username=name, password=hashed.encode(), is_authorized=True))
         else:
             row.password, row.is_authorized = hashed.encode(), True
+
+    def approve(self, name: str) -> bool:
+        """An admin's account is always approved (NativeAuthenticator's pages could un-approve it)."""
+        row = self.model.find(self.session, name)
+        if row.is_authorized:
+            return False
+        row.is_authorized = True
+        return True
 
     def close(self) -> None:
         self.session.commit()
@@ -86,34 +127,68 @@ class FirstUseAccounts:
     def __init__(self, path: str):
         self.db = dbm.open(path, "c", 0o600)  # noqa: SIM115 (open for the object's life; closed by close())
 
-    def exists(self, name: str) -> bool:
-        return name.encode() in self.db
+    def stored(self, name: str) -> str | None:
+        value = self.db.get(name.encode())
+        return None if value is None else value.decode(errors="replace")
 
     def set(self, name: str, hashed: str) -> None:
         self.db[name.encode()] = hashed.encode()
+
+    def approve(self, name: str) -> bool:
+        return False  # FirstUseAuthenticator has no approvals
 
     def close(self) -> None:
         self.db.close()
 
 
+def unix_holders(plan: dict[str, object], names: list[str]) -> dict[str, str]:
+    """The names whose Unix user (in the passwd file) or home exists, described."""
+    prefix, homes = str(plan["unix_prefix"]), str(plan["homes"])
+    with open(str(plan["passwd"]), encoding="utf-8", errors="replace") as handle:
+        users = {line.split(":", 1)[0] for line in handle}
+    held = {}
+    for name in names:
+        unix = prefix + name
+        if os.path.lexists(os.path.join(homes, unix)):
+            held[name] = "the home %s" % os.path.join(homes, unix)
+        elif unix in users:
+            held[name] = "the Unix user %s" % unix
+    return held
+
+
+class Refused(Exception):
+    pass
+
+
 def apply(plan: dict[str, object]) -> dict[str, str]:
-    """Make or update the accounts `plan` describes; returns what was done, by name."""
+    """Make or update the accounts `plan` describes; returns what was done, by name. Raises Refused
+    (having changed nothing) when an admin's name is held by an account classimage did not make."""
     admins: dict[str, str | None] = plan["admins"]  # type: ignore[assignment]
     record = str(plan["record"])
     accounts = (
         NativeAccounts(str(plan["database"])) if plan["method"] == NATIVE else FirstUseAccounts(str(plan["passwords"]))
     )
     applied = _read(record)
+    done: dict[str, str] = {}
     try:
-        todo = changes(admins, {name: accounts.exists(name) for name in admins}, applied)
-        done = {}
-        for name, hashed in todo.items():
-            existed = accounts.exists(name)
-            accounts.set(name, hashed or unusable())
-            done[name] = ("password set" if existed else "made") if hashed else "reserved"
+        stored = {name: hashed for name in admins for hashed in [accounts.stored(name)] if hashed is not None}
+        decision = changes(admins, stored, unix_holders(plan, list(admins)), applied)
+        refused = {name: what for name, (action, what) in decision.items() if action == REFUSE}
+        if refused:
+            raise Refused("\n".join(refusal(name, str(what), plan) for name, what in refused.items()))
+        for name, (action, hashed) in decision.items():
+            if action == WRITE:
+                accounts.set(name, hashed or unusable())
+                done[name] = ("password set" if name in stored else "made") if hashed else "reserved"
+            else:
+                done[name] = "account in place, holding the instructor's password"
+        for name in stored:
+            if decision.get(name, (ADOPT,))[0] == ADOPT and accounts.approve(name):
+                done[name] = done.get(name, "account in place") + ", approved again"
     finally:
         accounts.close()
-    _write(record, {**applied, **{name: fingerprint(hashed) for name, hashed in todo.items()}})
+    # Written or adopted, each of these accounts now holds the hash the instructor gave (or a reserved one).
+    _write(record, {**applied, **{name: fingerprint(admins[name]) for name in decision}})
     return done
 
 
@@ -137,7 +212,11 @@ def main(argv: list[str] | None = None) -> int:
     (plan_file,) = argv if argv is not None else sys.argv[1:]
     with open(plan_file, encoding="utf-8") as handle:
         plan = json.load(handle)
-    done = apply(plan)
+    try:
+        done = apply(plan)
+    except Refused as refused:
+        print(refused, file=sys.stderr)  # names and paths only, never a hash
+        return 1
     for name in plan["admins"]:
         print("%s: %s" % (name, done.get(name, "account in place")))  # names only, never a hash
     return 0

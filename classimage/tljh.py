@@ -29,7 +29,12 @@ PROXY_SECRET = f"{STATE}/traefik-api.secret"  # the hub and proxy's shared secre
 PROXY_RULES = f"{STATE}/rules/rules.toml"  # the hub writes it: routes, and a hash of the proxy secret
 DATABASE = f"sqlite:///{STATE}/jupyterhub.sqlite"  # the hub's (TLJH runs it in the state folder)
 FIRST_USE_PASSWORDS = f"{STATE}/passwords.dbm"  # FirstUseAuthenticator's
-ACCOUNTS_RECORD = f"{STATE}/classimage-admins.json"  # which admin password classimage last set
+ACCOUNTS_RECORD = f"{STATE}/classimage-admins.json"  # the admins' accounts classimage made, and their passwords
+# TLJH's UserCreatingSpawner runs hub user NAME as the Unix user jupyter-NAME (useradd: home in /home),
+# shortened with a hash from 26 characters on (tljh/normalize.py): names of at most 17 map one to one.
+UNIX_PREFIX = "jupyter-"
+HOMES = "/home"
+PASSWD = "/etc/passwd"
 INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
 # Drop-ins for TLJH's units (classimage's, beside TLJH's unit files): start only on the class's data.
 HUB_UNIT_DROPIN = "/etc/systemd/system/jupyterhub.service.d/classimage-data.conf"
@@ -197,6 +202,9 @@ def accounts_plan(spec: Spec, hashes: Mapping[str, str | None]) -> str:
         "database": DATABASE,
         "passwords": FIRST_USE_PASSWORDS,
         "record": ACCOUNTS_RECORD,
+        "passwd": PASSWD,
+        "homes": HOMES,
+        "unix_prefix": UNIX_PREFIX,
         "admins": {name: hashes.get(name) for name in spec.hub.admins},
     }
     return json.dumps(plan, indent=2) + "\n"
