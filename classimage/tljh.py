@@ -173,11 +173,23 @@ def lockdown_yaml(version: str) -> str:
     return _yaml(lockdown(version))
 
 
+def username_pattern() -> str:
+    """The course schema's rule for hub names, as JupyterHub's `Authenticator.username_pattern`
+    (Python's `re.match`, whose `$` also matches before a final line break: `\\Z` instead)."""
+    pattern = resources.schema()["$defs"]["username"]["pattern"]
+    if not (pattern.startswith("^") and pattern.endswith("$")):
+        raise ValueError(f"the schema's name pattern must be anchored at both ends: {pattern}")
+    return pattern[:-1] + "\\Z"
+
+
 def jupyterhub_config(spec: Spec) -> str:
     """A jupyterhub_config.d file: what config.yaml has no key for."""
     first = spec.content[0] if spec.content else None
     return templating.render(
         "jupyterhub_config.py.j2",
+        admins=sorted(spec.hub.admins),
+        username_pattern=username_pattern(),
+        record=ACCOUNTS_RECORD,
         native=spec.hub.auth.method == "signup",
         first_use=spec.hub.auth.method != "signup",
         environment=network.environment(spec),

@@ -6,15 +6,22 @@ websocket (execute code, read what it prints)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import html
 import http.cookiejar
 import json
 import re
+import sqlite3
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
 from html.parser import HTMLParser
+from pathlib import Path
+
+
+ATTACKER = "https://attacker.example"  # another site, whose page a signed-in instructor opens
 
 
 class Page:
@@ -55,6 +62,8 @@ class Browser:
             return Page(error.code, error.read().decode(errors="replace"), error.headers, error.geturl())
         except urllib.error.URLError as error:
             return Page(None, str(error.reason), {}, url)
+        except ConnectionError as error:  # a server starting or stopping: no answer
+            return Page(None, str(error), {}, url)
 
     def get(self, path: str, **kwargs) -> Page:
         return self.request("GET", path, **kwargs)
@@ -97,6 +106,34 @@ class Browser:
     def sign_in(self, name: str, password: str) -> Page:
         self.get("/hub/login")
         return self.post("/hub/login", {"username": name, "password": password})
+
+    def is_signed_in(self) -> bool:
+        home = self.get("/hub/home")
+        return home.code == 200 and "/hub/login" not in home.url
+
+    def set_approval(self, name: str, approved: bool = True) -> Page:
+        """The instructor's "Authorize" / "Unauthorize" button (a form, with the page's _xsrf)."""
+        self.get("/hub/authorize")
+        return self.post(f"/hub/authorize/{urllib.parse.quote(name, safe='')}",
+                         {"authorized": "yes" if approved else "no"})
+
+    def discard(self, name: str) -> Page:
+        """The instructor's "Discard" button (a form, with the page's _xsrf)."""
+        self.get("/hub/authorize")
+        return self.post(f"/hub/discard/{urllib.parse.quote(name, safe='')}", {})
+
+    def cross_site(self, method: str, path: str, form: dict | None = None) -> Page:
+        """What a page on another site makes this browser send to the hub: a top-level navigation
+        (a link, a redirect, an image's URL, or a form the page submits) that carries this
+        browser's cookies, as browsers send them on top-level navigations, but no valid _xsrf
+        value, which another site can neither read nor compute."""
+        headers = {"Sec-Fetch-Site": "cross-site", "Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document",
+                   "Sec-Fetch-User": "?1", "Referer": ATTACKER + "/page.html"}
+        body = None
+        if form is not None:
+            headers.update({"Origin": ATTACKER, "Content-Type": "application/x-www-form-urlencoded"})
+            body = urllib.parse.urlencode(form).encode()
+        return self.request(method, path, body=body, headers=headers)
 
     def start_server(self, name: str, timeout: float = 120) -> dict:
         self.get("/hub/home")  # sets the hub's _xsrf cookie
@@ -206,5 +243,19 @@ def wait_for(check, timeout: float, what: str, interval: float = 1):
         time.sleep(interval)
 
 
+def signed_in(base: str, name: str, password: str) -> Browser:
+    """A new browser that signed in as `name` (or tried to)."""
+    browser = Browser(base)
+    browser.sign_in(name, password)
+    return browser
+
+
+def approvals(database: Path) -> dict[str, bool]:
+    """NativeAuthenticator's table in a hub's SQLite database, read as it is: {name: approved}."""
+    with contextlib.closing(sqlite3.connect(f"file:{database}?mode=ro", uri=True)) as db:
+        return {name: bool(approved) for name, approved in db.execute("SELECT username, is_authorized FROM users_info")}
+
+
 def text_of(page: Page) -> str:
-    return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.body))
+    """The page's text, as a reader sees it: no tags, entities read, spaces collapsed."""
+    return html.unescape(re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", page.body)))

@@ -97,7 +97,7 @@ def test_a_student_signs_in_through_the_class_address(first_up, cloud):
     assert "Authorize Users" in admin.get("/hub/home").body
     student = Browser(f"http://{address}")
     assert student.sign_up("student1", "student-password-1").code == 200
-    assert admin.get("/hub/authorize/student1").code == 200
+    assert admin.set_approval("student1").code == 200
     student.sign_in("student1", "student-password-1")
     home = student.get("/hub/home")
     assert home.code == 200 and "/hub/login" not in home.url
@@ -169,13 +169,13 @@ def signed_in(cloud, name: str, password: str) -> Browser:
 
 
 def join(cloud, admin: Browser, name: str) -> Browser:
-    """A student signs up and the admin approves them (unless they are in the class already: the
-    authorize page toggles), then they sign in."""
+    """A student signs up and the admin approves them (unless they are in the class already), then
+    they sign in."""
     browser = Browser(f"http://{class_address(cloud)}")
     browser.sign_in(name, PASSWORDS[name])
     if "/hub/login" in browser.get("/hub/home").url:
         browser.sign_up(name, PASSWORDS[name])
-        assert admin.get(f"/hub/authorize/{name}").code == 200
+        assert admin.set_approval(name).code == 200
     return signed_in(cloud, name, PASSWORDS[name])
 
 

@@ -1,0 +1,335 @@
+"""Attacks on the hub (issue 16), each performed against the real JupyterHub 5 with the real
+NativeAuthenticator 1.3.0 and FirstUseAuthenticator, configured by TLJH 2.0.0's own config code from
+what classimage renders (tests/hubprocess.py: a hub on loopback; tests/test_hub_attacks_droplet.py
+runs the CSRF and deleted-admin attacks through a test droplet's traefik).
+
+- csrf / cross_site: a page on another site, opened by the signed-in instructor, makes the browser
+  request NativeAuthenticator's approve, un-approve and discard addresses: nothing changes.
+- deleted_admin: an admin deleted in the admin panel (or never made, or un-approved): nobody can
+  sign up with, or first-use, the name.
+- reserved_name_held: a student holds a name that is then listed in hub.admins: hub-accounts refuses
+  it and the student never becomes an admin.
+- long or unsafe names (name_collision, see test_usernames.py): refused at signup with a message.
+- the course's name in the "being prepared" banner: text, never markup.
+- the provisioning status file: root's alone."""
+
+from __future__ import annotations
+
+import contextlib
+import dbm
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+import hubclient
+from hubclient import Browser, text_of
+from hubprocess import LoopbackHub, free_port
+from classimage import admins, model, provision, spec, tljh
+
+ADMIN_PASSWORD = "correct-horse-battery-staple"
+TA_PASSWORD = "another-long-ta-password"
+STUDENT_PASSWORD = "student-password-1"
+ATTACKER_PASSWORD = "attacker-password-1"
+COURSE = {"course": {"name": "Security 101", "slug": "sec101"}, "hub": {"admins": ["instructor", "ta"]}}
+
+
+def course(data: dict) -> model.Spec:
+    loaded = spec.load_bytes(json.dumps(data).encode(), "spec.yaml")
+    return loaded.spec
+
+
+@pytest.fixture(scope="module")
+def hashes() -> dict[str, str]:
+    return {"instructor": admins.hash_password(ADMIN_PASSWORD), "ta": admins.hash_password(TA_PASSWORD)}
+
+
+def start_hub(folder: Path, data: dict, hashes: dict, *, open_class: bool = True) -> LoopbackHub:
+    hub = LoopbackHub(folder, course(data), hashes)
+    made = hub.make_accounts()
+    assert made.returncode == 0, made.stderr
+    if open_class:
+        hub.open_class()
+    hub.start()
+    return hub
+
+
+@pytest.fixture
+def hub(tmp_path, hashes):
+    """A class of its own, open, for a test that changes what others rely on."""
+    made = start_hub(tmp_path / "hub", COURSE, hashes)
+    yield made
+    made.stop()
+
+
+@pytest.fixture(scope="module")
+def shared_hub(tmp_path_factory, hashes):
+    """An open class the tests below share: each signs up students of its own and leaves the
+    admins as they were."""
+    made = start_hub(tmp_path_factory.mktemp("shared") / "hub", COURSE, hashes)
+    yield made
+    made.stop()
+
+
+def approvals(hub: LoopbackHub) -> dict[str, bool]:
+    return hubclient.approvals(hub.inside(tljh.STATE) / "jupyterhub.sqlite")
+
+
+def signed_in(hub: LoopbackHub, name: str, password: str) -> Browser:
+    return hubclient.signed_in(hub.url, name, password)
+
+
+# -- csrf / cross_site ----------------------------------------------------------------------------
+
+def test_csrf_cross_site_get_changes_no_approval(shared_hub):
+    """NativeAuthenticator changes approvals on a plain GET of /hub/authorize/NAME and
+    /hub/discard/NAME, and JupyterHub 5 checks no XSRF token on a top-level navigation GET: a link
+    or an image on another site, opened by the instructor, would approve a student, un-approve the
+    instructor, then discard the instructor (whose name the attacker then signs up)."""
+    hub = shared_hub
+    instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+    assert instructor.is_signed_in()
+    assert Browser(hub.url).sign_up("mallory1", STUDENT_PASSWORD).code == 200  # waits for approval
+    before = approvals(hub)
+    assert {name: before[name] for name in ("instructor", "ta", "mallory1")} == \
+        {"instructor": True, "ta": True, "mallory1": False}
+    for path in ["/hub/authorize/mallory1", "/hub/authorize/instructor", "/hub/authorize/ta",
+                 "/hub/discard/instructor", "/hub/discard/mallory1", "/hub/authorize/instructor"]:
+        page = instructor.cross_site("GET", path)
+        assert approvals(hub) == before, path
+        assert page.code == 405, (path, page)
+    assert instructor.is_signed_in()  # the instructor's own account still works
+
+
+def test_csrf_cross_site_post_without_the_token_changes_nothing(shared_hub):
+    """The same, as forms another site submits (browsers may send the cookies of a fresh session
+    with them): JupyterHub refuses a POST without the hub's _xsrf value."""
+    hub = shared_hub
+    instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+    Browser(hub.url).sign_up("mallory2", STUDENT_PASSWORD)
+    before = approvals(hub)
+    assert before["mallory2"] is False
+    for path, form in [("/hub/authorize/mallory2", {"authorized": "yes"}),
+                       ("/hub/authorize/mallory2", {"authorized": "yes", "_xsrf": "guessed"}),
+                       ("/hub/discard/mallory2", {}),
+                       ("/hub/authorize/instructor", {"authorized": "no"})]:
+        page = instructor.cross_site("POST", path, form)
+        assert approvals(hub) == before, path
+        assert page.code == 403 and "xsrf" in page.body.lower(), (path, page)
+
+
+def test_approving_is_a_form_and_never_touches_an_admin(shared_hub):
+    """The instructor's own buttons still work (forms carrying the hub's _xsrf), and none applies to
+    an admin: the admins' rows have none, and a forged form for one is refused."""
+    hub = shared_hub
+    instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+    for student in ("mallory3", "bob3"):
+        Browser(hub.url).sign_up(student, STUDENT_PASSWORD)
+    page = instructor.get("/hub/authorize")
+    assert page.code == 200 and 'name="_xsrf"' in page.body
+    assert 'action="/hub/authorize/bob3"' in page.body and 'action="/hub/authorize/ta"' not in page.body
+    assert instructor.set_approval("bob3").code == 200
+    assert approvals(hub)["bob3"] is True and signed_in(hub, "bob3", STUDENT_PASSWORD).is_signed_in()
+    assert instructor.set_approval("bob3", approved=False).code == 200 and approvals(hub)["bob3"] is False
+    assert not signed_in(hub, "bob3", STUDENT_PASSWORD).is_signed_in()  # un-approved: no sign-in
+    assert instructor.discard("mallory3").code == 200 and "mallory3" not in approvals(hub)
+    for refused in (instructor.set_approval("ta", approved=False), instructor.set_approval("instructor", False),
+                    instructor.discard("ta"), instructor.set_approval("TA", approved=False)):
+        assert refused.code == 403 and "is an admin of this course" in text_of(refused), refused
+    assert {name: approvals(hub)[name] for name in ("instructor", "ta", "bob3")} == \
+        {"instructor": True, "ta": True, "bob3": False}
+    instructor.set_approval("bob3")
+    student = signed_in(hub, "bob3", STUDENT_PASSWORD)
+    assert student.is_signed_in()
+    assert student.set_approval("mallory1").code == 403  # only admins approve
+    assert student.get("/hub/authorize").code == 403
+
+
+# -- deleted_admin ----------------------------------------------------------------------------------
+
+def assert_name_cannot_be_claimed(hub: LoopbackHub, name: str) -> None:
+    """Sign up as `name` (any case): refused with a message; nothing in the hub's table; the
+    attacker's password signs in to nothing."""
+    before = approvals(hub)
+    for attempt in (name, name.upper(), name.capitalize()):
+        attacker = hub.browser()
+        page = attacker.sign_up(attempt, ATTACKER_PASSWORD)
+        attacker.sign_in(attempt, ATTACKER_PASSWORD)
+        assert not attacker.is_signed_in(), attempt
+        assert approvals(hub) == before, attempt
+        assert "belongs to this course's instructors" in text_of(page), (attempt, page)
+
+
+def test_deleted_admin_name_cannot_be_signed_up(hub):
+    """NativeAuthenticator approves on its own any signup whose name is in admin_users: an admin
+    deleted in the admin panel while still in hub.admins would go to whoever signs up first. In
+    every state of the database (the account there, deleted, the hub's user recreated at a restart,
+    un-approved by hand), the name cannot be signed up."""
+    assert_name_cannot_be_claimed(hub, "ta")  # the account exists
+    instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+    instructor.get("/hub/admin")
+    code, _ = instructor.api("DELETE", "/hub/api/users/ta")  # what the admin panel's "Delete User" does
+    assert code == 204
+    assert "ta" not in approvals(hub)
+    assert_name_cannot_be_claimed(hub, "ta")  # deleted
+    hub.restart()  # JupyterHub makes a user for each admin_users name again; NativeAuthenticator's row stays gone
+    assert_name_cannot_be_claimed(hub, "ta")
+    with contextlib.closing(sqlite3.connect(hub.inside(tljh.STATE) / "jupyterhub.sqlite")) as db, db:
+        db.execute("UPDATE users_info SET is_authorized = 0 WHERE username = 'instructor'")
+    assert_name_cannot_be_claimed(hub, "instructor")  # un-approved
+
+
+def test_deleted_admin_name_cannot_be_signed_up_before_the_class_opens(tmp_path, hashes):
+    """Before the class opens the hub takes no signup at all, admins' names included."""
+    hub = start_hub(tmp_path / "hub", COURSE, hashes, open_class=False)
+    try:
+        for name in ("ta", "student1"):
+            assert hub.browser().sign_up(name, ATTACKER_PASSWORD).code == 404
+        assert approvals(hub) == {"instructor": True, "ta": True}
+    finally:
+        hub.stop()
+
+
+FIRST_USE = {**COURSE, "hub": {**COURSE["hub"], "auth": {"method": "first-use"}}}
+
+
+def test_deleted_admin_name_cannot_be_claimed_under_first_use(tmp_path, hashes):
+    """FirstUseAuthenticator keeps the first password typed for a name it has none for, and an
+    admin deleted in the admin panel loses theirs: the next person to sign in as that admin would
+    become the admin."""
+    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes)
+    passwords = hub.inside(tljh.FIRST_USE_PASSWORDS)
+    try:
+        instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+        assert instructor.is_signed_in()
+        instructor.get("/hub/admin")
+        assert instructor.api("DELETE", "/hub/api/users/ta")[0] == 204
+        with dbm.open(str(passwords)) as db:
+            assert b"ta" not in db
+        for attempt in ("ta", "TA"):
+            attacker = signed_in(hub, attempt, ATTACKER_PASSWORD)
+            assert not attacker.is_signed_in(), attempt
+        hub.restart()
+        assert not signed_in(hub, "ta", ATTACKER_PASSWORD).is_signed_in()
+        with dbm.open(str(passwords)) as db:
+            assert b"ta" not in db
+        student = signed_in(hub, "student1", STUDENT_PASSWORD)  # first use works for everyone else
+        assert student.is_signed_in()
+    finally:
+        hub.stop()
+
+
+# -- reserved_name_held -----------------------------------------------------------------------------
+
+def test_reserved_name_held_by_a_student_never_becomes_admin(tmp_path, hashes):
+    """A student signs up as `ta2` and is approved; the instructor then lists `ta2` in hub.admins
+    (reserved, or with a password) and the hub's settings are rewritten: hub-accounts fails naming
+    the account and the fix, and the student, signing in with their own password, is no admin
+    (the hub restarted with the new settings, as a reboot would)."""
+    hub = start_hub(tmp_path / "hub", COURSE, hashes)
+    try:
+        instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+        Browser(hub.url).sign_up("ta2", STUDENT_PASSWORD)
+        instructor.set_approval("ta2")
+        hub.stop()
+        wider = {**COURSE, "hub": {"admins": ["instructor", "ta", "ta2"]}}
+        hub.write_config(course(wider))
+        for ta2 in (None, admins.hash_password(TA_PASSWORD)):
+            refused = hub.make_accounts({**hashes, "ta2": ta2})
+            assert refused.returncode == 1, refused.stdout
+            assert "ta2: the hub account ta2 exists, and classimage did not make it" in refused.stderr
+        assert "ta2" not in hub.record()
+        hub.start()
+        student = signed_in(hub, "ta2", STUDENT_PASSWORD)
+        code, me = student.api("GET", "/hub/api/user")
+        assert code == 200 and me["admin"] is False and me["name"] == "ta2", me
+        assert student.get("/hub/admin").code == 403
+        assert not signed_in(hub, "ta2", TA_PASSWORD).is_signed_in()  # the instructor's hash went nowhere
+    finally:
+        hub.stop()
+
+
+# -- long and unsafe names (the Unix-name collision: test_usernames.py) -----------------------------
+
+@pytest.mark.parametrize("name", ["course-instructor-01", "a" * 18, "bob.smith", "élodie", "-bob", "bob\n",
+                                  "bob$", "bob%2e"])
+def test_name_collision_signup_of_a_long_or_unsafe_name_is_refused_with_a_message(shared_hub, name):
+    """TLJH shortens names of 18 or more characters (with a hash) into one Unix user for two hub
+    names; other characters make no Unix name at all. The signup says what names may be."""
+    before = approvals(shared_hub)
+    page = shared_hub.browser().sign_up(name, STUDENT_PASSWORD)
+    assert "at most 17 lower-case letters, digits, - and _" in text_of(page), page
+    assert approvals(shared_hub) == before
+
+
+def test_name_collision_longest_name_signs_up(shared_hub):
+    assert "has been sent to the admin" in text_of(shared_hub.browser().sign_up("a" * 17, STUDENT_PASSWORD))
+    assert approvals(shared_hub)["a" * 17] is False
+
+
+def test_name_collision_first_use_of_a_long_name_is_refused(tmp_path, hashes):
+    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes)
+    try:
+        page = hub.browser().sign_in("course-instructor-01", STUDENT_PASSWORD)
+        assert "at most 17 lower-case letters" in text_of(page), page
+        with dbm.open(str(hub.inside(tljh.FIRST_USE_PASSWORDS))) as db:
+            assert b"course-instructor-01" not in db  # no password kept for it
+    finally:
+        hub.stop()
+
+
+# -- lesser: the banner and the status file -------------------------------------------------------
+
+HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(1)> & "Co"'
+
+
+def test_hostile_course_name_is_text_in_the_being_prepared_banner(tmp_path, hashes):
+    """The course's name goes into the announcement JupyterHub shows on every page while the class
+    is being prepared, and JupyterHub inserts announcements as HTML."""
+    data = {**COURSE, "course": {"name": HOSTILE, "slug": "sec101"}}
+    hub = start_hub(tmp_path / "hub", data, hashes, open_class=False)
+    try:
+        for path in ("/hub/login", "/hub/signup"):  # a page, and an error page (no signup yet)
+            page = hub.browser().get(path)
+            assert "is being prepared" in page.body, page
+            assert "<script>alert" not in page.body and "<img src=x" not in page.body
+            assert '&lt;script&gt;alert(&#34;pwned&#34;)&lt;/script&gt;' in page.body or \
+                "&lt;script&gt;alert(&quot;pwned&quot;)&lt;/script&gt;" in page.body, page.body
+    finally:
+        hub.stop()
+
+
+@pytest.fixture
+def searchable_folder():
+    """A folder everyone may search, as / and /var/lib are on a droplet: the file's mode decides."""
+    folder = Path(tempfile.mkdtemp(prefix="classimage-status-", dir="/var/tmp"))
+    os.chmod(folder, 0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+def test_status_file_is_unreadable_by_students(searchable_folder):
+    """A failed step's last lines of output (which the status service hides from the public) are in
+    the status file: only root reads it."""
+    if os.geteuid() != 0:
+        pytest.skip("reading as another user (setpriv) needs root")
+    paths = provision.Paths(str(searchable_folder))
+    step = searchable_folder / "leak.sh"
+    step.write_text("#!/bin/bash\necho 'token=s3cret-from-a-failed-step'; exit 3\n")
+    document = provision.Plan("test", provision.Course("Sec", "sec"), "abc", "full", "bd", {},
+                              (provision.PlanStep("leak", "Leak", str(step), None, provision.ONCE, 60, "d1"),))
+    Path(paths.plan).parent.mkdir(parents=True)
+    Path(paths.plan).write_text(document.to_json())
+    assert provision.command_run(paths, False, page_port=free_port()) != 0
+    status = Path(paths.status)
+    assert "s3cret-from-a-failed-step" in status.read_text()
+    assert (status.parent.stat().st_mode & 0o005) == 0o005  # the folder: searchable by everyone
+    assert oct(status.stat().st_mode & 0o777) == "0o600" and status.stat().st_uid == 0
+    student = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(status)],
+                             capture_output=True, text=True)
+    assert student.returncode == 1 and "Permission denied" in student.stderr and student.stdout == ""
