@@ -71,13 +71,18 @@ def changes(
 
 
 def refusal(name: str, what: str, plan: dict[str, object]) -> str:
-    unix = "%s%s" % (plan["unix_prefix"], name)
-    return (
+    text = (
         "%s: %s exists, and classimage did not make it for an admin (a student may have signed up as %s): it is "
         "not handed to an admin. Fix: give this admin another name in hub.admins and deploy again; or, once "
-        "you know no student uses it, delete the user %s in the hub's admin page, remove the Unix user %s "
-        "(userdel) and move %s away, then run `classimage-provision run`."
-        % (name, what, name, name, unix, os.path.join(str(plan["homes"]), unix))
+        "you know no student uses it, delete the user %s in the hub's admin page" % (name, what, name, name)
+    )
+    if "homes" not in plan:
+        return text + ", then restart the hub."
+    unix = "%s%s" % (plan["unix_prefix"], name)
+    home = os.path.join(str(plan["homes"]), unix)
+    return text + ", remove the Unix user %s (userdel) and move %s away, then run `classimage-provision run`." % (
+        unix,
+        home,
     )
 
 
@@ -142,7 +147,10 @@ class FirstUseAccounts:
 
 
 def unix_holders(plan: dict[str, object], names: list[str]) -> dict[str, str]:
-    """The names whose Unix user (in the passwd file) or home exists, described."""
+    """The names whose Unix user (in the passwd file) or home exists, described. A plan without
+    Unix users (a hub on Kubernetes: one volume per student, no accounts) has none."""
+    if "homes" not in plan:
+        return {}
     prefix, homes = str(plan["unix_prefix"]), str(plan["homes"])
     with open(str(plan["passwd"]), encoding="utf-8", errors="replace") as handle:
         users = {line.split(":", 1)[0] for line in handle}

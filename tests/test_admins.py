@@ -273,6 +273,17 @@ def test_reserved_name_held_by_a_students_home_is_never_handed_to_an_admin(tmp_p
     assert native_rows(tmp_path) == {}
 
 
+def test_reserved_name_held_on_a_hub_without_unix_users_is_refused_too(tmp_path):
+    """The z2jh target's plan names no Unix users (a volume per student): the hub's accounts decide."""
+    student_signs_up(tmp_path, "ta")
+    plan_ = {key: value for key, value in accounts_plan(tmp_path, "native", {"ta": admins.hash_password(PASSWORD)})
+             .items() if key not in ("passwd", "homes", "unix_prefix")}
+    with pytest.raises(hubaccounts.Refused, match=r"ta: the hub account ta exists.*then restart the hub\.$"):
+        hubaccounts.apply(plan_)
+    plan_["admins"] = {"instructor": None}
+    assert hubaccounts.apply(plan_) == {"instructor": "reserved"}
+
+
 def test_reserved_name_held_under_first_use_is_never_handed_to_an_admin(tmp_path):
     with dbm.open(str(tmp_path / "passwords.dbm"), "c") as db:  # the student's first sign-in as ta
         db[b"ta"] = bcrypt.hashpw(STUDENT_PASSWORD.encode(), bcrypt.gensalt(4))
