@@ -40,7 +40,8 @@ DROPLET_PYTHON = "3.12"
 NBGITPULLER = "nbgitpuller>=1.2.1,<2"
 # Names that TLJH maps one-to-one onto Unix users (longer ones are shortened with a hash); the
 # z2jh hub keeps the same rule, so a student's account can move between a droplet and the cluster.
-USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,16}$"
+# The schema's rule, as the droplet's hub applies it (`\Z`: Python's `$` lets a final line break in).
+USERNAME_PATTERN = tljh.username_pattern()
 DEFAULT_URL = {"jupyterlab": "/lab", "classic": "/tree"}
 
 

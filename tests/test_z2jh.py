@@ -160,7 +160,7 @@ def test_z2jh_every_spec_key_is_mapped_or_refused():
 @pytest.mark.parametrize("extra, where, words", [
     ("storage: {type: device, device: /dev/disk/by-id/virtio-data}", "storage.type", "no meaning on a cluster"),
     ("network: {proxy: 'http://proxy.example.edu:3128'}", "network", "reaches the internet directly"),
-    ("hub: {admins: [instructor, a-very-long-admin-name]}", "hub.admins[1]", "longer than 17 characters"),
+    ("hub: {admins: [instructor, a-very-long-admin-name]}", "hub.admins[1]", "is not a hub user name"),  # the schema: 17 at most
     ("z2jh: {image: null}", "z2jh", "needs z2jh.image"),
 ])
 def test_z2jh_refusals_are_reported_with_file_line_key_and_fix(tmp_path, extra, where, words):
