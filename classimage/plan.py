@@ -55,7 +55,7 @@ class File:
     path: str
     content: str
     mode: str = "0644"
-    compressed: bool = False  # classimage's own programs, the same for every course: gzip+base64
+    compressed: bool = False  # Python: classimage's own programs and the hub's config, as gzip+base64
 
     @property
     def staged(self) -> str:
@@ -93,8 +93,9 @@ def _step(
     template: str | None = None,
     **values: object,
 ) -> Step:
-    """A step from its template(s); `files` (path, content, mode) and `programs` (path, source of
-    one of classimage's own modules, shipped compressed, mode) are what it installs."""
+    """A step from its template(s); `files` (path, content, mode) and `programs` (path, Python
+    source: one of classimage's own modules or the hub's config, shipped compressed, mode) are what
+    it installs."""
     template = template or name
     staged = tuple(File(name, path, content, mode) for path, content, mode in files) + tuple(
         File(name, path, content, mode, compressed=True) for path, content, mode in programs
@@ -218,10 +219,9 @@ def steps(
             "Write the hub's settings",
             {FULL, BOOT},
             private=tljh.PRIVATE_DIRS,
-            files=(
-                (tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),
-                (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
-            ),
+            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),),
+            # The hub's Python (its sign-in rules), a sixth of the user data as text: compressed.
+            programs=((tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),),
         ),
         # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
         _step(

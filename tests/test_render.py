@@ -61,7 +61,7 @@ def parts(loaded: spec.Loaded) -> tuple[dict[str, str], dict[tuple[str, str], st
                 pieces.append((userdata.script_path(number, step, "check.sh"), f"steps/{step.name}.check.sh",
                                step.check))
             pieces += [(file.staged, f"files/{step.name}/{Path(file.path).name}", file.content) for file in step.files
-                       if not file.compressed]  # classimage's own modules, shipped as they are
+                       if file.content not in SHIPPED]  # classimage's own modules, shipped as they are
             for path, name, content in pieces:
                 by_name.setdefault(name, {})[stage] = content
                 where[stage, path] = name
@@ -97,12 +97,12 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
         path = entry["path"]
         if path == provision.RUNNER:
             entry["content"] = "<classimage/provision.py, compressed>"
+        elif (stage, path) in where:
+            entry["content"] = f"<{where[stage, path]}>"
         elif entry.get("encoding") == "gz+b64":
             entry["content"] = "<one of classimage's modules, compressed>"
         elif path == provision.PLAN:
             entry["content"] = f"<{stage}.plan.json>"
-        elif (stage, path) in where:
-            entry["content"] = f"<{where[stage, path]}>"
         else:
             entry["content"] = f"<files/{Path(path).name}>"
     header = "".join(line + "\n" for line in text.splitlines() if line.startswith("#"))
@@ -165,7 +165,8 @@ def test_the_skeleton_and_the_parts_make_the_user_data(stage):
             assert entry["content"] == goldens[where[stage, path]], path
     modules = {Path(provision.__file__).read_text(), Path(hubaccounts.__file__).read_text()}
     compressed = [entry["content"] for entry in written_files(text).values() if entry.get("encoding") == "gz+b64"]
-    assert compressed and set(compressed) <= modules  # classimage's own programs, as they are
+    # classimage's own programs, as they are, and the hub's config (Python too: its part above)
+    assert compressed and set(compressed) <= modules | {tljh.jupyterhub_config(loaded.spec)}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
