@@ -16,14 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import textwrap
 from pathlib import Path
 
 import pytest
 
-import tljh_downloads
 from conftest import EXAMPLES
+from hubprocess import tljh_source
 from classimage import plan, provision, spec, tljh, userdata
 
 RECORDER = textwrap.dedent("""\
@@ -146,11 +145,8 @@ def test_the_cleanup_leaves_nothing_of_the_build(cleaned, guard):
 
 # -- the build's hub lets nobody in ---------------------------------------------------------------------------
 
-# TLJH's configurer imports filelock at the top of tljh/config.py and never calls it: this STAND-IN
-# only lets the import succeed (the test environment does not install filelock).
 READ_AS_TLJH = textwrap.dedent("""\
-    import json, sys, types
-    sys.modules.setdefault("filelock", types.SimpleNamespace(FileLock=None, Timeout=Exception))
+    import json, sys
     sys.path.insert(0, sys.argv[1])
     from tljh import configurer
     from traitlets.config import Config
@@ -175,12 +171,7 @@ def test_the_builds_hub_takes_no_signup_and_has_no_admin(tmp_path):
     assert result.returncode == 0, result.stderr
     written = root / tljh.CONFIG_YAML.lstrip("/")
     assert oct(written.stat().st_mode & 0o777) == "0o600"
-    source = tmp_path / "tljh-source"
-    with tarfile.open(tljh_downloads.archive()) as archive:
-        members = [m for m in archive.getmembers() if "/tljh/" in m.name and m.name.endswith(".py")]
-        archive.extractall(source, members=members, filter="data")
-    (package,) = source.glob("*/tljh")
-    read = subprocess.run([sys.executable, "-c", READ_AS_TLJH, str(package.parent)], capture_output=True, text=True,
+    read = subprocess.run([sys.executable, "-c", READ_AS_TLJH, str(tljh_source())], capture_output=True, text=True,
                           env={**os.environ, "TLJH_INSTALL_PREFIX": str(root / tljh.PREFIX.lstrip("/"))})
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout) == {"class": tljh.NATIVE, "enable_signup": False, "open_signup": False,
