@@ -17,14 +17,19 @@ user data as it is (standard library only, Python 3.9 or newer).
 A hub database that SQLite finds damaged when the device is mounted (a backup taken while the hub
 wrote, restored) is set aside and replaced by the last consistent copy.
 
-Accounts: every home on the device is owned by its student's Unix account, so the home itself is
-the record: each `jupyter-NAME` is recreated with its home's UID and GID (whatever order students
-come back in), in TLJH's group jupyterhub-users, admins in jupyterhub-admins.
+Accounts: every home on the device is owned by its student's Unix account, so the home's owner is
+the record of its UID: each `jupyter-NAME` is recreated with it (whatever order students come back
+in), in TLJH's group jupyterhub-users, admins in jupyterhub-admins. The device also records the
+GIDs of those two groups and of each student's own group (a home's group is the student's to
+change: `chgrp jupyterhub-users ~` must not close the class nor hand their files to another group),
+so every droplet on the device gives each group the GID it had: a home whose group is wrong is given
+back to its own group, with a warning.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import grp
 import json
@@ -32,6 +37,7 @@ import os
 import pwd
 import shutil
 import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -41,10 +47,15 @@ MOUNT = "/srv/classimage-data"
 STATE = "tljh-state"  # the hub's state, on the device
 PLACES = (("home", "/home"), (STATE, "/opt/tljh/state"))  # (folder on the device, where it appears)
 MARKER = ".classimage-data"  # on the device's filesystem: classimage made it, for which course
+IDS = ".classimage-ids.json"  # on the device: the GIDs of the class's groups and students' own groups
 DATABASE = "jupyterhub.sqlite"
 COPY = "database-copy/jupyterhub.sqlite"
 RECORD = "/var/lib/classimage/data.json"  # what the status service tells about the class's data
 USERS_GROUP, ADMINS_GROUP = "jupyterhub-users", "jupyterhub-admins"
+CLASS_GROUPS = (ADMINS_GROUP, USERS_GROUP)  # the order TLJH's installer makes them in (ensure_usergroups)
+# What the first move onto the device keeps (GNU cp: ACLs come with `mode`); checked after, too.
+KEEP = "mode,ownership,timestamps,links,xattr"
+ZEROS = 1 << 20  # bytes at the start of a device that must read as zeros before it is formatted
 PREFIX = "jupyter-"
 DEVICE_WAIT = 60  # seconds a device may take to appear after boot (DigitalOcean attaches volumes before it)
 
@@ -84,17 +95,35 @@ def wait_for(device: str, then: str) -> None:
 
 
 def filesystem(device: str) -> str | None:
-    """The filesystem type on `device`, or None when it holds none at all (blkid's probe: exit 2,
-    which it also answers for a device it cannot open: that must never read as "empty")."""
+    """The filesystem type on `device`, or None when it holds nothing at all. Only blkid's "nothing
+    found" (exit 2) can mean None, and blkid also answers 2 when it cannot read the device: so the
+    device must be a block device (or a file) that opens, and its first MiB must read as zeros, as a
+    new volume's does. Anything else (exit 4: an error; 8: more than one filesystem; killed; data
+    blkid does not recognise) is an error: formatting it could lose every student's work."""
     try:
-        os.close(os.open(device, os.O_RDONLY))
+        info = os.stat(device)
+        if not (stat.S_ISBLK(info.st_mode) or stat.S_ISREG(info.st_mode)):
+            raise DataError("%s is not a block device: the class's data needs one" % device)
+        with open(device, "rb") as handle:
+            start = handle.read(ZEROS)
     except OSError as error:
         raise DataError("cannot tell what %s holds: %s" % (device, error.strerror)) from None
     result = run(["blkid", "--probe", "--output", "value", "--match-tag", "TYPE", device], check=False)
     if result.returncode == 2:
+        if start.count(0) != len(start):
+            raise DataError(
+                "%s holds data but no filesystem blkid recognises: classimage formats only an empty "
+                "device. If nothing on it is needed, empty its start (`wipefs --all %s` or "
+                "`dd if=/dev/zero of=%s bs=1M count=1`) and run again" % (device, device, device)
+            )
         return None
     if result.returncode != 0:
-        raise DataError("cannot tell what %s holds: %s" % (device, result.stdout.strip()))
+        said = result.stdout.strip() or "no message"
+        if result.returncode == 8:
+            said = "more than one filesystem signature (`wipefs %s` lists them): %s" % (device, said)
+        elif result.returncode < 0:
+            said = "blkid was killed by signal %d" % -result.returncode
+        raise DataError("cannot tell what %s holds (blkid exit %d): %s" % (device, result.returncode, said))
     return result.stdout.strip() or "unknown"
 
 
@@ -247,12 +276,119 @@ def prepare(device: str, course: str) -> list[str]:
         target = os.path.join(MOUNT, folder)
         if not os.path.exists(target):
             if os.path.isdir(place) and not mounted(place):
-                shutil.copytree(place, target, symlinks=True)
+                said.append(move_onto_device(place, target))
             else:
                 os.makedirs(target)
     os.chmod(os.path.join(MOUNT, STATE), 0o700)
     said += mount_all(device, course)
     return said + settle(device)
+
+
+def move_onto_device(place: str, target: str) -> str:
+    """The first time: what the droplet holds at `place` goes onto the device as `target`, keeping
+    every owner, group, mode, time, ACL, extended attribute, symlink (not followed), hard link,
+    FIFO and socket: GNU cp does the copy (it fails when it cannot keep one of them), then the copy
+    is compared with the original. It is made beside `target` and renamed into place only when
+    whole, so a copy that fails or is interrupted leaves nothing that could pass for the real one.
+    Refuses, with the reason, anything it cannot keep; the droplet's own files are left as they are."""
+    partial = target + ".copying"
+    if os.path.lexists(partial):  # an earlier attempt, interrupted
+        shutil.rmtree(partial)
+    copied = run(
+        ["cp", "--no-dereference", "--recursive", "--preserve=" + KEEP, "--no-target-directory", place, partial],
+        check=False,
+    )
+    problems = [copied.stdout.strip()[-1500:]] if copied.returncode != 0 else differences(place, partial)
+    if problems:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise DataError(
+            "cannot move %s onto the class's data device without losing something, so nothing was "
+            "moved: %s. Fix that in %s (or remove what does not need keeping) and run again"
+            % (place, "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""), place)
+        )
+    os.rename(partial, target)
+    return "moved %s onto the device, every owner, mode, time, ACL, attribute and link kept" % place
+
+
+def differences(source: str, copy: str) -> list[str]:
+    """What `copy` does not keep of `source` (both trees, walked without following symlinks): each
+    entry's type, mode, owner, group, modification time, contents or link target, device number,
+    extended attributes (ACLs among them), and which names are hard links of one file. A hard link
+    to a file outside `source` cannot be kept on another filesystem: it is a difference too."""
+    found = entry_differences(source, copy, ".")
+    unreadable: list[OSError] = []
+    linked: dict[tuple[int, int, int], list[str]] = {}  # a file with several names (device, inode, links): them
+    for folder, folders, files in os.walk(source, onerror=unreadable.append):
+        for name in sorted(folders + files):
+            path = os.path.join(folder, name)
+            relative = os.path.relpath(path, source)
+            found += entry_differences(path, os.path.join(copy, relative), relative)
+            info = os.lstat(path)
+            if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
+                linked.setdefault((info.st_dev, info.st_ino, info.st_nlink), []).append(relative)
+    for (_, _, links), names in linked.items():
+        if len(names) < links:
+            found.append(
+                "%s is a hard link to a file outside %s, which another filesystem cannot keep" % (names[0], source)
+            )
+        copies = [os.path.join(copy, name) for name in names if os.path.lexists(os.path.join(copy, name))]
+        if len({os.lstat(path).st_ino for path in copies}) > 1:
+            found.append("%s are one file (hard links), but not in the copy" % " and ".join(names))
+    for folder, folders, files in os.walk(copy):
+        for name in folders + files:
+            relative = os.path.relpath(os.path.join(folder, name), copy)
+            if not os.path.lexists(os.path.join(source, relative)):
+                found.append("%s is in the copy only" % relative)
+    return found + ["cannot read %s: %s" % (error.filename, error.strerror) for error in unreadable]
+
+
+def entry_differences(original: str, copied: str, name: str) -> list[str]:
+    try:
+        a, b = os.lstat(original), os.lstat(copied)
+    except FileNotFoundError:
+        return ["%s was not copied" % name]
+    found = []
+    if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
+        return ["%s is another kind of file in the copy" % name]
+    for what, left, right in (
+        ("mode", oct(stat.S_IMODE(a.st_mode)), oct(stat.S_IMODE(b.st_mode))),
+        ("owner", a.st_uid, b.st_uid),
+        ("group", a.st_gid, b.st_gid),
+        ("modification time", a.st_mtime_ns, b.st_mtime_ns),
+        ("device number", a.st_rdev, b.st_rdev),
+        ("extended attributes (ACLs among them)", attributes(original), attributes(copied)),
+    ):
+        if left != right:
+            found.append(
+                "%s: the copy does not keep its %s (%s, copied as %s)" % (name, what, short(left), short(right))
+            )
+    if stat.S_ISLNK(a.st_mode) and os.readlink(original) != os.readlink(copied):
+        found.append("%s: the symlink points elsewhere in the copy" % name)
+    if stat.S_ISREG(a.st_mode) and (a.st_size != b.st_size or not same_contents(original, copied)):
+        found.append("%s: its contents differ in the copy" % name)
+    return found
+
+
+def attributes(path: str) -> dict[str, bytes]:
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError:  # a filesystem without extended attributes holds none
+        return {}
+    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
+
+
+def short(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)[:120]
+
+
+def same_contents(left: str, right: str) -> bool:
+    with open(left, "rb") as one, open(right, "rb") as other:
+        while True:
+            a, b = one.read(1 << 20), other.read(1 << 20)
+            if a != b:
+                return False
+            if not a:
+                return True
 
 
 def settle(device: str) -> list[str]:
@@ -280,44 +416,114 @@ def homes(root: str) -> list[tuple[str, int, int]]:
     return found
 
 
+def free_gid(taken: set[int]) -> int:
+    """The lowest GID for a person's group (1000 and up, as useradd's) that nothing in `taken`
+    holds; it is taken from then on."""
+    gid = 1000
+    while gid in taken:
+        gid += 1
+    taken.add(gid)
+    return gid
+
+
+def plan_class_groups(
+    recorded: dict[str, int], groups: dict[str, int], taken: set[int]
+) -> tuple[list[list[str]], list[str]]:
+    """(commands, conflicts): the commands that give jupyterhub-admins and jupyterhub-users the GIDs
+    the device recorded (a droplet from a snapshot has them from TLJH's installer, with whatever
+    GIDs that droplet gave them), or that make them, in TLJH's order, with GIDs no home on the device
+    uses. `groups`: name -> GID on this droplet; `taken`: GIDs the device's homes and record use."""
+    commands, conflicts = [], []
+    current = dict(groups)
+    taken = taken | set(current.values()) | set(recorded.values())
+    for group in CLASS_GROUPS:
+        want, have = recorded.get(group), current.get(group)
+        if want is None:
+            if have is not None:
+                continue
+            want = free_gid(taken)
+        if have == want:
+            continue
+        holder = next((name for name, gid in current.items() if gid == want), None)
+        if holder is not None:
+            if holder not in CLASS_GROUPS:
+                conflicts.append("gid %d of %s is group %s's on this droplet" % (want, group, holder))
+                continue
+            spare = free_gid(taken)  # the other class group holds this one's GID here: out of the way
+            commands.append(["groupmod", "--gid", str(spare), holder])
+            current[holder] = spare
+        verb = ["groupadd"] if have is None else ["groupmod"]
+        commands.append(verb + ["--gid", str(want), group])
+        current[group] = want
+    return commands, conflicts
+
+
 def plan_accounts(
     wanted: list[tuple[str, int, int]],
     by_name: dict[str, tuple[int, int]],
     by_uid: dict[int, str],
     groups_by_gid: dict[int, str],
-) -> tuple[list[tuple[str, int, int]], list[str]]:
-    """(accounts to create, conflicts): each home's owner, with its UID and GID. An account that
-    exists with other ids, or an id another name holds, is a conflict: nothing is changed for it."""
-    create, conflicts = [], []
+    recorded: dict[str, int] | None = None,
+) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]], list[str], list[str]]:
+    """(accounts to create as (name, uid, gid), homes to give back to their own group as (name, gid),
+    warnings, conflicts). Each home's owner comes back with the home's UID, and with its own group's
+    GID: the one the device recorded for it, else the home's. A home whose group is not its own
+    (a student may `chgrp jupyterhub-users ~`) is given back to it: never a closed class. An account
+    or UID that another name holds here is a conflict: nothing is changed for it."""
+    recorded = recorded or {}
+    groups_by_gid = dict(groups_by_gid)
+    groups_by_name = {name: gid for gid, name in groups_by_gid.items()}
+    taken = set(groups_by_gid) | {gid for _, _, gid in wanted} | set(recorded.values())
+    create, repair, warnings, conflicts = [], [], [], []
     for name, uid, gid in wanted:
         if name in by_name:
-            if by_name[name] != (uid, gid):
+            if by_name[name][0] != uid:
                 conflicts.append(
-                    "%s exists with uid %d, gid %d, but its home is owned by %d:%d"
-                    % (name, by_name[name][0], by_name[name][1], uid, gid)
+                    "%s exists with uid %d, but its home is owned by uid %d" % (name, by_name[name][0], uid)
                 )
-            continue
-        if uid in by_uid:
+                continue
+            own = by_name[name][1]
+        elif uid in by_uid:
             conflicts.append("uid %d of %s is %s's on this droplet" % (uid, name, by_uid[uid]))
             continue
-        if gid in groups_by_gid and groups_by_gid[gid] != name:
-            conflicts.append("gid %d of %s is group %s's on this droplet" % (gid, name, groups_by_gid[gid]))
-            continue
-        create.append((name, uid, gid))
-    return create, conflicts
+        else:
+            own = groups_by_name.get(name, recorded.get(name, gid))
+            if groups_by_gid.get(own, name) != name:
+                warnings.append(
+                    "WARNING: gid %d of %s's own group is group %s's on this droplet: %s gets a new group"
+                    % (own, name, groups_by_gid[own], name)
+                )
+                own = free_gid(taken)
+            groups_by_gid[own], groups_by_name[name] = name, own
+            create.append((name, uid, own))
+        if gid != own:
+            repair.append((name, own))
+            warnings.append(
+                "WARNING: the home of %s was group-owned by %s, not by its own group: given back to it (gid %d)"
+                % (name, groups_by_gid.get(gid, "gid %d" % gid), own)
+            )
+    return create, repair, warnings, conflicts
 
 
-def reconcile(admins: list[str] | None = None) -> list[str]:
-    """Recreate each student's account from their home (before the hub starts)."""
+def reconcile(admins: list[str] | None = None, ids: str | None = None) -> list[str]:
+    """Before the hub starts: the class's groups with the GIDs the device recorded, each student's
+    account recreated from their home, each home in its own group; then the record brought up to date."""
+    ids = ids or os.path.join(MOUNT, IDS)
+    recorded = read_ids(ids)
     wanted = homes("/home")
+    taken = {gid for _, _, gid in wanted} | set(recorded["students"].values())
+    groups = {g.gr_name: g.gr_gid for g in grp.getgrall()}
+    commands, conflicts = plan_class_groups(recorded["groups"], groups, taken)
+    if conflicts:
+        raise DataError("the class's groups cannot have the GIDs they had: " + "; ".join(conflicts))
+    for argv in commands:
+        run(argv)
     by_name = {p.pw_name: (p.pw_uid, p.pw_gid) for p in pwd.getpwall()}
     by_uid = {p.pw_uid: p.pw_name for p in pwd.getpwall()}
     groups_by_gid = {g.gr_gid: g.gr_name for g in grp.getgrall()}
-    create, conflicts = plan_accounts(wanted, by_name, by_uid, groups_by_gid)
+    create, repair, warnings, conflicts = plan_accounts(wanted, by_name, by_uid, groups_by_gid, recorded["students"])
     if conflicts:
         raise DataError("the class's accounts cannot be recreated as they were: " + "; ".join(conflicts))
-    for group in (USERS_GROUP, ADMINS_GROUP):
-        run(["groupadd", "--force", group])
     for name, uid, gid in create:
         if gid not in groups_by_gid:
             run(["groupadd", "--gid", str(gid), name])
@@ -336,10 +542,43 @@ def reconcile(admins: list[str] | None = None) -> list[str]:
                 name,
             ]
         )
+    for name, gid in repair:
+        os.chown(os.path.join("/home", name), -1, gid, follow_symlinks=False)
     for name in admins if admins is not None else read_admins():
         if PREFIX + name in {n for n, _, _ in wanted}:
             run(["gpasswd", "--add", PREFIX + name, ADMINS_GROUP])
-    return ["recreated %d account(s): %s" % (len(create), ", ".join(n for n, _, _ in create))] if create else []
+    record_ids(ids)
+    made = ["recreated %d account(s): %s" % (len(create), ", ".join(n for n, _, _ in create))] if create else []
+    return made + warnings
+
+
+def read_ids(path: str) -> dict:
+    """The GIDs the device recorded: {"groups": {class group: GID}, "students": {account: GID}}."""
+    try:
+        with open(path) as handle:
+            found = json.load(handle)
+    except (FileNotFoundError, ValueError):
+        found = {}
+    groups = found.get("groups") or {}
+    return {
+        "groups": {name: int(groups[name]) for name in CLASS_GROUPS if name in groups},
+        "students": {name: int(gid) for name, gid in (found.get("students") or {}).items()},
+    }
+
+
+def record_ids(path: str, root: str = "/home") -> None:
+    """Record on the device the GIDs of the class's groups and of each student's own group: from the
+    accounts, never from the homes (whose group a student can change)."""
+    recorded = read_ids(path)
+    for name in CLASS_GROUPS:
+        with contextlib.suppress(KeyError):
+            recorded["groups"][name] = grp.getgrnam(name).gr_gid
+    for name, uid, _ in homes(root):
+        with contextlib.suppress(KeyError):
+            account = pwd.getpwnam(name)
+            if account.pw_uid == uid:
+                recorded["students"][name] = account.pw_gid
+    write_json(path, recorded)
 
 
 def read_admins() -> list[str]:
@@ -393,12 +632,17 @@ def update_record(changes: dict[str, object]) -> None:
     except (FileNotFoundError, ValueError):
         data = {}
     data.update(changes)
-    os.makedirs(os.path.dirname(RECORD), exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(RECORD), prefix=".data-")
+    write_json(RECORD, data)
+
+
+def write_json(path: str, data: object) -> None:
+    """`data` at `path`, readable by all, replaced atomically."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".data-")
     with os.fdopen(descriptor, "w") as out:
         json.dump(data, out, indent=2)
     os.chmod(temporary, 0o644)
-    os.replace(temporary, RECORD)
+    os.replace(temporary, path)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -420,6 +664,8 @@ def main(argv: list[str] | None = None) -> int:
                 grow_mounted(args.device, filesystem(args.device))
             when = copy_database()
             say("copied the hub's database at %s" % when if when else "no hub database yet")
+            if mounted(MOUNT):  # students who joined since the boot: their groups' GIDs
+                record_ids(os.path.join(MOUNT, IDS), os.path.join(MOUNT, "home"))
             return 0
         update_record({"admins": args.admin})
         if args.verb == "prepare":

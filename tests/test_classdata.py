@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sqlite3
+import stat
 import subprocess
 from pathlib import Path
 
@@ -16,33 +18,82 @@ from classimage import classdata, provision, tljh
 
 NOBODY = {"root": (0, 0), "ubuntu": (1000, 1000)}
 NOBODY_UIDS = {0: "root", 1000: "ubuntu"}
-GROUPS = {0: "root", 1000: "ubuntu", 999: "jupyterhub-users"}
+GROUPS = {0: "root", 1000: "ubuntu", 999: "jupyterhub-users", 998: "jupyterhub-admins"}
+ALICE = {**NOBODY, "jupyter-alice": (1002, 1002)}, {**NOBODY_UIDS, 1002: "jupyter-alice"}
 
 
-@pytest.mark.parametrize("wanted, by_name, by_uid, groups, create, conflict", [
+@pytest.mark.parametrize("wanted, by_name, by_uid, groups, recorded, create, repair, problem", [
     # a fresh droplet: every home's owner comes back with the home's own ids
-    ([("jupyter-alice", 1002, 1002), ("jupyter-bob", 1001, 1001)], NOBODY, NOBODY_UIDS, GROUPS,
-     [("jupyter-alice", 1002, 1002), ("jupyter-bob", 1001, 1001)], None),
+    ([("jupyter-alice", 1002, 1002), ("jupyter-bob", 1001, 1001)], NOBODY, NOBODY_UIDS, GROUPS, {},
+     [("jupyter-alice", 1002, 1002), ("jupyter-bob", 1001, 1001)], [], None),
     # a second boot: the accounts are there already, as they should be
-    ([("jupyter-alice", 1002, 1002)], {**NOBODY, "jupyter-alice": (1002, 1002)}, {**NOBODY_UIDS, 1002: "jupyter-alice"},
-     {**GROUPS, 1002: "jupyter-alice"}, [], None),
+    ([("jupyter-alice", 1002, 1002)], *ALICE, {**GROUPS, 1002: "jupyter-alice"}, {}, [], [], None),
     # the group exists already (made by an earlier, interrupted run): the account is still made
-    ([("jupyter-alice", 1002, 1002)], NOBODY, NOBODY_UIDS, {**GROUPS, 1002: "jupyter-alice"},
-     [("jupyter-alice", 1002, 1002)], None),
-    # an account with other ids: nothing is changed, it is reported
-    ([("jupyter-alice", 1002, 1002)], {**NOBODY, "jupyter-alice": (1003, 1003)}, NOBODY_UIDS, GROUPS, [],
-     "jupyter-alice exists with uid 1003"),
+    ([("jupyter-alice", 1002, 1002)], NOBODY, NOBODY_UIDS, {**GROUPS, 1002: "jupyter-alice"}, {},
+     [("jupyter-alice", 1002, 1002)], [], None),
+    # the device recorded alice's own group: she gets it back whatever her home says
+    ([("jupyter-alice", 1002, 1007)], NOBODY, NOBODY_UIDS, GROUPS, {"jupyter-alice": 1002},
+     [("jupyter-alice", 1002, 1002)], [("jupyter-alice", 1002)], "WARNING: the home of jupyter-alice"),
+    # the attack: `chgrp jupyterhub-users ~`, then a new droplet; with her group recorded...
+    ([("jupyter-alice", 1002, 999)], NOBODY, NOBODY_UIDS, GROUPS, {"jupyter-alice": 1002},
+     [("jupyter-alice", 1002, 1002)], [("jupyter-alice", 1002)],
+     "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users"),
+    # ... or not yet recorded (she joined after the last record): a group of her own, never the class's
+    ([("jupyter-alice", 1002, 999), ("jupyter-bob", 1001, 1001)], NOBODY, NOBODY_UIDS, GROUPS, {},
+     [("jupyter-alice", 1002, 1002), ("jupyter-bob", 1001, 1001)], [("jupyter-alice", 1002)],
+     ["WARNING: gid 999 of jupyter-alice's own group is group jupyterhub-users's",
+      "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users"]),
+    # ... or the next boot of the same droplet: her account says which group is hers
+    ([("jupyter-alice", 1002, 999)], *ALICE, {**GROUPS, 1002: "jupyter-alice"}, {}, [], [("jupyter-alice", 1002)],
+     "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users"),
+    # an account with another uid: nothing is changed, it is reported
+    ([("jupyter-alice", 1002, 1002)], {**NOBODY, "jupyter-alice": (1003, 1003)}, NOBODY_UIDS, GROUPS, {}, [], [],
+     "CONFLICT jupyter-alice exists with uid 1003"),
     # the home's uid belongs to someone else on this droplet
-    ([("jupyter-alice", 1000, 1000)], NOBODY, NOBODY_UIDS, GROUPS, [], "uid 1000 of jupyter-alice is ubuntu's"),
-    ([("jupyter-alice", 1005, 999)], NOBODY, NOBODY_UIDS, GROUPS, [], "gid 999 of jupyter-alice is group jupyterhub"),
-])
-def test_plan_accounts(wanted, by_name, by_uid, groups, create, conflict):
-    got, conflicts = classdata.plan_accounts(wanted, by_name, by_uid, groups)
-    assert got == create
-    if conflict is None:
-        assert conflicts == []
-    else:
-        assert len(conflicts) == 1 and conflicts[0].startswith(conflict)
+    ([("jupyter-alice", 1000, 1000)], NOBODY, NOBODY_UIDS, GROUPS, {}, [], [], "CONFLICT uid 1000 of jupyter-alice is ubuntu's"),
+], ids=["fresh", "second-boot", "group-there", "recorded", "chgrp-recorded", "chgrp-unrecorded", "chgrp-same-droplet",
+        "other-uid", "uid-taken"])
+def test_plan_accounts(wanted, by_name, by_uid, groups, recorded, create, repair, problem):
+    got, repaired, warnings, conflicts = classdata.plan_accounts(wanted, by_name, by_uid, groups, recorded)
+    assert (got, repaired) == (create, repair)
+    said = [f"CONFLICT {c}" for c in conflicts] + warnings
+    expected = [] if problem is None else [problem] if isinstance(problem, str) else problem
+    assert len(said) == len(expected) and all(line.startswith(start) for line, start in zip(said, expected)), said
+
+
+def apply(commands: list[list[str]], groups: dict[str, int]) -> dict[str, int]:
+    """What groupadd and groupmod would leave, refusing as they do a GID already in use."""
+    groups = dict(groups)
+    for verb, option, gid, name in commands:
+        assert option == "--gid" and int(gid) not in groups.values(), (verb, gid, name, groups)
+        assert (name in groups) is (verb == "groupmod")
+        groups[name] = int(gid)
+    return groups
+
+
+ONE_PIECE = {"jupyterhub-users": 1000, "jupyterhub-admins": 1001}  # made by classdata before this change
+SNAPSHOT = {"jupyterhub-admins": 1000, "jupyterhub-users": 1001}  # made by TLJH's installer in the bake
+
+
+@pytest.mark.parametrize("recorded, here, taken, after, problem", [
+    # nothing recorded, nothing here: TLJH's order, with GIDs no home uses
+    ({}, {"root": 0}, {1000, 1001}, {"root": 0, "jupyterhub-admins": 1002, "jupyterhub-users": 1003}, None),
+    # nothing recorded, TLJH made them (a snapshot): kept as they are, to be recorded
+    ({}, SNAPSHOT, set(), SNAPSHOT, None),
+    ({}, {"jupyterhub-admins": 1000}, {1001}, {"jupyterhub-admins": 1000, "jupyterhub-users": 1002}, None),
+    # recorded on a one-piece droplet, swapped on a droplet from a snapshot: given back
+    (ONE_PIECE, SNAPSHOT, {1002}, ONE_PIECE, None),
+    (SNAPSHOT, ONE_PIECE, set(), SNAPSHOT, None),
+    (ONE_PIECE, ONE_PIECE, set(), ONE_PIECE, None),
+    (ONE_PIECE, {}, set(), ONE_PIECE, None),
+    # a group classimage does not manage holds the GID: nothing is changed for that group
+    (ONE_PIECE, {"debian": 1000}, set(), {"debian": 1000, "jupyterhub-admins": 1001}, "gid 1000 of jupyterhub-users"),
+], ids=["nothing", "snapshot-unrecorded", "half-made", "snapshot-after-one-piece", "one-piece-after-snapshot",
+        "same", "fresh-droplet", "foreign-group"])
+def test_the_class_groups_keep_their_gids(recorded, here, taken, after, problem):
+    commands, conflicts = classdata.plan_class_groups(recorded, here, taken)
+    assert apply(commands, here) == after
+    assert len(conflicts) == (problem is not None) and all(c.startswith(problem) for c in conflicts), conflicts
 
 
 def test_homes_are_read_from_their_owners(tmp_path):
@@ -201,3 +252,194 @@ def test_the_paths_are_the_ones_everything_else_uses():
     assert classdata.RECORD == provision.DATA_RECORD
     assert dict(classdata.PLACES)["tljh-state"] == tljh.STATE
     assert classdata.DATABASE == Path(tljh.DATABASE).name
+
+
+# -- the first move of /home onto the device: every owner kept ------------------------------------
+
+def root_only():
+    if os.geteuid() != 0:
+        pytest.skip("other owners, loop devices and mounts need root")
+
+
+@pytest.fixture
+def filesystems(tmp_path):
+    """Real ext4 filesystems on loop files, mounted here: a droplet's disk and a class's volume."""
+    root_only()
+    mounted = []
+
+    def make(name: str, megabytes: int = 64, kind: str = "ext4") -> Path:
+        image, point = tmp_path / f"{name}.img", tmp_path / name
+        point.mkdir()
+        if kind == "tmpfs":
+            subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={megabytes}m", "tmpfs", str(point)], check=True)
+        else:
+            subprocess.run(["truncate", "--size", f"{megabytes}M", str(image)], check=True)
+            subprocess.run([f"mkfs.{kind}", "-q", "-F", str(image)], check=True)
+            subprocess.run(["mount", "-o", "loop", str(image), str(point)], check=True)
+        mounted.append(point)
+        return point
+
+    yield make
+    for point in reversed(mounted):
+        subprocess.run(["umount", str(point)], check=True)
+
+
+STUDENT, TA = 4000, 4001  # a home's owner, and a second account given rights in it
+WHEN = 981173106123456789  # 2001-02-03 04:05:06.123456789, in ns
+
+
+def xattrs(path: Path) -> dict:
+    return {name: os.getxattr(path, name, follow_symlinks=False) for name in os.listxattr(path, follow_symlinks=False)}
+
+
+def acl(path: Path, *entries: str, default: bool = False) -> None:
+    subprocess.run(["setfacl", *(["-d"] if default else []), "-m", ",".join(entries), str(path)], check=True)
+
+
+def getfacl(path: Path) -> str:
+    return subprocess.run(["getfacl", "--omit-header", "--numeric", str(path)], capture_output=True, text=True,
+                          check=True).stdout
+
+
+# What a home holds, and how to tell it survived: (name, make it in the home `h`, check it in the copy `c`).
+HOME = [
+    ("owner and group of the home", lambda h: os.chown(h, STUDENT, STUDENT),
+     lambda c: (c.stat().st_uid, c.stat().st_gid) == (STUDENT, STUDENT)),
+    ("mode of the home (0750)", lambda h: h.chmod(0o750), lambda c: c.stat().st_mode & 0o7777 == 0o750),
+    (".ssh (0700) and authorized_keys (0600), the student's",
+     lambda h: [(h / ".ssh").mkdir(mode=0o700), (h / ".ssh/authorized_keys").write_text("ssh-ed25519 AAAA key\n"),
+                (h / ".ssh/authorized_keys").chmod(0o600), os.chown(h / ".ssh", STUDENT, STUDENT),
+                os.chown(h / ".ssh/authorized_keys", STUDENT, STUDENT)],
+     lambda c: [(p.stat().st_uid, p.stat().st_mode & 0o777) for p in (c / ".ssh", c / ".ssh/authorized_keys")]
+     == [(STUDENT, 0o700), (STUDENT, 0o600)]),
+    ("a file of another group (the TA's)", lambda h: [(h / "marks").write_text("a\n"), os.chown(h / "marks", STUDENT, TA)],
+     lambda c: (c / "marks").stat().st_gid == TA),
+    ("setuid, setgid and sticky bits", lambda h: [(h / "tool").write_text("#!/bin/sh\n"), os.chown(h / "tool", STUDENT, STUDENT),
+                                                  (h / "tool").chmod(0o6755), (h / "drop").mkdir(),
+                                                  (h / "drop").chmod(0o3777)],
+     lambda c: ((c / "tool").stat().st_mode & 0o7777, (c / "drop").stat().st_mode & 0o7777) == (0o6755, 0o3777)),
+    ("modification times, to the nanosecond", lambda h: [(h / "old.ipynb").write_text("{}"),
+                                                        os.utime(h / "old.ipynb", ns=(WHEN, WHEN))],
+     lambda c: (c / "old.ipynb").stat().st_mtime_ns == WHEN),
+    ("an ACL (the TA may read)", lambda h: [(h / "shared.txt").write_text("s\n"), acl(h / "shared.txt", f"u:{TA}:r")],
+     lambda c: f"user:{TA}:r--" in getfacl(c / "shared.txt")),
+    ("a default ACL on a folder", lambda h: [(h / "group-work").mkdir(), acl(h / "group-work", f"u:{TA}:rwx", default=True)],
+     lambda c: f"default:user:{TA}:rwx" in getfacl(c / "group-work")),
+    ("extended attributes (user. and trusted.)",
+     lambda h: [(h / "tagged").write_text("t\n"), os.setxattr(h / "tagged", "user.origin", b"course"),
+                os.setxattr(h / "tagged", "trusted.note", b"root's")],
+     lambda c: {k: v for k, v in xattrs(c / "tagged").items() if not k.startswith("system.")}
+     == {"user.origin": b"course", "trusted.note": b"root's"}),
+    ("a file capability (security.capability)",
+     lambda h: [(h / "ping").write_text("p\n"), subprocess.run(["setcap", "cap_net_raw+ep", str(h / "ping")], check=True)],
+     lambda c: "security.capability" in xattrs(c / "ping")),
+    ("a symlink inside, its own owner, not followed",
+     lambda h: [(h / "keys").symlink_to(".ssh/authorized_keys"), os.chown(h / "keys", STUDENT, STUDENT, follow_symlinks=False)],
+     lambda c: (c / "keys").is_symlink() and os.readlink(c / "keys") == ".ssh/authorized_keys"
+     and (c / "keys").lstat().st_uid == STUDENT),
+    ("a symlink out of the home, not followed", lambda h: (h / "escape").symlink_to("/etc/shadow"),
+     lambda c: (c / "escape").is_symlink() and os.readlink(c / "escape") == "/etc/shadow"),
+    ("a dangling symlink", lambda h: (h / "gone").symlink_to("nowhere"), lambda c: os.readlink(c / "gone") == "nowhere"),
+    ("hard links (two names, one file)", lambda h: [(h / "data.csv").write_text("1,2\n"), os.link(h / "data.csv", h / "same.csv")],
+     lambda c: (c / "data.csv").stat().st_ino == (c / "same.csv").stat().st_ino and (c / "data.csv").stat().st_nlink == 2),
+    ("a FIFO", lambda h: os.mkfifo(h / "pipe"), lambda c: stat.S_ISFIFO((c / "pipe").lstat().st_mode)),
+    ("a socket", lambda h: bound_socket(h / "kernel.sock"), lambda c: stat.S_ISSOCK((c / "kernel.sock").lstat().st_mode)),
+    ("a sparse file", lambda h: os.truncate(h / "sparse.img", 8 << 20) if (h / "sparse.img").touch() is None else None,
+     lambda c: (c / "sparse.img").stat().st_size == 8 << 20),
+    ("a name that is not UTF-8", lambda h: Path(os.fsdecode(bytes(h) + b"/caf\xe9.txt")).write_text("c\n"),
+     lambda c: Path(os.fsdecode(bytes(c) + b"/caf\xe9.txt")).read_text() == "c\n"),
+]
+
+
+def bound_socket(path: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(str(path))
+
+
+def test_the_first_move_keeps_every_owner_mode_time_acl_attribute_and_link(filesystems):
+    """A home holding each kind of thing, on a real ext4, moved onto another (the class's volume)."""
+    disk, volume = filesystems("disk"), filesystems("volume")
+    home = disk / "home" / "jupyter-ada"
+    home.mkdir(parents=True)
+    for _, make, _ in HOME:
+        make(home)
+    said = classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    assert said.startswith(f"moved {disk / 'home'} onto the device")
+    copy = volume / "home" / "jupyter-ada"
+    lost = [name for name, _, kept in HOME if not kept(copy)]
+    assert lost == []
+    assert classdata.differences(str(disk / "home"), str(volume / "home")) == []
+    assert not (volume / "home.copying").exists()
+    # the student reads their own keys, as themselves (no other group, no capability)
+    # (from inside the home: the test's own folders are root's only)
+    own = subprocess.run(["setpriv", f"--reuid={STUDENT}", f"--regid={STUDENT}", "--clear-groups", "cat",
+                          ".ssh/authorized_keys"], capture_output=True, text=True, cwd=copy)
+    assert own.returncode == 0 and own.stdout == "ssh-ed25519 AAAA key\n", own.stderr
+    other = subprocess.run(["setpriv", f"--reuid={TA + 1}", f"--regid={TA + 1}", "--clear-groups", "cat",
+                            ".ssh/authorized_keys"], capture_output=True, text=True, cwd=copy)
+    assert other.returncode != 0 and "Permission denied" in other.stderr
+
+
+def test_a_move_that_cannot_keep_everything_is_refused_with_the_reason(filesystems):
+    """An extended attribute bigger than ext4 holds (tmpfs, xfs and others hold such): nothing moves."""
+    disk, volume = filesystems("disk", kind="tmpfs"), filesystems("volume")
+    home = disk / "home" / "jupyter-ada"
+    home.mkdir(parents=True)
+    (home / "work.ipynb").write_text("{}")
+    os.setxattr(home / "work.ipynb", "user.big", b"x" * 10000)
+    with pytest.raises(classdata.DataError, match="cannot move .* without losing something, so nothing was moved: "
+                                                  ".*work.ipynb.*user.big"):
+        classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]  # no half copy
+    assert (home / "work.ipynb").read_text() == "{}"  # the droplet's own files as they were
+
+
+def test_a_hard_link_out_of_the_home_cannot_be_kept_so_nothing_moves(filesystems):
+    disk, volume = filesystems("disk"), filesystems("volume")
+    (disk / "home" / "jupyter-ada").mkdir(parents=True)
+    (disk / "elsewhere.txt").write_text("e\n")
+    os.link(disk / "elsewhere.txt", disk / "home" / "jupyter-ada" / "linked.txt")
+    with pytest.raises(classdata.DataError, match="jupyter-ada/linked.txt is a hard link to a file outside"):
+        classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]
+
+
+def test_an_interrupted_move_is_done_again_from_the_start(filesystems):
+    disk, volume = filesystems("disk"), filesystems("volume")
+    (disk / "home" / "jupyter-ada").mkdir(parents=True)
+    (disk / "home" / "jupyter-ada" / "work.txt").write_text("w\n")
+    (volume / "home.copying" / "jupyter-ada").mkdir(parents=True)  # what an interrupted copy left
+    (volume / "home.copying" / "jupyter-ada" / "half").write_text("")
+    classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    assert sorted(p.name for p in (volume / "home" / "jupyter-ada").iterdir()) == ["work.txt"]
+    assert not (volume / "home.copying").exists()
+
+
+@pytest.mark.parametrize("change, found", [
+    (lambda c: os.chown(c / "f", 0, 0), "f: the copy does not keep its owner (4000, copied as 0)"),
+    (lambda c: (c / "f").chmod(0o644), "f: the copy does not keep its mode (0o600, copied as 0o644)"),
+    (lambda c: os.utime(c / "f", ns=(0, 0)), "f: the copy does not keep its modification time"),
+    (lambda c: os.setxattr(c / "f", "user.extra", b"1"), "f: the copy does not keep its extended attributes"),
+    (lambda c: (c / "f").write_text("changed"), "f: its contents differ in the copy"),
+    (lambda c: [(c / "l").unlink(), (c / "l").symlink_to("elsewhere")], "l: the symlink points elsewhere"),
+    (lambda c: [(c / "h").unlink(), shutil.copy2(c / "f", c / "h"), os.chown(c / "h", STUDENT, STUDENT)],
+     "f and h are one file (hard links), but not in the copy"),
+    (lambda c: (c / "new").write_text(""), "new is in the copy only"),
+    (lambda c: (c / "f").unlink(), "f was not copied"),
+], ids=["owner", "mode", "time", "xattr", "contents", "symlink", "hard-link", "extra", "missing"])
+def test_the_check_after_the_copy_finds_what_was_not_kept(tmp_path, change, found):
+    root_only()
+    source = tmp_path / "source"
+    source.mkdir()
+    (source / "f").write_text("f")
+    (source / "f").chmod(0o600)
+    os.chown(source / "f", STUDENT, STUDENT)
+    os.link(source / "f", source / "h")
+    (source / "l").symlink_to("f")
+    subprocess.run(["cp", "-a", str(source), str(tmp_path / "copy")], check=True)
+    assert classdata.differences(str(source), str(tmp_path / "copy")) == []
+    change(tmp_path / "copy")
+    problems = classdata.differences(str(source), str(tmp_path / "copy"))
+    assert [p for p in problems if p.startswith(found)], problems
