@@ -298,7 +298,8 @@ def move_onto_device(place: str, target: str) -> str:
         ["cp", "--no-dereference", "--recursive", "--preserve=" + KEEP, "--no-target-directory", place, partial],
         check=False,
     )
-    problems = [copied.stdout.strip()[-1500:]] if copied.returncode != 0 else differences(place, partial)
+    # cp's own message may not name the file (it names the attribute twice): the check does
+    problems = ([copied.stdout.strip()[-1500:]] if copied.returncode != 0 else []) + differences(place, partial)
     if problems:
         shutil.rmtree(partial, ignore_errors=True)
         raise DataError(
