@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import REPO
 from classimage import classdata, provision, tljh
 
 NOBODY = {"root": (0, 0), "ubuntu": (1000, 1000)}
@@ -443,3 +444,78 @@ def test_the_check_after_the_copy_finds_what_was_not_kept(tmp_path, change, foun
     change(tmp_path / "copy")
     problems = classdata.differences(str(source), str(tmp_path / "copy"))
     assert [p for p in problems if p.startswith(found)], problems
+
+
+# -- a student's chgrp, and the class's groups between droplets: real accounts in a sandbox -------
+
+@pytest.fixture
+def droplet_accounts(tmp_path):
+    """`run(droplet, command)`: a shell command in a sandbox (bubblewrap) whose /etc is droplet
+    `droplet`'s own copy of this machine's and whose /home is the class's (one for every droplet,
+    as on a volume): the real groupadd, useradd, chgrp and classdata, on no account of the host's."""
+    root_only()
+    if not shutil.which("bwrap"):
+        pytest.fail("bubblewrap (bwrap) is needed: apt-get install bubblewrap (.ci/run does)")
+    (tmp_path / "home").mkdir()
+    (tmp_path / "device").mkdir()
+
+    def run(droplet: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        etc = tmp_path / f"etc-{droplet}"
+        if not etc.exists():
+            subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
+        result = subprocess.run(
+            ["bwrap", "--ro-bind", "/", "/", "--bind", str(tmp_path), str(tmp_path), "--bind", str(etc), "/etc",
+             "--bind", str(tmp_path / "home"), "/home", "--tmpfs", "/var/log", "--proc", "/proc", "--dev", "/dev",
+             "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--die-with-parent", "--setenv", "PYTHONPATH", str(REPO / "classimage"),
+             "/bin/bash", "-c", command], capture_output=True, text=True, timeout=120)
+        assert not check or result.returncode == 0, result.stdout + result.stderr
+        return result
+
+    return run
+
+
+def reconcile_in(tmp_path: Path, admins: list[str]) -> str:
+    """classdata's reconcile as the data service runs it at boot: what it says, one line each."""
+    return (f"python3 -c 'import classdata; classdata.RECORD = \"{tmp_path}/data.json\"; "
+            f"print(*classdata.reconcile({json.dumps(admins)}, \"{tmp_path}/device/ids.json\"), sep=chr(10))'")
+
+
+def gids(run, droplet: str) -> dict[str, int]:
+    lines = run(droplet, "getent group jupyterhub-admins jupyterhub-users jupyter-alice", check=False).stdout.splitlines()
+    return {line.split(":")[0]: int(line.split(":")[2]) for line in lines}
+
+
+def test_a_students_chgrp_of_their_home_never_closes_the_class_and_groups_keep_their_gids(droplet_accounts, tmp_path):
+    """The attack of issue 16: a student gives their home to jupyterhub-users (a group they are in,
+    so the kernel lets them), which made classdata refuse every later boot. And the class's groups,
+    made in one order on one droplet and the other order on the next, swapped their GIDs: a folder
+    of jupyterhub-admins became readable by every student."""
+    run = droplet_accounts
+    run("one-piece", reconcile_in(tmp_path, ["ada"]))  # class-data first, then TLJH and its first student
+    run("one-piece", "groupadd --force jupyterhub-admins && groupadd --force jupyterhub-users && "
+                     "useradd --create-home jupyter-alice && chmod o-rwx /home/jupyter-alice && "
+                     "gpasswd --add jupyter-alice jupyterhub-users && "
+                     "install -d -g jupyterhub-admins -m 0750 /home/staff && echo A > /home/staff/marks.csv && "
+                     "chgrp jupyterhub-admins /home/staff/marks.csv && chmod 0640 /home/staff/marks.csv")
+    before = gids(run, "one-piece")
+    attack = "setpriv --reuid=jupyter-alice --regid=jupyter-alice --init-groups chgrp jupyterhub-users /home/jupyter-alice"
+    run("one-piece", attack)  # the student, as themselves: allowed
+    assert (tmp_path / "home/jupyter-alice").stat().st_gid == before["jupyterhub-users"]
+    # The next boot of the same droplet: the home is given back, the class opens.
+    said = run("one-piece", reconcile_in(tmp_path, ["ada"])).stdout
+    assert "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users" in said, said
+    assert (tmp_path / "home/jupyter-alice").stat().st_gid == before["jupyter-alice"]
+    run("one-piece", attack)  # again: a backup of the volume carries it to the next droplet
+    # A droplet from a snapshot: TLJH's installer made the two groups in the other order.
+    run("snapshot", "groupadd jupyterhub-users && groupadd jupyterhub-admins")
+    swapped = gids(run, "snapshot")
+    assert (swapped["jupyterhub-users"], swapped["jupyterhub-admins"]) == (before["jupyterhub-admins"],
+                                                                          before["jupyterhub-users"])
+    said = run("snapshot", reconcile_in(tmp_path, ["ada"])).stdout
+    assert "recreated 1 account(s): jupyter-alice" in said and "WARNING: the home of jupyter-alice" in said, said
+    assert gids(run, "snapshot") == before  # every group with the GID it had on the volume's first droplet
+    assert (tmp_path / "home/jupyter-alice").stat().st_gid == before["jupyter-alice"]
+    read = run("snapshot", "setpriv --reuid=jupyter-alice --regid=jupyter-alice --init-groups cat /home/staff/marks.csv",
+               check=False)
+    assert read.returncode != 0 and "Permission denied" in read.stderr, read  # still the admins' only
+    assert "jupyterhub-users" in run("snapshot", "id -nG jupyter-alice").stdout.split()
