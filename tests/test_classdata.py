@@ -112,14 +112,67 @@ def test_only_a_device_without_any_filesystem_is_formatted(found, formats):
     assert classdata.decide_format(found) is formats
 
 
-def test_the_real_blkid_tells_an_empty_device_from_one_with_a_filesystem(tmp_path):
+def device_with(tmp_path: Path, content: str) -> Path:
+    """A file standing for a block device: empty (zeros, as a new volume), ext4, or worse."""
     device = tmp_path / "device"
-    device.write_bytes(b"\0" * (8 << 20))
-    assert classdata.filesystem(str(device)) is None
-    subprocess.run(["mkfs.ext4", "-q", "-F", str(device)], check=True)
-    assert classdata.filesystem(str(device)) == "ext4"
-    with pytest.raises(classdata.DataError, match="cannot tell what"):
-        classdata.filesystem(str(tmp_path / "missing"))
+    subprocess.run(["truncate", "--size", "16M", str(device)], check=True)
+    if content in ("ext4", "ext4+iso9660"):
+        subprocess.run(["mkfs.ext4", "-q", "-F", str(device)], check=True)
+    with open(device, "r+b") as handle:
+        if content == "ext4+iso9660":  # an ISO 9660 volume descriptor too: two filesystems, one device
+            handle.seek(32768)
+            handle.write(b"\x01CD001\x01")
+        elif content == "luks":
+            handle.write(b"LUKS\xba\xbe\x00\x01")
+        elif content == "unrecognised":  # data, but no filesystem blkid knows (a damaged superblock)
+            handle.seek(4096)
+            handle.write(os.urandom(4096))
+    return device
+
+
+def blkid_that(tmp_path: Path, monkeypatch, script: str) -> None:
+    """A stand-in blkid for what the real one does only on a failing device or machine."""
+    folder = tmp_path / "stand-in"
+    folder.mkdir()
+    (folder / "blkid").write_text("#!/bin/sh\n" + script + "\n")
+    (folder / "blkid").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{folder}:{os.environ['PATH']}")
+
+
+@pytest.mark.parametrize("content, blkid, exit_code, found", [
+    ("empty", None, 2, None),  # nothing found: the only case that formats
+    ("ext4", None, 0, "ext4"),
+    ("luks", None, 0, "crypto_LUKS"),  # not a filesystem classimage mounts, but something: kept
+    ("unrecognised", None, 2, "holds data but no filesystem blkid recognises"),
+    ("ext4+iso9660", None, 8, "blkid exit 8.*more than one filesystem signature"),
+    ("empty", "echo 'blkid: bad usage' >&2; exit 4", 4, "blkid exit 4.*bad usage"),
+    ("ext4", "kill -9 $$", -9, "blkid exit -9.*killed by signal 9"),
+    ("ext4", "exit 0", 0, "unknown"),  # found something it cannot name
+    ("missing", None, None, "cannot tell what .* holds: No such file"),
+    ("folder", None, None, "is not a block device"),
+], ids=["nothing-2", "ext4-0", "luks-0", "data-2", "ambivalent-8", "usage-4", "killed", "unnamed-0", "missing",
+        "folder"])
+def test_blkid_every_exit_and_only_nothing_found_formats(tmp_path, monkeypatch, content, blkid, exit_code, found):
+    """The real blkid on files where it can answer so (exit 0, 2 and 8), a stand-in where only a
+    failing device or machine makes it (4, killed). Every answer but "nothing found" on a device
+    that reads as zeros keeps the device as it is."""
+    if content == "missing":
+        device = tmp_path / "missing"
+    elif content == "folder":
+        device = tmp_path
+    else:
+        device = device_with(tmp_path, content)
+    if blkid is not None:
+        blkid_that(tmp_path, monkeypatch, blkid)
+    if exit_code is not None:
+        real = subprocess.run(["blkid", "--probe", "--output", "value", "--match-tag", "TYPE", str(device)])
+        assert real.returncode == exit_code  # the case is what it says it is
+    if found is None or found in ("ext4", "crypto_LUKS", "unknown"):
+        kind = classdata.filesystem(str(device))
+        assert kind == found and classdata.decide_format(kind) is (found is None)
+    else:
+        with pytest.raises(classdata.DataError, match=found):
+            classdata.filesystem(str(device))
 
 
 def test_a_bigger_volume_grows_its_filesystem_before_mounting_and_keeps_its_files(tmp_path, monkeypatch):
@@ -190,6 +243,56 @@ def test_the_copy_is_written_only_onto_the_mounted_device(data, monkeypatch):
     assert (mount / classdata.COPY).stat().st_mode & 0o777 == 0o600
     assert json.loads(Path(classdata.RECORD).read_text())["database_copied"] == when
     assert not list((mount / classdata.COPY).parent.glob(".copy-*"))  # no temporary file left behind
+
+
+def pairs(path: Path) -> tuple[int, str]:
+    """(rows, SQLite's integrity check) of a copy whose writer only ever commits rows in pairs."""
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        rows = connection.execute("SELECT count(*) FROM users").fetchone()[0]
+        return rows, connection.execute("PRAGMA integrity_check").fetchone()[0]
+    finally:
+        connection.close()
+
+
+def test_the_database_copy_holds_what_only_the_wal_holds_while_another_connection_writes(data, monkeypatch):
+    """The hub's database in WAL mode, its newest transactions still in the -wal file (never
+    checkpointed), and a connection committing pairs of rows all through the copy: the copy is
+    consistent (whole pairs only) and holds every row committed before it began."""
+    import threading
+
+    monkeypatch.setattr(classdata, "mounted", lambda path: True)
+    live = data / "data" / "tljh-state" / classdata.DATABASE
+    writer = sqlite3.connect(live, check_same_thread=False, isolation_level=None)
+    writer.execute("PRAGMA journal_mode=wal")
+    writer.execute("PRAGMA wal_autocheckpoint=0")  # every commit stays in the -wal file
+    writer.execute("CREATE TABLE users (name TEXT, pad BLOB)")
+    for n in range(500):
+        writer.execute("BEGIN")
+        writer.executemany("INSERT INTO users VALUES (?, randomblob(300))", [(f"a{n}",), (f"b{n}",)])
+        writer.execute("COMMIT")
+    assert Path(f"{live}-wal").stat().st_size > live.stat().st_size  # the rows are in the WAL, not the file
+    stop = threading.Event()
+
+    def write() -> None:
+        n = 0
+        while not stop.is_set():
+            writer.execute("BEGIN")
+            writer.executemany("INSERT INTO users VALUES (?, randomblob(300))", [(f"c{n}",), (f"d{n}",)])
+            writer.execute("COMMIT")
+            n += 1
+
+    thread = threading.Thread(target=write)
+    thread.start()
+    try:
+        copies = [classdata.copy_database(str(data / "data")) for _ in range(5)]
+    finally:
+        stop.set()
+        thread.join()
+    rows, check = pairs(data / "data" / classdata.COPY)
+    writer.close()
+    assert all(copies) and check == "ok"
+    assert rows >= 1000 and rows % 2 == 0, rows
 
 
 def test_no_database_yet_means_no_copy(data, monkeypatch):
