@@ -82,6 +82,18 @@ DATA_COPY_TIMER = "/etc/systemd/system/classimage-data-copy.timer"
 DATA_MISSING_SOCKET = "/etc/systemd/system/classimage-data-missing.socket"
 DATA_MISSING_UNIT = "/etc/systemd/system/classimage-data-missing.service"
 CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
+# TLJH's own (classimage/tljh.py names the same for the pipeline), and its settings as TLJH reads
+# them (config.yaml over its defaults), with the hub's Python: its YAML, its defaults, its merge.
+TLJH_PYTHON = "/opt/tljh/hub/bin/python3"
+TLJH_CONFIG = "/opt/tljh/config/config.yaml"
+CULL_PROBE = (
+    "import json; from tljh.configurer import load_config; print(json.dumps(load_config()['services']['cull']))"
+)
+CULL_USERS_WARNING = (
+    "services.cull.users is set in TLJH's config: the idle culler deletes idle students from the hub, and "
+    "with NativeAuthenticator their sign-ups and passwords go with them. Unset it: "
+    "sudo tljh-config unset services.cull.users && sudo tljh-config reload hub"
+)
 
 # The status over HTTP: the hub runs `serve-status` as a service, public at this path.
 SERVICE = "classimage-status"
@@ -339,6 +351,7 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         {key: step.get(key) for key in ("name", "title", "state", "started", "seconds")}
         for step in status.get("steps", [])
     ]
+    public["warnings"] = list(status.get("warnings") or [])
     data = status.get("data")  # the class's data device, as classimage-class-data keeps its record
     public["data"] = {key: data.get(key) for key in ("mounted", "database_copied", "error")} if data else None
     return public
@@ -630,8 +643,37 @@ def command_status(paths: Paths, as_json: bool = False, stream: IO[str] | None =
             print("      exit code %s; last lines of its output:" % step.get("exit_code"), file=stream)
             for line in step.get("log_tail", []):
                 print("      | " + line, file=stream)
+    for warning in hub_warnings(paths):
+        print("WARNING: " + warning, file=stream)
     print("log: %s" % status.get("log", LOG), file=stream)
     return {"ready": 0, "running": 3}.get(status["state"], 1)
+
+
+_cull_settings: dict[str, Any] = {}  # config.yaml's (mtime, size) when last read, and what it said
+
+
+def hub_warnings(paths: Paths) -> list[str]:
+    """What the instructor must hear about the hub's settings: `services.cull.users` set (the docs
+    say never). Read again only when config.yaml changes: the hub's Python takes a moment."""
+    try:
+        info = os.stat(paths.at(TLJH_CONFIG))
+    except OSError:
+        return []
+    key = (info.st_mtime_ns, info.st_size)
+    if _cull_settings.get("key") != key:
+        _cull_settings.update(key=key, users=cull_users(paths))
+    return [CULL_USERS_WARNING] if _cull_settings["users"] else []
+
+
+def cull_users(paths: Paths) -> bool:
+    """Whether TLJH, reading its config as it does, would run the culler with --cull-users."""
+    try:
+        result = subprocess.run(
+            [paths.at(TLJH_PYTHON), "-c", CULL_PROBE], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, timeout=60
+        )
+        return result.returncode == 0 and bool(json.loads(result.stdout).get("users"))
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return False
 
 
 # -------------------------------------------------------------------------------------------------
@@ -675,6 +717,8 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = read_plan(paths)
             except PlanError:
                 plan = None
+            if status is not None:
+                status["warnings"] = hub_warnings(paths)
             if status is None:
                 document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):

@@ -117,6 +117,8 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         problem = ((provisioning or {}).get("data") or {}).get("error")
         if problem:
             echo(f"  the class's data: {problem}")
+        for warning in (provisioning or {}).get("warnings") or []:  # the hub's settings (provision.hub_warnings)
+            echo(f"  WARNING: {warning}")
         copied = copy_age(provisioning)
         if copied is not None:
             echo(f"  the hub's database was last copied to the volume {clock(copied)} (min:s) ago")

@@ -79,10 +79,13 @@ def boot(droplet, source, instance_id="i-first", ca=None) -> tuple[dict, Path]:
 def explain(droplet) -> str:
     """What to read when an assertion fails: our status, our log's tail, cloud-init's output tail."""
     status = droplet.sh(f"{provision.RUNNER} status").stdout if droplet.nspawn else ""
-    tail = lambda p: "\n".join(p.read_text(errors="replace").splitlines()[-40:]) if p.exists() else "(none)"
-    return (f"\n--- status\n{status}\n--- {provision.LOG}\n{tail(droplet.path(provision.LOG))}"
-            f"\n--- installer.log\n{tail(droplet.path('/opt/tljh/installer.log'))}"
-            f"\n--- cloud-init-output.log\n{tail(droplet.path('/var/log/cloud-init-output.log'))}")
+    def tail(inside: str) -> str:
+        data = droplet.read_bytes(inside)
+        return "(none)" if data is None else "\n".join(data.decode(errors="replace").splitlines()[-40:])
+
+    return (f"\n--- status\n{status}\n--- {provision.LOG}\n{tail(provision.LOG)}"
+            f"\n--- installer.log\n{tail('/opt/tljh/installer.log')}"
+            f"\n--- cloud-init-output.log\n{tail('/var/log/cloud-init-output.log')}")
 
 
 def browser(droplet) -> Browser:
@@ -90,11 +93,14 @@ def browser(droplet) -> Browser:
 
 
 def mode(droplet, inside: str) -> str:
-    return oct(droplet.path(inside).stat().st_mode & 0o777)
+    """The permission bits of `inside`, as the droplet sees it (the class's volume included)."""
+    return oct(droplet.file_mode(inside) & 0o777)
 
 
-def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True) -> dict:
-    """Everything 'ready' means, checked on the droplet itself and through its proxy."""
+def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, volume: str | None = None) -> dict:
+    """Everything 'ready' means, checked on the droplet itself (its files read from inside it, so
+    what is mounted there counts: the class's volume) and through its proxy. `volume`: the
+    DigitalOcean volume `classimage up` attached, if any (a spec's `storage.device` needs none)."""
     loaded = spec.load_file(spec_path)
     course = loaded.spec
     if first_boot_clean:
@@ -103,7 +109,7 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True) -> 
     status = droplet.read_json(provision.STATUS)
     assert status["state"] == "ready", explain(droplet)
     assert status["spec_digest"] == loaded.digest
-    assert [s["name"] for s in status["steps"]] == [s.name for s in plan.steps(course, status["stage"])]
+    assert [s["name"] for s in status["steps"]] == [s.name for s in plan.steps(course, status["stage"], volume=volume)]
     for step in status["steps"]:
         assert step["state"] == "done" and step["seconds"] >= 0 and step["started"] <= step["finished"], step
     # apt: the prerequisites and the course's packages
@@ -116,10 +122,16 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True) -> 
                          "print(m.version(\"the-littlest-jupyterhub\"))'", check=True).stdout.strip()
     assert version == course.tljh.version
     # config.yaml: what the spec implies (TLJH's installer rewrote it with its own YAML writer)
-    written = yaml.safe_load(droplet.path(tljh.CONFIG_YAML).read_text())
+    written = yaml.safe_load(droplet.read_text(tljh.CONFIG_YAML))
     assert written == tljh.config(course)
     assert tljh.problems(written, course.tljh.version) == []
-    assert droplet.path(tljh.CLASSIMAGE_CONFIG).read_text() == tljh.jupyterhub_config(course)
+    assert droplet.read_text(tljh.CLASSIMAGE_CONFIG) == tljh.jupyterhub_config(course)
+    # the class's data on its device: mounted where TLJH looks for it, recorded without an error
+    if plan.data_device(course, volume):
+        record = droplet.read_json(provision.DATA_RECORD)
+        assert record and record["error"] is None and record["device"] == plan.data_device(course, volume), record
+        places = droplet.sh("findmnt -n -o TARGET /srv/classimage-data /home /opt/tljh/state", check=True).stdout
+        assert places.split() == ["/srv/classimage-data", "/home", "/opt/tljh/state"], places
     # the modes TLJH sets and expects
     assert mode(droplet, tljh.CONFIG_DIR) == mode(droplet, tljh.CONFIG_D) == "0o700"
     assert mode(droplet, tljh.CLASSIMAGE_CONFIG) == mode(droplet, tljh.CONFIG_YAML) == "0o600"
@@ -150,15 +162,15 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True) -> 
         result = droplet.sh(f"{display}{tljh.USER_BIN}/python3 /var/tmp/import-probe.py")
         assert result.returncode == 0, result.stderr
     # the network settings: the course's CAs in the system store, pip told about the proxy
-    bundle = droplet.path("/etc/ssl/certs/ca-certificates.crt").read_text()
+    bundle = droplet.read_text("/etc/ssl/certs/ca-certificates.crt")
     assert all(pem.strip() in bundle for pem in course.network.ca_certificates)
-    assert f"proxy = {course.network.proxy}" in droplet.path("/etc/pip.conf").read_text()
+    assert f"proxy = {course.network.proxy}" in droplet.read_text("/etc/pip.conf")
     # the hub answers through the real traefik on port 80, from outside the droplet, and is open
     hub = browser(droplet)
     api = hub.get("/hub/api")
     assert api.code == 200 and "version" in json.loads(api.body), api
     assert hub.get("/hub/health").code == 200
-    assert droplet.path(provision.HUB_OPEN).exists()
+    assert droplet.exists(provision.HUB_OPEN)
     login = hub.get("/hub/login")
     assert login.code == 200 and "being prepared" not in login.body, login
     # the provisioning status, as a health check reads it: through the hub's proxy, no log tails
@@ -216,7 +228,7 @@ def assert_failed(droplet, step: str, cloud_init: dict, *expected_output: str) -
     assert any("scripts-user" in e or "scripts_user" in e for e in errors), errors
     after = status["steps"][[s["name"] for s in status["steps"]].index(step) + 1:]
     assert all(s["state"] == "pending" for s in after)
-    output = droplet.path("/var/log/cloud-init-output.log").read_text()
+    output = droplet.read_text("/var/log/cloud-init-output.log")
     assert "FAILED" in output and expected_output[0] in output
     return status
 
@@ -279,8 +291,8 @@ def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict
     assert events and events[-1]["phase"] == "finished", events
     repo = course.content[0]
     notebook = f"/home/{unix}/{repo.folder}/{repo.open}"
-    assert droplet.path(notebook).is_file(), droplet.sh(f"ls -la /home/{unix}").stdout
-    assert course_repo.MARKER in droplet.path(notebook).read_text()
+    assert droplet.exists(notebook), droplet.sh(f"ls -la /home/{unix}").stdout
+    assert course_repo.MARKER in droplet.read_text(notebook)
     owner = droplet.sh(f"stat -c %U {notebook}", check=True).stdout.strip()
     assert owner == unix
     # where the link sends the student after the pull: the notebook, opened

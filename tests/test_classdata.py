@@ -356,6 +356,7 @@ def test_the_paths_are_the_ones_everything_else_uses():
     assert classdata.RECORD == provision.DATA_RECORD
     assert dict(classdata.PLACES)["tljh-state"] == tljh.STATE
     assert classdata.DATABASE == Path(tljh.DATABASE).name
+    assert (provision.TLJH_PYTHON, provision.TLJH_CONFIG) == (tljh.HUB_PYTHON, tljh.CONFIG_YAML)
 
 
 # -- the first move of /home onto the device: every owner kept ------------------------------------

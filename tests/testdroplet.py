@@ -337,11 +337,15 @@ class TestDroplet:
             raise DropletError(f"the droplet has no init process: {self.console_tail()}")
         return int(children[0])
 
+    def _enter(self) -> list[str]:
+        """The start of a command line that runs inside the droplet: in all its namespaces, its root."""
+        return ["nsenter", f"--target={self.leader}", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup",
+                "--root", "--wd", "--"]
+
     def sh(self, command: str, *, user: int | None = None, timeout: float = 120,
            check: bool = False) -> subprocess.CompletedProcess:
         """Run `command` with bash inside the running droplet, as root or as the uid `user`."""
-        argv = ["nsenter", f"--target={self.leader}", "--mount", "--uts", "--ipc", "--net", "--pid", "--cgroup",
-                "--root", "--wd", "--"]
+        argv = self._enter()
         if user is not None:
             argv += ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", "--"]
         result = subprocess.run(argv + ["/bin/bash", "-c", command], capture_output=True, text=True,
@@ -376,12 +380,63 @@ class TestDroplet:
         return fields
 
     def path(self, inside: str) -> Path:
-        """A path inside the droplet, as seen from the host (readable whether it runs or not)."""
+        """A path inside the droplet, as seen from the host: the droplet's own disk (readable whether
+        it runs or not), so not what the droplet mounts over it (the class's volume on /home and
+        /opt/tljh/state). To see what the droplet's processes see, use read_bytes/read_text/
+        read_json/exists/file_mode, which look from inside while it runs."""
         return self.root / inside.lstrip("/")
 
+    def read_bytes(self, inside: str) -> bytes | None:
+        """A file's bytes as the droplet's own processes see them (through its namespaces while it
+        runs, whatever is mounted there; from its disk when it does not), or None if there is none."""
+        if self.nspawn is None:
+            path = self.path(inside)
+            return path.read_bytes() if path.exists() else None
+        result = subprocess.run(self._enter() + ["cat", "--", inside], capture_output=True, timeout=120,
+                                env={"PATH": PATH, "LANG": "C.UTF-8"})
+        if result.returncode == 0:
+            return result.stdout
+        if b"No such file or directory" in result.stderr:
+            return None
+        raise DropletError(f"cannot read {inside} in the droplet: {result.stderr.decode(errors='replace')}")
+
+    def read_text(self, inside: str) -> str | None:
+        data = self.read_bytes(inside)
+        return None if data is None else data.decode()
+
     def read_json(self, inside: str) -> dict | None:
-        path = self.path(inside)
-        return json.loads(path.read_text()) if path.exists() else None
+        text = self.read_text(inside)
+        return None if text is None else json.loads(text)
+
+    def _stat(self, inside: str, form: str) -> str | None:
+        if self.nspawn is None:
+            path = self.path(inside)
+            if not path.exists():
+                return None
+            info = path.stat()
+            return {"%a": f"{info.st_mode & 0o7777:o}", "%u:%g": f"{info.st_uid}:{info.st_gid}"}[form]
+        result = subprocess.run(self._enter() + ["stat", "--dereference", "--format", form, "--", inside],
+                                capture_output=True, text=True, timeout=60, env={"PATH": PATH, "LANG": "C.UTF-8"})
+        return result.stdout.strip() if result.returncode == 0 else None
+
+    def exists(self, inside: str) -> bool:
+        """Whether the droplet's processes see a file at `inside` (following symlinks)."""
+        return self._stat(inside, "%a") is not None
+
+    def file_mode(self, inside: str) -> int:
+        """The permission bits of `inside` as the droplet sees it (after symlinks)."""
+        found = self._stat(inside, "%a")
+        if found is None:
+            raise DropletError(f"{inside} is not in the droplet")
+        return int(found, 8)
+
+    def owner(self, inside: str) -> tuple[int, int]:
+        """(uid, gid) of `inside` as the droplet sees it (after symlinks)."""
+        found = self._stat(inside, "%u:%g")
+        if found is None:
+            raise DropletError(f"{inside} is not in the droplet")
+        uid, gid = found.split(":")
+        return int(uid), int(gid)
 
     def console_tail(self, lines: int = 30) -> str:
         path = self.workdir / "console.log"
