@@ -130,7 +130,8 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, vol
     if plan.data_device(course, volume):
         record = droplet.read_json(provision.DATA_RECORD)
         assert record and record["error"] is None and record["device"] == plan.data_device(course, volume), record
-        places = droplet.sh("findmnt -n -o TARGET /srv/classimage-data /home /opt/tljh/state", check=True).stdout
+        places = droplet.sh("for place in /srv/classimage-data /home /opt/tljh/state; do "
+                            "findmnt -n -o TARGET --mountpoint $place; done").stdout
         assert places.split() == ["/srv/classimage-data", "/home", "/opt/tljh/state"], places
     # the modes TLJH sets and expects
     assert mode(droplet, tljh.CONFIG_DIR) == mode(droplet, tljh.CONFIG_D) == "0o700"

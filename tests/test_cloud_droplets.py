@@ -23,7 +23,7 @@ import yaml
 import course_repo
 import do_standin
 from conftest import CASES, REPO
-from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, admin_hash, droplets, explain, layers, spec_for
+from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, admin_hash, assert_ready, droplets, explain, layers, spec_for
 from hubclient import Browser, wait_for
 from classimage import artifacts, plan, provision, spec
 
@@ -86,6 +86,7 @@ def test_up_makes_the_class_from_nothing(first_up, cloud, record_property):
     assert sorted(r["ports"] for r in firewall["inbound_rules"]) == ["22", "443", "80"]
     inside = cloud.machines.droplets[droplet["id"]]
     assert inside.sh("test -b /dev/disk/by-id/scsi-0DO_Volume_firstclass-data").returncode == 0  # attached
+    assert_ready(inside, cloud.spec, volume=volume["name"])  # every check, the volume's files included
     record_property("figure", f"up from nothing to ready: {seconds:.0f} s, {requests} requests to the API "
                               "(tests/test_cloud_droplets.py)")
 
@@ -120,6 +121,12 @@ def test_status_says_what_exists_and_what_it_costs(first_up, cloud):
     assert "volume firstclass-data (the class's data): 20 GiB" in lines and "attached to" in lines
     assert "provisioning: ready" in lines and "hub: answers" in lines
     assert "monthly cost: $26.00" in lines and "droplet s-2vcpu-4gb: $24.00 (DigitalOcean's API)" in lines
+    assert "WARNING" not in lines
+    _, droplet = class_droplet(cloud)
+    droplet.sh("tljh-config set services.cull.users true", check=True)  # what the docs say never to do
+    warned = cloud.classimage("status", str(cloud.spec)).stdout
+    droplet.sh("tljh-config unset services.cull.users", check=True)
+    assert f"  WARNING: {provision.CULL_USERS_WARNING}" in warned, warned
 
 
 # -- the class outlives its droplet: replacement, backup, restore ------------------------------------
@@ -297,6 +304,7 @@ def test_students_find_everything_on_the_new_droplet(moved, class_on_a, cloud):
     assert droplet_id != class_on_a["droplet"] and class_on_a["droplet"] not in cloud.machines.droplets
     (volume,) = cloud.api.volumes.values()
     assert volume["droplet_ids"] == [droplet_id] and volume["size_gigabytes"] == 21
+    assert_ready(droplet, moved_spec(cloud), volume=volume["name"])
     # grown online with the volume (by 1 GiB), not reformatted: the work below is still there
     assert data_size(droplet) - class_on_a["bytes"] > (1 << 30) * 0.9, (data_size(droplet), class_on_a["bytes"])
     # The accounts came back with their homes' ids, made in another order than on the first droplet.
@@ -367,6 +375,7 @@ def test_restore_brings_the_class_back_as_it_was_at_the_backup(backed_up, cloud,
     restored = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
     assert len(restored) == 1 and re.fullmatch(r"firstclass-data-\d{8}-\d{6}", restored[0]["name"]), restored
     assert "previous volume firstclass-data is kept" in result.stdout, result.stdout
+    assert_ready(droplet, moved_spec(cloud), volume=restored[0]["name"])
     assert manifest(droplet) == then
     assert signed_in(cloud, "student1", PASSWORDS["student1"])
     refused = Browser(f"http://{class_address(cloud)}")

@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -205,12 +206,14 @@ class SharedProxy:
 
 
 _shared: SharedProxy | None = None
+_sharing = threading.Lock()  # droplets made side by side in threads (a bake meanwhile) share one proxy
 
 
 def shared_proxy() -> SharedProxy:
     global _shared
-    if _shared is None:
-        _shared = SharedProxy()
+    with _sharing:
+        if _shared is None:
+            _shared = SharedProxy()
     return _shared
 
 
@@ -298,14 +301,17 @@ class TestDroplet:
 
     # -- seed and boot ---------------------------------------------------------------------------
 
-    def seed(self, user_data: str, instance_id: str, hostname: str = "droplet") -> None:
+    def seed(self, user_data: str, instance_id: str, hostname: str = "droplet", public_keys: tuple = ()) -> None:
         """The user data, where NoCloud reads it: root's only, as DigitalOcean's metadata service
-        is on a droplet whose user data closes it to everyone but root."""
+        is on a droplet whose user data closes it to everyone but root. `public_keys`: SSH keys the
+        cloud gives the image's default user (`debian`), as other clouds' metadata does."""
         seed = self.root / "var/lib/cloud/seed/nocloud"
         seed.mkdir(parents=True, exist_ok=True)
         seed.chmod(0o700)
         (seed / "user-data").write_text(user_data)
-        (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n")
+        keys = "".join(f"  - {json.dumps(key)}\n" for key in public_keys)
+        (seed / "meta-data").write_text(f"instance-id: {instance_id}\nlocal-hostname: {hostname}\n"
+                                        + (f"public-keys:\n{keys}" if keys else ""))
         (seed / "network-config").write_text(
             f"version: 2\nethernets:\n  host0:\n    addresses: [{self.ip}/24]\n"
             f"    routes: [{{to: {self.proxy.address}/32, via: {self.host_ip}}}]\n")
