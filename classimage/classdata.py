@@ -65,7 +65,8 @@ class DataError(Exception):
 
 
 def say(message: str) -> None:
-    print("classimage-class-data: " + message, flush=True)
+    # A file name that is not UTF-8 (kept as surrogates) is shown escaped, not a traceback.
+    print(("classimage-class-data: " + message).encode("utf-8", "backslashreplace").decode(), flush=True)
 
 
 def now() -> str:

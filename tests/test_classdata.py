@@ -501,6 +501,11 @@ def test_a_move_that_cannot_keep_everything_is_refused_with_the_reason(filesyste
     assert (home / "work.ipynb").read_text() == "{}"  # the droplet's own files as they were
 
 
+def test_a_refusal_naming_a_file_that_is_not_utf8_is_said_plainly(capsys):
+    classdata.say("cannot move " + os.fsdecode(b"caf\xe9.txt"))
+    assert capsys.readouterr().out == "classimage-class-data: cannot move caf\\udce9.txt\n"
+
+
 def test_a_hard_link_out_of_the_home_cannot_be_kept_so_nothing_moves(filesystems):
     disk, volume = filesystems("disk"), filesystems("volume")
     (disk / "home" / "jupyter-ada").mkdir(parents=True)
