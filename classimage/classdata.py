@@ -17,13 +17,10 @@ user data as it is (standard library only, Python 3.9 or newer).
 A hub database that SQLite finds damaged when the device is mounted (a backup taken while the hub
 wrote, restored) is set aside and replaced by the last consistent copy.
 
-Accounts: every home on the device is owned by its student's Unix account, so the home's owner is
-the record of its UID: each `jupyter-NAME` is recreated with it (whatever order students come back
-in), in TLJH's group jupyterhub-users, admins in jupyterhub-admins. The device also records the
-GIDs of those two groups and of each student's own group (a home's group is the student's to
-change: `chgrp jupyterhub-users ~` must not close the class nor hand their files to another group),
-so every droplet on the device gives each group the GID it had: a home whose group is wrong is given
-back to its own group, with a warning.
+Accounts: each `jupyter-NAME` is recreated with its home's owner as UID (whatever order students
+come back in), in jupyterhub-users, admins in jupyterhub-admins. Those two groups and each student's
+own group get the GIDs the device recorded (a student can `chgrp` their home): a home in another
+group is given back to its own, with a warning.
 """
 
 from __future__ import annotations
@@ -53,7 +50,7 @@ COPY = "database-copy/jupyterhub.sqlite"
 RECORD = "/var/lib/classimage/data.json"  # what the status service tells about the class's data
 USERS_GROUP, ADMINS_GROUP = "jupyterhub-users", "jupyterhub-admins"
 CLASS_GROUPS = (ADMINS_GROUP, USERS_GROUP)  # the order TLJH's installer makes them in (ensure_usergroups)
-# What the first move onto the device keeps (GNU cp: ACLs come with `mode`); checked after, too.
+# What the first move onto the device keeps (GNU cp: ACLs come with `mode`), and fails when it cannot.
 KEEP = "mode,ownership,timestamps,links,xattr"
 ZEROS = 1 << 20  # bytes at the start of a device that must read as zeros before it is formatted
 PREFIX = "jupyter-"
@@ -96,11 +93,9 @@ def wait_for(device: str, then: str) -> None:
 
 
 def filesystem(device: str) -> str | None:
-    """The filesystem type on `device`, or None when it holds nothing at all. Only blkid's "nothing
-    found" (exit 2) can mean None, and blkid also answers 2 when it cannot read the device: so the
-    device must be a block device (or a file) that opens, and its first MiB must read as zeros, as a
-    new volume's does. Anything else (exit 4: an error; 8: more than one filesystem; killed; data
-    blkid does not recognise) is an error: formatting it could lose every student's work."""
+    """The filesystem type on `device`, or None when it holds nothing: blkid's "nothing found" (2,
+    which it also answers when it cannot read) on a device whose first MiB reads as zeros, as a new
+    volume's. Anything else (4, 8, killed, unknown data) is an error: a format would lose it all."""
     try:
         info = os.stat(device)
         if not (stat.S_ISBLK(info.st_mode) or stat.S_ISREG(info.st_mode)):
@@ -286,111 +281,37 @@ def prepare(device: str, course: str) -> list[str]:
 
 
 def move_onto_device(place: str, target: str) -> str:
-    """The first time: what the droplet holds at `place` goes onto the device as `target`, keeping
-    every owner, group, mode, time, ACL, extended attribute, symlink (not followed), hard link,
-    FIFO and socket: GNU cp does the copy (it fails when it cannot keep one of them), then the copy
-    is compared with the original. It is made beside `target` and renamed into place only when
-    whole, so a copy that fails or is interrupted leaves nothing that could pass for the real one.
-    Refuses, with the reason, anything it cannot keep; the droplet's own files are left as they are."""
-    partial = target + ".copying"
-    if os.path.lexists(partial):  # an earlier attempt, interrupted
-        shutil.rmtree(partial)
-    copied = run(
-        ["cp", "--no-dereference", "--recursive", "--preserve=" + KEEP, "--no-target-directory", place, partial],
-        check=False,
-    )
-    # cp's own message may not name the file (it names the attribute twice): the check does
-    problems = ([copied.stdout.strip()[-1500:]] if copied.returncode != 0 else []) + differences(place, partial)
-    if problems:
+    """The first time: `place` onto the device as `target`, every owner, group, mode, time, ACL,
+    xattr, symlink, hard link, FIFO and socket kept (GNU cp, told to fail on whatever it cannot
+    keep), renamed in only when whole; anything it cannot keep is refused with the reason."""
+    outside = linked_outside(place)
+    problem = "hard links to files outside %s, which another filesystem cannot keep: %s" % (place, ", ".join(outside))
+    if not outside:
+        partial = target + ".copying"
+        if os.path.lexists(partial):  # an earlier attempt, interrupted
+            shutil.rmtree(partial)
+        argv = ["cp", "--no-dereference", "--recursive", "--preserve=" + KEEP, "--no-target-directory", place, partial]
+        copied = run(argv, check=False)
+        if copied.returncode == 0:
+            os.rename(partial, target)
+            return "moved %s onto the device, every owner, mode, time, ACL, attribute and link kept" % place
         shutil.rmtree(partial, ignore_errors=True)
-        raise DataError(
-            "cannot move %s onto the class's data device without losing something, so nothing was "
-            "moved: %s. Fix that in %s (or remove what does not need keeping) and run again"
-            % (place, "; ".join(problems[:5]) + ("; ..." if len(problems) > 5 else ""), place)
-        )
-    os.rename(partial, target)
-    return "moved %s onto the device, every owner, mode, time, ACL, attribute and link kept" % place
+        problem = copied.stdout.strip()[-1500:]
+    raise DataError(
+        "cannot move %s onto the class's data device without losing something, so nothing was moved: %s. "
+        "Fix that in %s (or remove what does not need keeping) and run again" % (place, problem, place)
+    )
 
 
-def differences(source: str, copy: str) -> list[str]:
-    """What `copy` does not keep of `source` (both trees, walked without following symlinks): each
-    entry's type, mode, owner, group, modification time, contents or link target, device number,
-    extended attributes (ACLs among them), and which names are hard links of one file. A hard link
-    to a file outside `source` cannot be kept on another filesystem: it is a difference too."""
-    found = entry_differences(source, copy, ".")
-    unreadable: list[OSError] = []
-    linked: dict[tuple[int, int, int], list[str]] = {}  # a file with several names (device, inode, links): them
-    for folder, folders, files in os.walk(source, onerror=unreadable.append):
-        for name in sorted(folders + files):
-            path = os.path.join(folder, name)
-            relative = os.path.relpath(path, source)
-            found += entry_differences(path, os.path.join(copy, relative), relative)
-            info = os.lstat(path)
-            if not stat.S_ISDIR(info.st_mode) and info.st_nlink > 1:
-                linked.setdefault((info.st_dev, info.st_ino, info.st_nlink), []).append(relative)
-    for (_, _, links), names in linked.items():
-        if len(names) < links:
-            found.append(
-                "%s is a hard link to a file outside %s, which another filesystem cannot keep" % (names[0], source)
-            )
-        copies = [os.path.join(copy, name) for name in names if os.path.lexists(os.path.join(copy, name))]
-        if len({os.lstat(path).st_ino for path in copies}) > 1:
-            found.append("%s are one file (hard links), but not in the copy" % " and ".join(names))
-    for folder, folders, files in os.walk(copy):
-        for name in folders + files:
-            relative = os.path.relpath(os.path.join(folder, name), copy)
-            if not os.path.lexists(os.path.join(source, relative)):
-                found.append("%s is in the copy only" % relative)
-    return found + ["cannot read %s: %s" % (error.filename, error.strerror) for error in unreadable]
-
-
-def entry_differences(original: str, copied: str, name: str) -> list[str]:
-    try:
-        a, b = os.lstat(original), os.lstat(copied)
-    except FileNotFoundError:
-        return ["%s was not copied" % name]
-    found = []
-    if stat.S_IFMT(a.st_mode) != stat.S_IFMT(b.st_mode):
-        return ["%s is another kind of file in the copy" % name]
-    for what, left, right in (
-        ("mode", oct(stat.S_IMODE(a.st_mode)), oct(stat.S_IMODE(b.st_mode))),
-        ("owner", a.st_uid, b.st_uid),
-        ("group", a.st_gid, b.st_gid),
-        ("modification time", a.st_mtime_ns, b.st_mtime_ns),
-        ("device number", a.st_rdev, b.st_rdev),
-        ("extended attributes (ACLs among them)", attributes(original), attributes(copied)),
-    ):
-        if left != right:
-            found.append(
-                "%s: the copy does not keep its %s (%s, copied as %s)" % (name, what, short(left), short(right))
-            )
-    if stat.S_ISLNK(a.st_mode) and os.readlink(original) != os.readlink(copied):
-        found.append("%s: the symlink points elsewhere in the copy" % name)
-    if stat.S_ISREG(a.st_mode) and (a.st_size != b.st_size or not same_contents(original, copied)):
-        found.append("%s: its contents differ in the copy" % name)
-    return found
-
-
-def attributes(path: str) -> dict[str, bytes]:
-    try:
-        names = os.listxattr(path, follow_symlinks=False)
-    except OSError:  # a filesystem without extended attributes holds none
-        return {}
-    return {name: os.getxattr(path, name, follow_symlinks=False) for name in sorted(names)}
-
-
-def short(value: object) -> str:
-    return value if isinstance(value, str) else repr(value)[:120]
-
-
-def same_contents(left: str, right: str) -> bool:
-    with open(left, "rb") as one, open(right, "rb") as other:
-        while True:
-            a, b = one.read(1 << 20), other.read(1 << 20)
-            if a != b:
-                return False
-            if not a:
-                return True
+def linked_outside(place: str) -> list[str]:
+    """Names under `place` of files that have more names (hard links) than `place` holds."""
+    seen: dict[tuple[int, int], list] = {}
+    for folder, _, files in os.walk(place):
+        for name in files:
+            info = os.lstat(os.path.join(folder, name))
+            if info.st_nlink > 1:
+                seen.setdefault((info.st_dev, info.st_ino), [info.st_nlink]).append(os.path.join(folder, name))
+    return sorted(names[1] for names in seen.values() if len(names) - 1 < names[0])
 
 
 def settle(device: str) -> list[str]:
@@ -419,8 +340,7 @@ def homes(root: str) -> list[tuple[str, int, int]]:
 
 
 def free_gid(taken: set[int]) -> int:
-    """The lowest GID for a person's group (1000 and up, as useradd's) that nothing in `taken`
-    holds; it is taken from then on."""
+    """The lowest GID from 1000 (useradd's) not in `taken`; taken from then on."""
     gid = 1000
     while gid in taken:
         gid += 1
@@ -431,10 +351,9 @@ def free_gid(taken: set[int]) -> int:
 def plan_class_groups(
     recorded: dict[str, int], groups: dict[str, int], taken: set[int]
 ) -> tuple[list[list[str]], list[str]]:
-    """(commands, conflicts): the commands that give jupyterhub-admins and jupyterhub-users the GIDs
-    the device recorded (a droplet from a snapshot has them from TLJH's installer, with whatever
-    GIDs that droplet gave them), or that make them, in TLJH's order, with GIDs no home on the device
-    uses. `groups`: name -> GID on this droplet; `taken`: GIDs the device's homes and record use."""
+    """(commands, conflicts) that give the class's groups the GIDs the device recorded (a snapshot's
+    TLJH made them with its own), or make them in TLJH's order with GIDs no home or record uses.
+    `groups`: name -> GID here."""
     commands, conflicts = [], []
     current = dict(groups)
     taken = taken | set(current.values()) | set(recorded.values())
@@ -467,11 +386,9 @@ def plan_accounts(
     groups_by_gid: dict[int, str],
     recorded: dict[str, int] | None = None,
 ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int]], list[str], list[str]]:
-    """(accounts to create as (name, uid, gid), homes to give back to their own group as (name, gid),
-    warnings, conflicts). Each home's owner comes back with the home's UID, and with its own group's
-    GID: the one the device recorded for it, else the home's. A home whose group is not its own
-    (a student may `chgrp jupyterhub-users ~`) is given back to it: never a closed class. An account
-    or UID that another name holds here is a conflict: nothing is changed for it."""
+    """(accounts to create (name, uid, gid), homes to give back to their own group (name, gid),
+    warnings, conflicts). The GID: the account's, else the recorded one, else the home's, else a new
+    one. A UID another account holds is a conflict: nothing is changed for it."""
     recorded = recorded or {}
     groups_by_gid = dict(groups_by_gid)
     groups_by_name = {name: gid for gid, name in groups_by_gid.items()}
@@ -508,8 +425,8 @@ def plan_accounts(
 
 
 def reconcile(admins: list[str] | None = None, ids: str | None = None) -> list[str]:
-    """Before the hub starts: the class's groups with the GIDs the device recorded, each student's
-    account recreated from their home, each home in its own group; then the record brought up to date."""
+    """Before the hub starts: groups with their recorded GIDs, accounts from homes, homes in their
+    own groups; then the record brought up to date."""
     ids = ids or os.path.join(MOUNT, IDS)
     recorded = read_ids(ids)
     wanted = homes("/home")
@@ -555,7 +472,7 @@ def reconcile(admins: list[str] | None = None, ids: str | None = None) -> list[s
 
 
 def read_ids(path: str) -> dict:
-    """The GIDs the device recorded: {"groups": {class group: GID}, "students": {account: GID}}."""
+    """{"groups": {class group: GID}, "students": {account: GID}} as the device recorded them."""
     try:
         with open(path) as handle:
             found = json.load(handle)
@@ -569,8 +486,8 @@ def read_ids(path: str) -> dict:
 
 
 def record_ids(path: str, root: str = "/home") -> None:
-    """Record on the device the GIDs of the class's groups and of each student's own group: from the
-    accounts, never from the homes (whose group a student can change)."""
+    """The GIDs of the class's groups and students' own groups onto the device: from the accounts,
+    never from the homes (whose group a student can change)."""
     recorded = read_ids(path)
     for name in CLASS_GROUPS:
         with contextlib.suppress(KeyError):

@@ -475,7 +475,6 @@ def test_the_first_move_keeps_every_owner_mode_time_acl_attribute_and_link(files
     copy = volume / "home" / "jupyter-ada"
     lost = [name for name, _, kept in HOME if not kept(copy)]
     assert lost == []
-    assert classdata.differences(str(disk / "home"), str(volume / "home")) == []
     assert not (volume / "home.copying").exists()
     # the student reads their own keys, as themselves (no other group, no capability)
     # (from inside the home: the test's own folders are root's only)
@@ -495,7 +494,7 @@ def test_a_move_that_cannot_keep_everything_is_refused_with_the_reason(filesyste
     (home / "work.ipynb").write_text("{}")
     os.setxattr(home / "work.ipynb", "user.big", b"x" * 10000)
     with pytest.raises(classdata.DataError, match="cannot move .* without losing something, so nothing was moved: "
-                                                  ".*work.ipynb.*user.big"):
+                                                  ".*user.big.*No space left on device"):
         classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]  # no half copy
     assert (home / "work.ipynb").read_text() == "{}"  # the droplet's own files as they were
@@ -511,7 +510,7 @@ def test_a_hard_link_out_of_the_home_cannot_be_kept_so_nothing_moves(filesystems
     (disk / "home" / "jupyter-ada").mkdir(parents=True)
     (disk / "elsewhere.txt").write_text("e\n")
     os.link(disk / "elsewhere.txt", disk / "home" / "jupyter-ada" / "linked.txt")
-    with pytest.raises(classdata.DataError, match="jupyter-ada/linked.txt is a hard link to a file outside"):
+    with pytest.raises(classdata.DataError, match="hard links to files outside .*: .*jupyter-ada/linked.txt"):
         classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]
 
@@ -525,34 +524,6 @@ def test_an_interrupted_move_is_done_again_from_the_start(filesystems):
     classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in (volume / "home" / "jupyter-ada").iterdir()) == ["work.txt"]
     assert not (volume / "home.copying").exists()
-
-
-@pytest.mark.parametrize("change, found", [
-    (lambda c: os.chown(c / "f", 0, 0), "f: the copy does not keep its owner (4000, copied as 0)"),
-    (lambda c: (c / "f").chmod(0o644), "f: the copy does not keep its mode (0o600, copied as 0o644)"),
-    (lambda c: os.utime(c / "f", ns=(0, 0)), "f: the copy does not keep its modification time"),
-    (lambda c: os.setxattr(c / "f", "user.extra", b"1"), "f: the copy does not keep its extended attributes"),
-    (lambda c: (c / "f").write_text("changed"), "f: its contents differ in the copy"),
-    (lambda c: [(c / "l").unlink(), (c / "l").symlink_to("elsewhere")], "l: the symlink points elsewhere"),
-    (lambda c: [(c / "h").unlink(), shutil.copy2(c / "f", c / "h"), os.chown(c / "h", STUDENT, STUDENT)],
-     "f and h are one file (hard links), but not in the copy"),
-    (lambda c: (c / "new").write_text(""), "new is in the copy only"),
-    (lambda c: (c / "f").unlink(), "f was not copied"),
-], ids=["owner", "mode", "time", "xattr", "contents", "symlink", "hard-link", "extra", "missing"])
-def test_the_check_after_the_copy_finds_what_was_not_kept(tmp_path, change, found):
-    root_only()
-    source = tmp_path / "source"
-    source.mkdir()
-    (source / "f").write_text("f")
-    (source / "f").chmod(0o600)
-    os.chown(source / "f", STUDENT, STUDENT)
-    os.link(source / "f", source / "h")
-    (source / "l").symlink_to("f")
-    subprocess.run(["cp", "-a", str(source), str(tmp_path / "copy")], check=True)
-    assert classdata.differences(str(source), str(tmp_path / "copy")) == []
-    change(tmp_path / "copy")
-    problems = classdata.differences(str(source), str(tmp_path / "copy"))
-    assert [p for p in problems if p.startswith(found)], problems
 
 
 # -- a student's chgrp, and the class's groups between droplets: real accounts in a sandbox -------
