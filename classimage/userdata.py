@@ -7,7 +7,7 @@ import base64
 import gzip
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from classimage import __version__, network, plan, provision, templating, tljh
 from classimage.model import Spec
@@ -116,6 +116,18 @@ def files(
     return written
 
 
+def document(written: list[WrittenFile], stage: str) -> str:
+    return templating.render(
+        "user-data.yaml.j2",
+        version=__version__,
+        stage=stage,
+        files=written,
+        runcmd=[provision.RUNNER, "run"],
+        status=provision.STATUS,
+        log=provision.LOG,
+    )
+
+
 def render(
     spec: Spec,
     spec_digest: str,
@@ -126,16 +138,18 @@ def render(
 ) -> str:
     """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
     made from the snapshot). `admin_hashes`: each admin's password hash (none: reserved); `volume`:
-    the DigitalOcean volume of the class's data, when the cloud verbs attach one."""
-    text = templating.render(
-        "user-data.yaml.j2",
-        version=__version__,
-        stage=stage,
-        files=files(spec, spec_digest, stage, admin_hashes, status_token_sha256, volume),
-        runcmd=[provision.RUNNER, "run"],
-        status=provision.STATUS,
-        log=provision.LOG,
-    )
+    the DigitalOcean volume of the class's data, when the cloud verbs attach one. Only classimage's
+    programs are compressed, the rest stays readable, unless that is over the limit."""
+    written = files(spec, spec_digest, stage, admin_hashes, status_token_sha256, volume)
+    text = document(written, stage)
+    if len(text.encode()) > LIMIT:  # a big class: every file that gzip makes smaller is shipped so
+        text = document(
+            [
+                replace(f, compressed=True) if len(replace(f, compressed=True).encoded) < len(f.encoded) else f
+                for f in written
+            ],
+            stage,
+        )
     size = len(text.encode())
     if size > LIMIT:
         raise TooLarge(f"the user data would be {size:,} bytes, over the {LIMIT:,}-byte limit droplets accept")

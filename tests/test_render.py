@@ -10,6 +10,7 @@ the name of its golden). A change to one step rewrites one golden."""
 from __future__ import annotations
 
 import ast
+import hashlib
 import inspect
 import json
 import subprocess
@@ -395,8 +396,27 @@ def test_bake_digest_follows_the_bake_only():
     assert plan.bake_digest(other_packages) != plan.bake_digest(base)
 
 
+def test_a_class_over_the_limit_as_text_ships_every_file_compressed(tmp_path):
+    """Readable user data over 64 KiB (many packages, a campus's CAs): every file gzip shrinks goes
+    compressed instead (cloud-init's gz+b64), and decodes to the same files."""
+    source = {"course": {"name": "Big", "slug": "big"}, "hub": {"admins": ["alice"]},
+              "environment": {"pip": [f"package-with-a-long-name-number-{i:05d}" for i in range(1500)]}}
+    path = tmp_path / "big.yaml"
+    path.write_text(yaml.safe_dump(source))
+    loaded = spec.load_file(path)
+    written = userdata.files(loaded.spec, loaded.digest, plan.FULL)
+    readable = sum(len(f.encoded) for f in written)
+    assert readable > userdata.LIMIT  # as text, it would not fit
+    text = userdata.render(loaded.spec, loaded.digest, plan.FULL)
+    assert len(text.encode()) <= userdata.LIMIT
+    assert {p: f["content"] for p, f in written_files(text).items()} == {f.path: f.content for f in written}
+    entries = {entry["path"]: entry for entry in yaml.safe_load(text)["write_files"]}
+    assert entries[provision.PLAN].get("encoding") == "gz+b64"  # the package list, in the plan
+
+
 def test_too_large_user_data_is_refused_and_nothing_written(tmp_path):
-    requirements = "\n".join(f"    - package-with-a-long-name-number-{i:05d}" for i in range(3000))
+    # names gzip cannot shrink much: the user data is compressed before it is refused
+    requirements = "\n".join(f"    - p{hashlib.sha256(str(i).encode()).hexdigest()[:40]}" for i in range(3000))
     spec_file = tmp_path / "huge.yaml"
     spec_file.write_text(f"course: {{name: Huge, slug: huge}}\nhub: {{admins: [alice]}}\n"
                          f"environment:\n  pip:\n{requirements}\n")
