@@ -291,6 +291,8 @@ def steps(
             state=tljh.STATE,
             program=provision.HUB_ACCOUNTS,
             plan=provision.HUB_ACCOUNTS_PLAN,
+            hub_health=tljh.HUB_HEALTH,
+            wait=HUB_WAIT,
             programs=((provision.HUB_ACCOUNTS, shipped("hubaccounts"), "0644"),),  # run by the hub's Python
             files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),),
         ),

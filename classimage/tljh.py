@@ -43,6 +43,7 @@ HUB_PYTHON = f"{PREFIX}/hub/bin/python3"
 USER_ENV = f"{PREFIX}/user"
 USER_BIN = f"{USER_ENV}/bin"
 PUBLIC_HUB_API = "http://127.0.0.1/hub/api"  # the hub's API through the proxy on port 80
+HUB_HEALTH = "http://127.0.0.1:15001/hub/health"  # the hub itself (TLJH's hub_port): answers once its database is made
 # The releases classimage knows, each with its config schema (converted from tljh/config_schema.py).
 # A commit is checked against the newest release's.
 SCHEMAS = {"2.0.0": "tljh-2.0.0.schema.json"}

@@ -9,6 +9,7 @@ import functools
 import json
 import subprocess
 import threading
+import time
 import urllib.parse
 from pathlib import Path
 
@@ -359,7 +360,12 @@ def droplets(image: Path, folder: Path):
             droplet.collect(folder / f"{droplet.workdir.name}-logs")
             droplet.destroy()
     for droplet in made:
-        assert not Path(f"/sys/class/net/{droplet.veth}").exists()
+        # The kernel takes a dead network namespace apart in the background (its veth goes with it,
+        # seconds later on a busy machine): a veth still there after a minute is a leak.
+        deadline = time.monotonic() + 60
+        while Path(f"/sys/class/net/{droplet.veth}").exists() and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert not Path(f"/sys/class/net/{droplet.veth}").exists(), f"{droplet.veth} left behind"
     leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
     mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(folder) in line]
