@@ -11,13 +11,14 @@ install -D --mode=0644 /usr/local/lib/classimage/files/hub-accounts/hub-accounts
 # Nothing else may write the database meanwhile. TLJH's installer says Done! as soon as its proxy
 # answers on port 80, which can be before the hub it started has made its database: two programs
 # making one database at once fail (alembic's version row, made twice). So a running hub is let finish
-# making it (it answers only then), and is stopped; the hub-reload step starts it again.
+# making it (it answers only then), and is stopped with its proxy (which would answer 502 for it
+# meanwhile; port 80 answers nothing for these seconds instead); the hub-reload step starts both.
 if systemctl is-active --quiet jupyterhub.service; then
   deadline=$((SECONDS + 180))
   until curl --fail --silent --max-time 5 --output /dev/null http://127.0.0.1:15001/hub/health || [ "$SECONDS" -ge "$deadline" ]; do
     sleep 1
   done
-  systemctl stop jupyterhub.service
+  systemctl stop jupyterhub.service traefik.service
 fi
 install -d --mode=0700 /opt/tljh/state
 cd /opt/tljh/state
