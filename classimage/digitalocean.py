@@ -43,7 +43,13 @@ def token() -> str:
 
 
 def endpoint() -> str:
-    return os.environ.get(API_URL, "").strip().rstrip("/") or DEFAULT_API
+    url = os.environ.get(API_URL, "").strip().rstrip("/") or DEFAULT_API
+    if not url.lower().startswith("https://"):  # every request carries the token
+        raise CloudError(
+            f"{API_URL} is {url!r}: classimage sends your token to DigitalOcean's API over HTTPS only; "
+            "give an https:// address, or unset it for DigitalOcean's own"
+        )
+    return url
 
 
 # What a refusal means for the instructor, by a phrase of DigitalOcean's message.
