@@ -80,10 +80,11 @@ def capacity(slug: str, memory_limit: str | None, students: int | None) -> str:
 
 
 def problems(
-    slug: str, memory_limit: str | None, cpu_limit: float | None, students: int | None
+    slug: str | None, memory_limit: str | None, cpu_limit: float | None, students: int | None
 ) -> list[tuple[str, str, str]]:
-    """(key, what is wrong, how to fix it) for each way the class and its limits do not fit the droplet."""
-    size = pricing.size(slug)
+    """(key, what is wrong, how to fix it) for each way the class and its limits do not fit the droplet
+    (`slug` None: the spec's droplet.size is not one, which the schema reports)."""
+    size = pricing.size(slug) if slug is not None else None
     if size is None:
         return []
     found: list[tuple[str, str, str]] = []
