@@ -413,24 +413,22 @@ def _capacity(course: Spec) -> str:
     return sizing.capacity(course.droplet.size, course.hub.memory_limit, course.course.students)
 
 
-def _cost(course: Spec, api_sizes: list | None, to_stdout: bool = False) -> None:
-    """What the spec's class costs a month, item by item (api_sizes: DigitalOcean's answer to GET
-    /v2/sizes, when there is a token to ask with), on standard error (render's), or standard
-    output with the rest of what `up` says."""
-    out = sys.stdout if to_stdout else sys.stderr
+def _cost(course: Spec, api_sizes: list | None) -> None:
+    """What the spec's class costs a month, item by item, on standard error (api_sizes:
+    DigitalOcean's answer to GET /v2/sizes, when there is a token to ask with)."""
     items = pricing.plan(
         course.droplet.size, course.storage.type, course.storage.size_gigabytes, course.storage.keep_backups, api_sizes
     )
     source = "droplet sizes priced by DigitalOcean's API" if api_sizes else pricing.LIST_PRICES
     made = "made by `up`" if len(items) > 1 else "its droplet"
-    print(f"what the class costs a month at DigitalOcean, {made} ({source}):", file=out)
+    print(f"what the class costs a month at DigitalOcean, {made} ({source}):", file=sys.stderr)
     for line in pricing.lines(items):
-        print(line, file=out)
+        print(line, file=sys.stderr)
     if len(items) > 1 and api_sizes is None:
         print(
             "  (pasted into the control panel: the droplet, and a volume if you attach one; "
             f"`{program()} up --dry-run` prices it with DigitalOcean's API)",
-            file=out,
+            file=sys.stderr,
         )
 
 
@@ -669,7 +667,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
     api = _account()
     token = hashlib.sha256(cloud.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
     _artifacts(loaded, args.spec, hashes, token, _longest_volume(course))  # stops here, before anything is made
-    _cost(course, api.sizes(), to_stdout=True)  # before anything is spent
+    _cost(course, api.sizes())  # before anything is spent
 
     def render(volume: str | None) -> dict[str, str]:
         return _artifacts(loaded, args.spec, hashes, token, volume)

@@ -69,6 +69,7 @@ def test_init_from_the_wheel_makes_a_repository_ready_to_push(installed, tmp_pat
     assert run(installed, "validate", init.SPEC, cwd=folder).returncode == 0
     rendered = run(installed, "render", init.SPEC, "--workflows", ".", cwd=folder)
     assert rendered.returncode == 0, rendered.stderr
+    (folder / "build" / "notes.txt").write_text("anything under build/ stays out\n")
     git(folder, "init", "--quiet")
     git(folder, "add", ".")
     staged = sorted(git(folder, "diff", "--cached", "--name-only").split())

@@ -76,3 +76,12 @@ def test_render_prints_the_cost_and_what_the_droplet_holds(tmp_path):
     assert "  in all                 $26.00 to $34.40 a month" in lines
     assert any(line.startswith("droplet s-2vcpu-4gb (4 GiB, 2 vCPU): about 12 students working at once")
                for line in lines)
+
+
+def test_the_class_size_changes_nothing_on_a_droplet_so_not_the_spec_digest(tmp_path):
+    from classimage import spec
+
+    text = "course: {name: X, slug: xx}\nhub: {admins: [a]}\n"
+    sized = text.replace("slug: xx}", "slug: xx, students: 40}")
+    assert spec.load_bytes(sized.encode(), "s.yaml").spec.course.students == 40
+    assert spec.load_bytes(sized.encode(), "s.yaml").digest == spec.load_bytes(text.encode(), "s.yaml").digest
