@@ -586,11 +586,16 @@ def _init(args) -> int:
         "name": "the course's name, as people say it (e.g. Geology 101): ",
         "admin": "your hub user name, as the class's admin (e.g. alice): ",
     }
+
+    def ask(question: str) -> str:
+        try:
+            return input(questions[question]).strip()
+        except EOFError:
+            raise UsageError(f"no answer for --{question}; nothing was written") from None
+
     for _ in range(TRIES):
-        if not name:
-            name = input(questions["name"]).strip()
-        if not names:
-            names = [input(questions["admin"]).strip()]
+        name = name or ask("name")
+        names = names or [ask("admin")]
         answers = init.Answers(
             name=name,
             admins=tuple(names),

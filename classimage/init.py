@@ -40,7 +40,6 @@ ANSWERS = {
     "https.hostname": "hostname",
     "https.email": "email",
     "content": "content",
-    "example": "example",
 }
 
 

@@ -127,6 +127,18 @@ def test_init_asks_what_it_must_and_again_when_it_will_not_do(tmp_path, monkeypa
     assert spec.load_file(tmp_path / "course" / init.SPEC).spec.hub.admins == ("alice",)
 
 
+def test_init_stops_cleanly_when_the_terminal_gives_no_answer(tmp_path, monkeypatch, capsys):
+    def end_of_input(prompt):
+        raise EOFError
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    monkeypatch.setattr(builtins, "input", end_of_input)
+    monkeypatch.chdir(tmp_path)
+    assert classimage_cli.main(["init", "course"]) == 2
+    assert capsys.readouterr().err == "classimage: no answer for --name; nothing was written\n"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_init_without_a_terminal_needs_the_answers_as_flags(tmp_path):
     result = cli("init", "course", "--name", "Rocks", cwd=tmp_path, stdin=b"")
     assert result.returncode == 2
