@@ -145,11 +145,13 @@ def problems(document: Document) -> list[Problem]:
             "set storage.type to auto, and `classimage up` keeps it on a volume of its own",
         )
     elif storage == "auto":
+        slug = document.get(("course", "slug"))
         about(
             STORAGE_TYPE,
-            "with the user data pasted into the control panel and no volume attached to the droplet, the class's "
-            "data (students' work, their accounts and passwords) lives on the droplet's own disk and goes with it",
-            "attach one volume, of any name, when you create the droplet, or let `classimage up` make both",
+            "with the user data pasted into the control panel, the class's data (students' work, their accounts "
+            "and passwords) may live on the droplet's own disk, and go with it",
+            f"set storage.type to volume and attach a volume named {slug if isinstance(slug, str) else 'SLUG'}-data "
+            "when you create the droplet, or let `classimage up` make both",
         )
 
     url = document.get(("tljh", "bootstrap_url"))
