@@ -183,3 +183,11 @@ def test_the_sizing_and_cost_tables_are_the_programs():
     defaults = spec.with_defaults({"course": {"name": "X", "slug": "xx"}, "hub": {"admins": ["a"]}})
     assert (defaults["droplet"]["size"], defaults["storage"]["size_gigabytes"], defaults["storage"]["keep_backups"]) \
         == ("s-2vcpu-4gb", 20, 7)
+
+
+def test_the_sizing_figures_in_prose_are_sizing_pys():
+    from classimage import sizing
+
+    section = " ".join(README.split("## How big a droplet", 1)[1].split("\n## ", 1)[0].split())
+    assert (f"Counting {sizing.WORKING_MIB} MiB for each working student, {sizing.IDLE_MIB} MiB for each idle one, "
+            f"{sizing.SYSTEM_MIB} MiB for the hub and the system, and {sizing.HEADROOM:.0%} of the droplet") in section
