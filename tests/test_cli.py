@@ -244,3 +244,35 @@ def test_a_hub_from_a_repository_gets_its_admins_password_with_the_command_rende
 
     hashed = admins.load(spec.for_repo(repo, ["alice"]).spec.course.slug)[0]["alice"]
     assert hashed in (tmp_path / "out" / "user-data.yaml").read_text()  # the droplet makes alice's account with it
+
+
+def test_build_without_packer_says_to_install_it_before_anything_else(tmp_path):
+    """No packer on PATH: build's first word is where to get it (not the token it also lacks, not a
+    traceback from running it), and nothing is rendered."""
+    result = cli("build", str(MINIMAL), "--out", str(tmp_path / "out"), cwd=tmp_path,
+                 env={"PATH": str(tmp_path / "empty"), "DIGITALOCEAN_TOKEN": ""})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.decode().splitlines()[-1] == (
+        "classimage: packer is not installed (https://developer.hashicorp.com/packer/install; "
+        "Debian: apt-get install packer)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_and_render_say_where_the_class_data_lives_and_explain_agrees(tmp_path):
+    """A spec leaving storage out (type auto): validate and render each say once that pasted user
+    data may keep the class on the droplet's own disk, and how to keep it; with a volume asked for,
+    neither does. explain tells how the volume grows as the README does (`up`, not the control panel)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\n")
+    for verb in ("validate", "render"):
+        said = [line for line in cli(verb, str(spec), cwd=tmp_path).stderr.decode().splitlines()
+                if "the droplet's own disk" in line]
+        assert len(said) == 1 and said[0].startswith(f"warning: {spec} storage.type: with the user data pasted"), said
+        assert "set storage.type to volume and attach a volume named xx-data" in said[0]
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\nstorage: {type: volume}\n")
+    for verb in ("validate", "render"):
+        assert "own disk" not in cli(verb, str(spec), cwd=tmp_path).stderr.decode()
+    explained = " ".join(cli("explain", "storage.size_gigabytes").stdout.decode().split())
+    assert "run `classimage up`: it grows the volume" in explained and "control panel" not in explained
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "`up` grows the volume and its filesystem" in readme

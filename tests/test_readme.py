@@ -191,3 +191,15 @@ def test_the_sizing_figures_in_prose_are_sizing_pys():
     section = " ".join(README.split("## How big a droplet", 1)[1].split("\n## ", 1)[0].split())
     assert (f"Counting {sizing.WORKING_MIB} MiB for each working student, {sizing.IDLE_MIB} MiB for each idle one, "
             f"{sizing.SYSTEM_MIB} MiB for the hub and the system, and {sizing.HEADROOM:.0%} of the droplet") in section
+
+
+def test_the_default_image_is_the_one_the_test_droplets_boot():
+    """Debian 12 by default, because that is what every droplet test boots; the README and the
+    schema say so, and that the other images TLJH supports are not booted here."""
+    from testdroplet import Recipe
+
+    defaults = spec.with_defaults({"course": {"name": "X", "slug": "xx"}, "hub": {"admins": ["a"]}})
+    assert defaults["droplet"]["image"] == "debian-12-x64" and Recipe().suite == "bookworm"  # Debian 12
+    text = " ".join(README.split())
+    assert "(defaults: Debian 12, `s-2vcpu-4gb`)" in text and "Debian 12 is what classimage's tests boot" in text
+    assert "which classimage's tests do not boot" in text
