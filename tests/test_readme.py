@@ -191,6 +191,13 @@ def test_the_sizing_figures_in_prose_are_sizing_pys():
     section = " ".join(README.split("## How big a droplet", 1)[1].split("\n## ", 1)[0].split())
     assert (f"Counting {sizing.WORKING_MIB} MiB for each working student, {sizing.IDLE_MIB} MiB for each idle one, "
             f"{sizing.SYSTEM_MIB} MiB for the hub and the system, and {sizing.HEADROOM:.0%} of the droplet") in section
+    # The schema's own word on the class its defaults suit (explain, docs/spec.md) is the same figure.
+    from classimage import pricing, resources
+
+    default = sizing.fit(pricing.SIZES[spec.with_defaults(
+        {"course": {"name": "X", "slug": "xx"}, "hub": {"admins": ["a"]}})["droplet"]["size"]], None)
+    assert (f"a default suited to a class of about {default.working} students working at once, {default.idle} with "
+            "idle servers") in resources.schema()["description"]
 
 
 def test_the_default_image_is_the_one_the_test_droplets_boot():
