@@ -129,7 +129,12 @@ def _parser() -> argparse.ArgumentParser:
         help="an instructor's hub user name (repeatable; asked when not given)",
     )
     start.add_argument("--slug", help="the course's short name for files and droplets (default: made from --name)")
-    start.add_argument("--students", type=int, metavar="N", help="how many students work at once, at the busiest")
+    start.add_argument(
+        "--students",
+        type=int,
+        metavar="N",
+        help="how many students work at once, at the busiest (the droplet size is then one that holds them)",
+    )
     start.add_argument("--hostname", help="the hub's DNS name, for HTTPS (also names the hub in the README's links)")
     start.add_argument("--email", help="with --hostname: the contact address Let's Encrypt uses")
     start.add_argument(

@@ -14,7 +14,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classimage import links, release, resources, spec, templating, workflows
+from classimage import links, pricing, release, resources, sizing, spec, templating, workflows
 from classimage.files import write_atomically
 from classimage.problems import SpecError
 
@@ -73,14 +73,32 @@ def schema_url() -> str:
     return SCHEMA_URL.format(commit=commit)
 
 
-def _default(path: str) -> templating.Escaped:
-    """A key's default, from the schema (its only source), as YAML."""
+def _schema_default(path: str):
+    """A key's default, from the schema (its only source)."""
     node = resources.schema()
     for part in path.split("."):
         node = node["properties"][part]
         if "$ref" in node:
             node = resources.resolve(node["$ref"], resources.schema())
-    return templating.to_yaml(node["default"])
+    return node["default"]
+
+
+def _default(path: str) -> templating.Escaped:
+    """A key's default, as YAML."""
+    return templating.to_yaml(_schema_default(path))
+
+
+def droplet_size(students: int | None) -> tuple[str, bool]:
+    """The droplet size course.yaml starts with, and whether it is bigger than the default: the
+    default, unless the class the instructor named does not fit it (validate would warn at once),
+    then the cheapest size that holds them all working at once. A class no Basic droplet holds
+    keeps the default, and validate says what to do."""
+    default, limit = _schema_default("droplet.size"), _schema_default("hub.memory_limit")
+    size = pricing.size(default)
+    if students is None or size is None or sizing.fit(size, limit).working >= students:
+        return default, False
+    bigger = sizing.smallest(students, limit)
+    return (bigger.size.slug, True) if bigger else (default, False)
 
 
 def examples() -> list[str]:
@@ -133,6 +151,7 @@ def course_yaml(answers: Answers) -> str:
         course_name=answers.name,
         slug=answers.slug or spec.slug_for(answers.name),
         students=answers.students,
+        size=droplet_size(answers.students),
         admins=list(answers.admins),
         content=list(answers.content),
         hostname=answers.hostname,

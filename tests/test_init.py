@@ -190,3 +190,16 @@ def test_init_starts_from_a_bundled_example_from_the_wheel(installed, tmp_path, 
                   "--hostname", "hub.example.edu", cwd=tmp_path)
     assert refused.returncode == 2 and "--example keeps the example's settings" in refused.stderr
     assert not (tmp_path / "other").exists()
+
+
+@pytest.mark.parametrize("students, size, warned", [
+    (None, "s-2vcpu-4gb", False),  # the schema's default
+    (12, "s-2vcpu-4gb", False),  # what the default holds working at once: no bigger
+    (20, "s-4vcpu-8gb", False),  # the cheapest that holds 20 (sizing.py: 25), not validate's warning at once
+    (500, "s-2vcpu-4gb", True),  # no Basic droplet holds them: the default, and validate says so
+])
+def test_init_starts_with_a_droplet_that_holds_the_class_it_is_told_of(tmp_path, students, size, warned):
+    text = init.course_yaml(init.Answers(name="Geo", admins=("alice",), students=students))
+    loaded = spec.load_bytes(text.encode(), str(tmp_path / init.SPEC))
+    assert loaded.spec.droplet.size == size
+    assert any(warning.path == "droplet.size" for warning in loaded.warnings) == warned
