@@ -210,3 +210,20 @@ def test_the_default_image_is_the_one_the_test_droplets_boot():
     text = " ".join(README.split())
     assert "(defaults: Debian 12, `s-2vcpu-4gb`)" in text and "Debian 12 is what classimage's tests boot" in text
     assert "which classimage's tests do not boot" in text
+
+
+def test_the_health_checks_actions_minutes_are_its_schedules():
+    """The README's count of the Actions minutes the health check takes a month in a private
+    repository is its rendered schedule's: a run every N minutes, each billed as at least a minute."""
+    import yaml
+
+    from classimage import workflows
+
+    minimal = REPO / "examples" / "minimal.yaml"
+    flows = workflows.render(spec.load_file(minimal).spec, minimal, REPO / "examples")
+    health = yaml.safe_load(flows[f"{workflows.FOLDER}/classimage-health.yml"])
+    (schedule,) = health[True]["schedule"]  # YAML 1.1 reads the key `on` as true
+    every = int(re.fullmatch(r"\*/(\d+) \* \* \* \*", schedule["cron"]).group(1))
+    section = " ".join(README.split("## What it costs", 1)[1].split("\n## ", 1)[0].split())
+    assert f"the health check alone, every {every} minutes and each run billed as at least a minute, takes about " \
+           f"{30 * 24 * 60 // every:,} of them" in section
