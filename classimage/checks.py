@@ -11,7 +11,7 @@ from collections.abc import Callable
 import jsonschema
 from packaging.requirements import InvalidRequirement, Requirement
 
-from classimage import environment, model, resources, tljh, units
+from classimage import environment, model, resources, sizing, tljh, units
 from classimage.problems import Problem, short
 from classimage.yamlsource import Document, format_path
 
@@ -22,6 +22,11 @@ def problems(document: Document) -> list[Problem]:
 
     def at(path, message, fix="", warning=False):
         problems.append(Problem(document.line(path), format_path(path), message, fix, warning))
+
+    def about(path, message, fix):
+        """A warning about a key that may be left out: at its line, or at none (a key to add)."""
+        line = document.line(path) if _present(data, path) else 0
+        problems.append(Problem(line, format_path(path), message, fix, warning=True))
 
     # Listed twice: harmless to pip or apt, but always a slip in a course spec.
     keys: list[tuple[tuple[str, ...], Callable[[str], str]]] = [
@@ -62,12 +67,11 @@ def problems(document: Document) -> list[Problem]:
         except ValueError:
             pass
     elif hostname is None:
-        at(
+        about(
             ("https",),
-            "no https.hostname: the hub will serve plain HTTP at the droplet's IP address, "
+            "no hostname: the hub will serve plain HTTP at the droplet's IP address, "
             "and passwords cross the network unencrypted",
-            "point a DNS name at the droplet and set https.hostname and https.email",
-            warning=True,
+            "point a DNS name's A record at the droplet, then add `https:` with its `hostname` and an `email`",
         )
 
     version = document.get(("tljh", "version"))
@@ -128,6 +132,28 @@ def problems(document: Document) -> list[Problem]:
             else:
                 folders[folder] = ("content", i, "url")
 
+    for where, message, fix in sizing.problems(
+        *(_value(data, path) for path in (SIZE, MEMORY_LIMIT, CPU_LIMIT, STUDENTS))
+    ):
+        about(tuple(where.split(".")), message, fix)
+    storage = _value(data, STORAGE_TYPE)
+    if storage == "none":
+        about(
+            STORAGE_TYPE,
+            "the class's data (students' work, their accounts and passwords) lives on the droplet's own disk, "
+            "and goes with the droplet: a new droplet starts an empty class",
+            "set storage.type to auto, and `classimage up` keeps it on a volume of its own",
+        )
+    elif storage == "auto":
+        slug = document.get(("course", "slug"))
+        about(
+            STORAGE_TYPE,
+            "with the user data pasted into the control panel, the class's data (students' work, their accounts "
+            "and passwords) may live on the droplet's own disk, and go with it",
+            f"set storage.type to volume and attach a volume named {slug if isinstance(slug, str) else 'SLUG'}-data "
+            "when you create the droplet, or let `classimage up` make both",
+        )
+
     url = document.get(("tljh", "bootstrap_url"))
     if isinstance(url, str) and url.startswith("http://"):
         at(
@@ -137,6 +163,50 @@ def problems(document: Document) -> list[Problem]:
             warning=True,
         )
     return problems
+
+
+SIZE, MEMORY_LIMIT, CPU_LIMIT = ("droplet", "size"), ("hub", "memory_limit"), ("hub", "cpu_limit")
+STUDENTS, STORAGE_TYPE = ("course", "students"), ("storage", "type")
+# The keys of the warnings about a class on one droplet (its size, its data's disk): not said for
+# the z2jh target, whose students each have a pod and a volume of their own.
+DROPLET_ONLY = frozenset(format_path(path) for path in (SIZE, MEMORY_LIMIT, CPU_LIMIT, STORAGE_TYPE))
+
+
+def _present(data, path: tuple) -> bool:
+    for key in path:
+        if not isinstance(data, dict) or key not in data:
+            return False
+        data = data[key]
+    return True
+
+
+def _value(data, path: tuple):
+    """The value at `path` as the spec will have it (the schema's default where it is left out), or
+    None where it is not of the schema's type (the schema reports that)."""
+    if _present(data, path):
+        value = data
+        for key in path:
+            value = value[key]
+    else:
+        node = resources.schema()
+        for key in path:
+            node = node.get("properties", {}).get(key, {})
+        value = node.get("default")
+    kinds: dict[tuple, type | tuple[type, ...]] = {
+        SIZE: str,
+        MEMORY_LIMIT: str,
+        STORAGE_TYPE: str,
+        STUDENTS: int,
+        CPU_LIMIT: (int, float),
+    }
+    if value is None or isinstance(value, bool) or not isinstance(value, kinds[path]):
+        return None
+    if path == MEMORY_LIMIT:
+        try:
+            units.memory_bytes(str(value))
+        except ValueError:
+            return None
+    return value
 
 
 def _tljh_release(document: Document, version: str) -> list[Problem]:

@@ -1,11 +1,12 @@
-"""The command line: `python -m classimage VERB`. Verbs follow what an instructor does: validate a
-spec, set the admins' passwords, render what the droplet needs, build a snapshot, bring the class up
-at DigitalOcean, see its status, back up and restore its data, take it down, share the links,
-explain a key.
+"""The command line: `classimage VERB` (or `python -m classimage VERB`). Verbs follow what an
+instructor does: start a course repository, validate a spec, set the admins' passwords, render what
+the droplet needs, build a snapshot, bring the class up at DigitalOcean, see its status, back up and
+restore its data, take it down, share the links, explain a key.
 
 Exit status: 0 done, 1 the spec has problems (each printed as FILE:LINE key.path: what (fix)),
 2 usage error (bad arguments, a file that cannot be read, a directory that cannot be written, no
-DigitalOcean token), 3 Packer failed, 4 DigitalOcean refused or provisioning failed, 130 interrupted."""
+DigitalOcean token), 3 Packer failed (build), or status found no droplet, 4 DigitalOcean refused or
+provisioning failed, 130 interrupted."""
 
 from __future__ import annotations
 
@@ -27,12 +28,17 @@ from classimage import (  # noqa: E402 (after the import declined above)
     __version__,
     admins,
     artifacts,
+    checks,
     digitalocean,
+    init,
     links,
     packer,
     plan,
+    pricing,
     reference,
+    sizing,
     spec,
+    templating,
     userdata,
     workflows,
     yamlsource,
@@ -54,6 +60,12 @@ class UsageError(Exception):
     pass
 
 
+def program() -> str:
+    """How classimage was run, for the commands it shows: the installed `classimage`, or `python -m
+    classimage` (also what a test calling main() is shown)."""
+    return "classimage" if Path(sys.argv[0]).name == "classimage" else "python -m classimage"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -68,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as error:
         print(f"classimage: {error}", file=sys.stderr)
         return USAGE
-    except (links.LinkError, workflows.WorkflowError, admins.AdminError) as error:
+    except (links.LinkError, workflows.WorkflowError, admins.AdminError, init.InitError) as error:
         print(f"classimage: {error}", file=sys.stderr)
         return USAGE
     except packer.PackerError as error:
@@ -97,10 +109,43 @@ def main(argv: list[str] | None = None) -> int:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m classimage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog=program(), description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--version", action="version", version=f"classimage {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    start = verbs.add_parser(
+        "init",
+        help="start a course repository: course.yaml, the workflows, a README, a .gitignore",
+        description=init.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    start.add_argument("folder", metavar="DIR", nargs="?", default=".", help="the repository's folder (default: here)")
+    start.add_argument("--name", help="the course's name, e.g. 'Geology 101' (asked when not given)")
+    start.add_argument(
+        "--admin",
+        action="append",
+        metavar="NAME",
+        help="an instructor's hub user name (repeatable; asked when not given)",
+    )
+    start.add_argument("--slug", help="the course's short name for files and droplets (default: made from --name)")
+    start.add_argument(
+        "--students",
+        type=int,
+        metavar="N",
+        help="how many students work at once, at the busiest (the droplet size is then one that holds them)",
+    )
+    start.add_argument("--hostname", help="the hub's DNS name, for HTTPS (also names the hub in the README's links)")
+    start.add_argument("--email", help="with --hostname: the contact address Let's Encrypt uses")
+    start.add_argument(
+        "--content", action="append", metavar="URL", help="a git repository of course material (repeatable)"
+    )
+    start.add_argument(
+        "--example",
+        metavar="NAME",
+        help=f"start course.yaml from a bundled example ({', '.join(init.examples())}) instead of the blank one",
+    )
+    start.set_defaults(handler=_init)
 
     validate = verbs.add_parser("validate", help="check a course spec; writes nothing")
     validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
@@ -108,9 +153,15 @@ def _parser() -> argparse.ArgumentParser:
     validate.set_defaults(handler=_validate)
 
     password = verbs.add_parser("admin-password", help="set an admin's password (only its hash is kept)")
-    password.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
+    password.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
     password.add_argument(
-        "--admin", action="append", metavar="NAME", help="the admin (repeatable; default: every admin in hub.admins)"
+        "--repo", metavar="PATH", help="no spec: the course repository `render --repo` renders (with --admin)"
+    )
+    password.add_argument(
+        "--admin",
+        action="append",
+        metavar="NAME",
+        help="the admin (repeatable; default: every admin in hub.admins; with --repo, the admins render was given)",
     )
     how = password.add_mutually_exclusive_group()
     how.add_argument("--generate", action="store_true", help="make a strong password and print it once")
@@ -126,7 +177,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument(
         "--workflows",
         metavar="DIR",
-        help="also write GitHub workflows (validate, snapshot, health) into DIR/.github/workflows/; "
+        help=f"also write the GitHub workflows ({', '.join(n.removeprefix('classimage-') for n in workflows.NAMES)}; "
+        f"with --target z2jh: {workflows.IMAGE_NAME.removeprefix('classimage-')}) into DIR/{workflows.FOLDER}/; "
         "DIR is the course repository holding the spec",
     )
     render.add_argument("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP)
@@ -135,7 +187,13 @@ def _parser() -> argparse.ArgumentParser:
     where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
     render.set_defaults(handler=_render)
 
-    build = verbs.add_parser("build", help="bake the course into a DigitalOcean snapshot with Packer")
+    build = verbs.add_parser(
+        "build",
+        help="bake the course into a DigitalOcean snapshot with Packer (which must be installed)",
+        description="Bake the course's software into a DigitalOcean snapshot: renders, then runs Packer "
+        "(https://developer.hashicorp.com/packer/install; Debian: apt-get install packer), which must be "
+        f"installed. Needs {packer.TOKEN} in the environment, except with --dry-run.",
+    )
     build.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
     build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
     build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
@@ -196,20 +254,24 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(path: str) -> spec.Loaded:
+def _load(path: str, warnings: bool = False, target: str = DROPLET) -> spec.Loaded:
+    """The spec at `path`; its warnings printed when `warnings` (the verbs that check or render
+    it say them; the others, run on a spec that was, do not repeat them), those about a droplet
+    only for the droplet target."""
     try:
         loaded = spec.load_file(path)
     except yamlsource.NotAFile as error:
         raise UsageError(f"cannot read {yamlsource.shown(path)}: {error} (give the course spec's YAML file)") from None
     except OSError as error:
         raise UsageError(f"cannot read {yamlsource.shown(path)}: {error.strerror or error}") from None
-    for warning in loaded.warnings:
-        print(warning.format(path), file=sys.stderr)
+    for warning in loaded.warnings if warnings else ():
+        if target == DROPLET or warning.path not in checks.DROPLET_ONLY:
+            print(warning.format(path), file=sys.stderr)
     return loaded
 
 
 def _validate(args) -> int:
-    loaded = _load(args.spec)
+    loaded = _load(args.spec, warnings=True, target=args.target)
     if args.target == Z2JH:
         _z2jh_files(loaded, args.spec, admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug))
         print(f"{yamlsource.shown(args.spec)}: valid for z2jh ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
@@ -217,6 +279,7 @@ def _validate(args) -> int:
     hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
     _artifacts(loaded, args.spec, hashes, volume=_longest_volume(loaded.spec))
     print(f"{yamlsource.shown(args.spec)}: valid ({loaded.spec.course.slug}, spec {loaded.digest[:12]})")
+    print(_capacity(loaded.spec))
     return OK
 
 
@@ -254,8 +317,18 @@ def _longest_volume(course: Spec) -> str | None:
     return None
 
 
-def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
-    """The admins' password hashes, with a warning for each admin who has none yet."""
+def _password_command(spec_path: str | None, repo: str | None = None, names: list[str] | None = None) -> str:
+    """The command that sets the admins' passwords for this spec, or for a repository without one."""
+    if repo is not None:
+        words = ["admin-password", "--repo", repo] + [word for name in names or [] for word in ("--admin", name)]
+    else:
+        words = ["admin-password", spec_path or "SPEC"]
+    return f"{program()} {templating.sh(words)}"
+
+
+def _admin_hashes(loaded: spec.Loaded, filename: str, command: str | None = None) -> dict[str, str | None]:
+    """The admins' password hashes, with a warning for each admin who has none yet (`command`: the
+    one that sets them; by default for the spec `filename`)."""
     hashes = admins.for_admins(loaded.spec.hub.admins, loaded.spec.course.slug)
     for index, name in enumerate(loaded.spec.hub.admins):
         if hashes[name] is None:
@@ -265,7 +338,7 @@ def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
                     f"hub.admins[{index}]",
                     f"{name!r} has no password yet: the account is reserved, so "
                     f"no one can claim it, and no one can sign in as {name} either",
-                    f"run `python -m classimage admin-password {filename}`, then render again",
+                    f"run `{command or _password_command(filename)}`, then render again",
                     warning=True,
                 ).format(filename),
                 file=sys.stderr,
@@ -273,8 +346,8 @@ def _admin_hashes(loaded: spec.Loaded, filename: str) -> dict[str, str | None]:
     return hashes
 
 
-def _render_into(args, loaded: spec.Loaded, filename: str) -> Path:
-    files = _artifacts(loaded, filename, _admin_hashes(loaded, filename))
+def _render_into(args, loaded: spec.Loaded, filename: str, command: str | None = None) -> Path:
+    files = _artifacts(loaded, filename, _admin_hashes(loaded, filename, command))
     out = Path(args.out) if args.out else Path("build") / loaded.spec.course.slug
     _keep_out_of_git(out)
     _write(out, files, 0o600)  # the user data carries the admins' password hashes
@@ -302,11 +375,11 @@ def _render(args) -> int:
         course = loaded.spec.course
         print(
             f"no spec: course {course.name!r} ({course.slug}), admins {', '.join(loaded.spec.hub.admins)}; "
-            "write a spec to choose these (python -m classimage explain)",
+            f"write a spec to choose these (`{program()} init` starts one)",
             file=sys.stderr,
         )
     elif args.spec:
-        loaded = _load(args.spec)
+        loaded = _load(args.spec, warnings=True, target=args.target)
     else:
         raise UsageError("render needs a SPEC, or --repo PATH for a course repository without one")
     flows = {}
@@ -319,22 +392,49 @@ def _render(args) -> int:
             flows = workflows.render(loaded.spec, Path(args.spec), Path(args.workflows))
     if args.target == Z2JH:
         return _render_z2jh(args, loaded, args.spec or args.repo, flows)
+    command = _password_command(args.spec, args.repo, args.admin) if args.repo else None
     if args.stdout:
         filename = args.spec or args.repo
-        text = _artifacts(loaded, filename, _admin_hashes(loaded, filename))[artifacts.ONE_PIECE]
+        text = _artifacts(loaded, filename, _admin_hashes(loaded, filename, command))[artifacts.ONE_PIECE]
         sys.stdout.write(text)
         print(f"user data: {_kib(len(text.encode()))} of {_kib(userdata.LIMIT)}", file=sys.stderr)
         return OK
-    _render_into(args, loaded, args.spec or args.repo)
+    _render_into(args, loaded, args.spec or args.repo, command)
     if flows:
         for name in _write(Path(args.workflows), flows):
             print(f"wrote {name}", file=sys.stderr)
+    _cost(loaded.spec, None)
+    print(_capacity(loaded.spec), file=sys.stderr)
     print(
         "next: paste user-data.yaml into DigitalOcean's droplet creation, Advanced options > "
-        "Add initialization scripts; or bake a snapshot with `python -m classimage build` (see README.md)",
+        f"Add initialization scripts; or let `{program()} up` make the droplet, or bake a snapshot with "
+        f"`{program()} build` (see README.md)",
         file=sys.stderr,
     )
     return OK
+
+
+def _capacity(course: Spec) -> str:
+    return sizing.capacity(course.droplet.size, course.hub.memory_limit, course.course.students)
+
+
+def _cost(course: Spec, api_sizes: list | None) -> None:
+    """What the spec's class costs a month, item by item, on standard error (api_sizes:
+    DigitalOcean's answer to GET /v2/sizes, when there is a token to ask with)."""
+    items = pricing.plan(
+        course.droplet.size, course.storage.type, course.storage.size_gigabytes, course.storage.keep_backups, api_sizes
+    )
+    source = "droplet sizes priced by DigitalOcean's API" if api_sizes else pricing.LIST_PRICES
+    made = "made by `up`" if len(items) > 1 else "its droplet"
+    print(f"what the class costs a month at DigitalOcean, {made} ({source}):", file=sys.stderr)
+    for line in pricing.lines(items):
+        print(line, file=sys.stderr)
+    if len(items) > 1 and api_sizes is None:
+        print(
+            "  (pasted into the control panel: the droplet, and a volume if you attach one; "
+            f"`{program()} up --dry-run` prices it with DigitalOcean's API)",
+            file=sys.stderr,
+        )
 
 
 def _z2jh_files(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None]) -> dict[str, str]:
@@ -368,7 +468,8 @@ def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]
 def _build(args) -> int:
     from classimage import cloud  # the cloud verbs' own: not loaded to render
 
-    loaded = _load(args.spec)
+    loaded = _load(args.spec, warnings=True)
+    packer.find()  # before anything else: the one thing the instructor must install
     if not args.dry_run and not os.environ.get(packer.TOKEN):
         raise UsageError(
             f"no DigitalOcean API token: set {packer.TOKEN} to a personal access token with write scope "
@@ -413,12 +514,21 @@ def _build(args) -> int:
 
 
 def _admin_password(args) -> int:
-    loaded = _load(args.spec)
+    if args.repo:
+        if args.spec:
+            raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
+        if not args.admin:
+            raise UsageError("--repo needs --admin NAME: the admin(s) you give `render --repo`")
+        loaded, source = spec.for_repo(Path(args.repo), args.admin), args.repo
+    elif args.spec:
+        loaded, source = _load(args.spec), args.spec
+    else:
+        raise UsageError("admin-password needs a SPEC, or --repo PATH --admin NAME for a repository without one")
     course = loaded.spec
     names = args.admin or list(course.hub.admins)
     unknown = [name for name in names if name not in course.hub.admins]
     if unknown:
-        raise UsageError(f"{', '.join(unknown)} not in hub.admins of {args.spec} ({', '.join(course.hub.admins)})")
+        raise UsageError(f"{', '.join(unknown)} not in hub.admins of {source} ({', '.join(course.hub.admins)})")
     if not (args.generate or args.stdin or sys.stdin.isatty()):
         raise UsageError("no terminal to ask for a password: use --generate, or --stdin with one password per line")
     lines = sys.stdin.read().splitlines() if args.stdin else []
@@ -432,9 +542,7 @@ def _admin_password(args) -> int:
         elif args.stdin:
             password = lines[number]
         else:
-            password = getpass.getpass(f"password for {name}: ")
-            if getpass.getpass(f"the same again, for {name}: ") != password:
-                raise UsageError("the two passwords differ; nothing was changed")
+            password = _ask_password(name, course.hub.auth.min_password_length)
         weak = admins.weakness(password, name, course.hub.auth.min_password_length)
         if weak:
             raise UsageError(
@@ -452,6 +560,75 @@ def _admin_password(args) -> int:
         f"put that file's text in the secret {admins.ENVIRONMENT}.",
         file=sys.stderr,
     )
+    return OK
+
+
+TRIES = 3  # chances to type an admin's password the same twice, and strong enough
+
+
+def _ask_password(name: str, minimum: int) -> str:
+    """An admin's password, typed twice at the terminal: a slip or a weak one is said, and asked again."""
+    for _ in range(TRIES):
+        password = getpass.getpass(f"password for {name}: ")
+        weak = admins.weakness(password, name, minimum)
+        if weak:
+            print(f"that will not do: {weak}; try another (--generate makes a strong one)", file=sys.stderr)
+        elif getpass.getpass(f"the same again, for {name}: ") != password:
+            print("the two differ; once more", file=sys.stderr)
+        else:
+            return password
+    raise UsageError(f"no password for {name} after {TRIES} tries; nothing was changed")
+
+
+def _init(args) -> int:
+    folder = Path(args.folder)
+    init.refuse_existing(folder)  # before asking anything
+    asking = sys.stdin.isatty()
+    name, names = args.name, list(args.admin or [])
+    if not (name and names) and not asking:
+        raise UsageError("give --name and --admin: there is no terminal to ask them at")
+    questions = {
+        "name": "the course's name, as people say it (e.g. Geology 101): ",
+        "admin": "your hub user name, as the class's admin (e.g. alice): ",
+    }
+
+    def ask(question: str) -> str:
+        try:
+            return input(questions[question]).strip()
+        except EOFError:
+            raise UsageError(f"no answer for --{question}; nothing was written") from None
+
+    for _ in range(TRIES):
+        name = name or ask("name")
+        names = names or [ask("admin")]
+        answers = init.Answers(
+            name=name,
+            admins=tuple(names),
+            slug=args.slug,
+            students=args.students,
+            hostname=args.hostname,
+            email=args.email,
+            content=tuple(args.content or ()),
+            example=args.example,
+        )
+        try:
+            made = init.files(answers, folder)
+            break
+        except init.InitError as error:
+            if not asking or error.answer not in questions:
+                raise
+            print(f"classimage: {error}; once more", file=sys.stderr)
+            name, names = (None, names) if error.answer == "name" else (name, [])
+    else:
+        raise UsageError(f"no course after {TRIES} tries; nothing was written")
+    written, kept = init.write(folder, made)
+    print(f"wrote into {folder}: {', '.join(written)}", file=sys.stderr)
+    if kept:
+        print(
+            f"kept {', '.join(kept)} as it was; `{program()} links {init.SPEC}` prints the course's launch badges",
+            file=sys.stderr,
+        )
+    print("\n".join(init.next_steps(folder, program())))
     return OK
 
 
@@ -500,6 +677,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
     api = _account()
     token = hashlib.sha256(cloud.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
     _artifacts(loaded, args.spec, hashes, token, _longest_volume(course))  # stops here, before anything is made
+    _cost(course, api.sizes())  # before anything is spent
 
     def render(volume: str | None) -> dict[str, str]:
         return _artifacts(loaded, args.spec, hashes, token, volume)

@@ -23,14 +23,10 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from classimage import artifacts, plan, provision
+from classimage import artifacts, plan, pricing, provision
 from classimage.digitalocean import JSON, CloudError, DigitalOcean
 from classimage.spec import Loaded
 
-# What DigitalOcean's price list says (the API gives prices for droplet sizes only).
-VOLUME_PER_GIB_MONTH = 0.10
-SNAPSHOT_PER_GIB_MONTH = 0.06
-UNASSIGNED_IP_MONTH = 5.00
 FIREWALL_PORTS = ("22", "80", "443")
 
 
@@ -500,7 +496,7 @@ class Up:
         if restore is not None and previous is not None:
             self.echo(
                 f"  the class's previous volume {previous['name']} is kept, detached "
-                f"(${previous['size_gigabytes'] * VOLUME_PER_GIB_MONTH:.2f} a month): delete it in the control "
+                f"(${previous['size_gigabytes'] * pricing.VOLUME_PER_GIB_MONTH:.2f} a month): delete it in the control "
                 "panel once the restored class is as you want it"
             )
         if self.spec.https.hostname:

@@ -43,7 +43,13 @@ def token() -> str:
 
 
 def endpoint() -> str:
-    return os.environ.get(API_URL, "").strip().rstrip("/") or DEFAULT_API
+    url = os.environ.get(API_URL, "").strip().rstrip("/") or DEFAULT_API
+    if not url.lower().startswith("https://"):  # every request carries the token
+        raise CloudError(
+            f"{API_URL} is {url!r}: classimage sends your token to DigitalOcean's API over HTTPS only; "
+            "give an https:// address, or unset it for DigitalOcean's own"
+        )
+    return url
 
 
 # What a refusal means for the instructor, by a phrase of DigitalOcean's message.
@@ -172,7 +178,10 @@ class DigitalOcean:
         return list(self.pages("listing your SSH keys", self.client.ssh_keys.list, "ssh_keys"))
 
     def sizes(self) -> list[JSON]:
-        return list(self.pages("listing droplet sizes", self.client.sizes.list, "sizes"))
+        """DigitalOcean's droplet sizes, asked once a command (up prices the class, then checks the size)."""
+        if not hasattr(self, "_sizes"):
+            self._sizes = list(self.pages("listing droplet sizes", self.client.sizes.list, "sizes"))
+        return self._sizes
 
     def droplets(self, tag: str) -> list[JSON]:
         return list(self.pages(f"listing droplets tagged {tag}", self.client.droplets.list, "droplets", tag_name=tag))

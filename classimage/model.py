@@ -16,6 +16,7 @@ from classimage import units
 class CourseInfo:
     name: str
     slug: str
+    students: int | None  # at once, at the busiest: for sizing only (not in the spec's digest)
 
 
 @dataclass(frozen=True)

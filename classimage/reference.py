@@ -22,7 +22,10 @@ class Key:
         kinds = self.schema.get("type", "any")
         kinds = [kinds] if isinstance(kinds, str) else kinds
         if "array" in kinds and "items" in self.schema:
-            kinds = ["list of " + Key("", self.schema["items"]).kind if k == "array" else k for k in kinds]
+            items = self.schema["items"]
+            if "$ref" in items:  # hub.admins' items are the schema's definition of a user name
+                items = resources.resolve(items["$ref"], resources.schema())
+            kinds = ["list of " + Key("", items).kind if k == "array" else k for k in kinds]
         return " or ".join(kinds)
 
     @property

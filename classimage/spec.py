@@ -70,11 +70,8 @@ def for_repo(repo: Path, admins: list[str]) -> Loaded:
     """A spec for a course repository that has none: the defaults, named after its folder, with
     the environment its binder files describe."""
     repo = Path(repo).resolve()
-    slug = re.sub(r"[^a-z0-9-]+", "-", repo.name.lower()).strip("-")[:32].strip("-")
-    if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", slug):
-        slug = ("course-" + slug).strip("-")[:32].strip("-") if slug else "course"
     data = {
-        "course": {"name": repo.name[:120] or "Course", "slug": slug},
+        "course": {"name": repo.name[:120] or "Course", "slug": slug_for(repo.name)},
         "hub": {"admins": admins},
         "environment": {"from_repo": repo.name},
     }
@@ -83,9 +80,19 @@ def for_repo(repo: Path, admins: list[str]) -> Loaded:
     )
 
 
+def slug_for(name: str) -> str:
+    """A course slug made from a name: lower-case letters, digits and dashes, starting with a letter."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", name.lower()).strip("-")[:32].strip("-")
+    if not re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", slug):
+        slug = ("course-" + slug).strip("-")[:32].strip("-") if slug else "course"
+    return slug
+
+
 def digest(spec: model.Spec) -> str:
-    # The z2jh target's own section changes nothing on a droplet, so it does not replace one.
+    # The z2jh target's own section and the class's size change nothing on a droplet, so they do
+    # not replace one (and a spec that predates course.students keeps its digest).
     resolved = {key: value for key, value in dataclasses.asdict(spec).items() if key != "z2jh"}
+    del resolved["course"]["students"]
     canonical = json.dumps(resolved, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 

@@ -1,11 +1,11 @@
 """Jinja2 rendering where every value is escaped for the language it lands in.
 
 Each template's language comes from its name (`.sh.j2`, `.py.j2`, `.yaml.j2`, `.hcl.j2`,
-`.service.j2`). Its environment has exactly one escaping filter, and refuses to render any
-`{{ value }}` that did not go through it: forgetting `|sh` in a shell template is a render error,
-not a shell injection. This module is the one place values from a spec are quoted for a shell
-(`sh`), Python (`py`), YAML (`yaml`), Packer's HCL2 (`hcl`) or a systemd unit (`unit`: plain paths
-only).
+`.service.j2`, `.md.j2`). Its environment has exactly one escaping filter (Markdown has two: text
+and code), and refuses to render any `{{ value }}` that did not go through one: forgetting `|sh` in
+a shell template is a render error, not a shell injection. This module is the one place values from
+a spec are quoted for a shell (`sh`), Python (`py`), YAML (`yaml`), Packer's HCL2 (`hcl`), a systemd
+unit (`unit`: plain paths only) or Markdown (`md`, `code`).
 """
 
 from __future__ import annotations
@@ -152,6 +152,30 @@ def unit(value) -> Escaped:
     return Escaped(value)
 
 
+_MARKDOWN_MARKS = re.compile(r"([!-/:-@\[-`{-~])")  # every ASCII punctuation mark, which CommonMark escapes
+
+
+def md(value) -> Escaped:
+    """Text in Markdown: every punctuation mark that could start markup (emphasis, a link, HTML, a
+    heading) backslash-escaped, a list as its items joined by commas, all on one line."""
+    if isinstance(value, (list, tuple)):
+        return Escaped(", ".join(md(v) for v in value))
+    if not isinstance(value, (str, int)) or isinstance(value, bool):
+        raise UnescapedValue(f"cannot write {value!r} as Markdown text")
+    return Escaped(_MARKDOWN_MARKS.sub(r"\\\1", " ".join(str(value).split())))
+
+
+def code(value) -> Escaped:
+    """Text as a Markdown code span (shown as it is, nothing in it is markup): fenced by more
+    backticks than any run inside it, on one line."""
+    if not isinstance(value, str):
+        raise UnescapedValue(f"cannot write {value!r} as Markdown code")
+    text = " ".join(value.splitlines())
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text[:1] in ("`", " ") or text[-1:] in ("`", " ") else ""
+    return Escaped(f"{fence}{pad}{text}{pad}{fence}")
+
+
 def _refuse_unescaped(value):
     if isinstance(value, Escaped):
         return value
@@ -166,6 +190,7 @@ _FILTERS: dict[str, dict[str, Callable[..., Escaped]]] = {
     "service": {"unit": unit},
     "timer": {"unit": unit},
     "socket": {"unit": unit},
+    "md": {"md": md, "code": code},
 }
 
 

@@ -12,11 +12,8 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable
 
-from classimage import plan
+from classimage import plan, pricing
 from classimage.cloud import (
-    SNAPSHOT_PER_GIB_MONTH,
-    UNASSIGNED_IP_MONTH,
-    VOLUME_PER_GIB_MONTH,
     Found,
     Names,
     clock,
@@ -42,26 +39,17 @@ def age(created: str) -> str:
 
 
 def monthly(found: Found, sizes: list[JSON]) -> tuple[float, list[str]]:
-    """What the course's resources cost a month, and the lines that say so."""
-    prices = {s["slug"]: s["price_monthly"] for s in sizes}
-    lines, total = [], 0.0
-    for droplet in found.droplets:
-        price = prices.get(droplet["size_slug"], droplet["size"]["price_monthly"])
-        total += price
-        lines.append(f"  droplet {droplet['size_slug']}: ${price:.2f} (DigitalOcean's API)")
-    for volume in found.volumes or ([found.volume] if found.volume else []):
-        price = volume["size_gigabytes"] * VOLUME_PER_GIB_MONTH
-        total += price
-        lines.append(f"  volume {volume['size_gigabytes']} GiB: ${price:.2f} (${VOLUME_PER_GIB_MONTH:.2f}/GiB)")
-    stored = sum(s["size_gigabytes"] for s in found.snapshots + found.backups)
-    if stored:
-        price = stored * SNAPSHOT_PER_GIB_MONTH
-        total += price
-        lines.append(f"  snapshots {stored:.1f} GiB: ${price:.2f} (${SNAPSHOT_PER_GIB_MONTH:.2f}/GiB)")
-    if found.ip is not None and not found.ip.get("droplet"):
-        total += UNASSIGNED_IP_MONTH
-        lines.append(f"  reserved IP, unassigned: ${UNASSIGNED_IP_MONTH:.2f} (free while assigned)")
-    return total, lines
+    """What the course's resources cost a month, and the lines that say so (pricing.py prices them)."""
+    items = pricing.existing(
+        found.droplets,
+        found.volumes or ([found.volume] if found.volume else []),
+        sum(s["size_gigabytes"] for s in found.snapshots + found.backups),
+        found.ip,
+        sizes,
+    )
+    return sum(item.monthly or 0.0 for item in items), [
+        f"  {item.what}: {pricing.money(item.monthly)} ({item.note})" for item in items
+    ]
 
 
 def hub_health(address: str) -> str:

@@ -70,6 +70,7 @@ KEYS: dict[str, Key] = {
     "course": Key("commands", "the course"),
     "course.name": Key("commands", "the values' header and the image workflow's name"),
     "course.slug": Key("commands", "the Helm release and namespace in the commands render prints"),
+    "course.students": _droplet("it sizes a droplet; the cluster adds nodes as students' servers start"),
     "hub": Key("values", "the hub"),
     "hub.admins": _values("hub.config.Authenticator.admin_users; their accounts: hub.extraFiles, hub.extraConfig"),
     "hub.default_app": _values("singleuser.defaultUrl"),

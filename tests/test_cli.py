@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -166,3 +168,111 @@ def test_installed_package_works_from_another_directory(tmp_path):
                            capture_output=True, text=True).stdout
     assert str(environment) in where
     assert (elsewhere / "out" / "user-data.yaml").read_text() == cli("render", str(EXAMPLES[-1]), "--stdout").stdout.decode()
+
+
+def test_an_api_address_without_https_is_refused_before_the_token_is_sent(tmp_path):
+    """The token would cross the network in clear text: refused, saying so (not "cannot reach")."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    listener.settimeout(0.5)
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        result = cli("status", str(MINIMAL), env={"DIGITALOCEAN_API_URL": url, "DIGITALOCEAN_TOKEN": "dop_v1_" + "0" * 64})
+        with pytest.raises(socket.timeout):
+            listener.accept()  # nothing connected: the token went nowhere
+    finally:
+        listener.close()
+    assert result.returncode == 2
+    assert result.stderr.decode() == (f"classimage: DIGITALOCEAN_API_URL is '{url}': classimage sends your token to "
+                                      "DigitalOcean's API over HTTPS only; give an https:// address, or unset it for "
+                                      "DigitalOcean's own\n")
+
+
+def test_explain_names_every_keys_type():
+    from classimage import reference
+
+    assert [key.path for key in reference.keys() if "any" in key.kind] == []
+
+
+def test_the_https_warning_is_said_once_by_the_verbs_that_check_and_points_at_https(tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\n")
+    said = {verb: cli(verb, *args, cwd=tmp_path).stderr.decode().count("plain HTTP")
+            for verb, args in {"validate": [str(spec)], "render": [str(spec)], "links": [str(spec), "--hub", "http://x"],
+                               "admin-password": [str(spec), "--generate"]}.items()}
+    assert said == {"validate": 1, "render": 1, "links": 0, "admin-password": 0}
+    line = next(line for line in cli("validate", str(spec)).stderr.decode().splitlines() if "plain HTTP" in line)
+    assert line.startswith(f"warning: {spec} https: no hostname") and "add `https:`" in line
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\nhttps: {}\n")
+    line = next(line for line in cli("validate", str(spec)).stderr.decode().splitlines() if "plain HTTP" in line)
+    assert line.startswith(f"warning: {spec}:3 https: no hostname")
+
+
+def test_admin_password_asks_again_after_a_slip(tmp_path, monkeypatch, capsys):
+    import getpass
+
+    from classimage import admins
+    from classimage import cli as classimage_cli
+
+    typed = iter(["short", "correct horse battery", "correct horse batteyr", "correct horse battery",
+                  "correct horse battery"])
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: next(typed))
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: True)
+    assert classimage_cli.main(["admin-password", str(MINIMAL)]) == 0
+    err = capsys.readouterr().err
+    assert "that will not do: it has 5 characters" in err and "the two differ; once more" in err
+    stored = admins.load("data101")[0]["instructor"]
+    assert admins.BCRYPT.fullmatch(stored)
+
+
+def test_a_hub_from_a_repository_gets_its_admins_password_with_the_command_render_names(tmp_path):
+    repo = tmp_path / "course-repo"
+    repo.mkdir()
+    (repo / "requirements.txt").write_text("numpy\n")
+    warned = cli("render", "--repo", str(repo), "--admin", "alice", "--out", str(tmp_path / "out"))
+    assert warned.returncode == 0, warned.stderr
+    command = re.search(r"run `python -m classimage (admin-password [^`]+)`", warned.stderr.decode()).group(1)
+    assert command == f"admin-password --repo {repo} --admin alice"
+    done = cli(*shlex.split(command), "--generate")
+    assert done.returncode == 0, done.stderr
+    again = cli("render", "--repo", str(repo), "--admin", "alice", "--out", str(tmp_path / "out"))
+    assert "no password yet" not in again.stderr.decode()
+    from classimage import admins, spec
+
+    hashed = admins.load(spec.for_repo(repo, ["alice"]).spec.course.slug)[0]["alice"]
+    assert hashed in (tmp_path / "out" / "user-data.yaml").read_text()  # the droplet makes alice's account with it
+
+
+def test_build_without_packer_says_to_install_it_before_anything_else(tmp_path):
+    """No packer on PATH: build's first word is where to get it (not the token it also lacks, not a
+    traceback from running it), and nothing is rendered."""
+    result = cli("build", str(MINIMAL), "--out", str(tmp_path / "out"), cwd=tmp_path,
+                 env={"PATH": str(tmp_path / "empty"), "DIGITALOCEAN_TOKEN": ""})
+    assert result.returncode == 3, result.stderr
+    assert result.stderr.decode().splitlines()[-1] == (
+        "classimage: packer is not installed (https://developer.hashicorp.com/packer/install; "
+        "Debian: apt-get install packer)")
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_and_render_say_where_the_class_data_lives_and_explain_agrees(tmp_path):
+    """A spec leaving storage out (type auto): validate and render each say once that pasted user
+    data may keep the class on the droplet's own disk, and how to keep it; with a volume asked for,
+    neither does. explain tells how the volume grows as the README does (`up`, not the control panel)."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\n")
+    for verb in ("validate", "render"):
+        said = [line for line in cli(verb, str(spec), cwd=tmp_path).stderr.decode().splitlines()
+                if "the droplet's own disk" in line]
+        assert len(said) == 1 and said[0].startswith(f"warning: {spec} storage.type: with the user data pasted"), said
+        assert "set storage.type to volume and attach a volume named xx-data" in said[0]
+    spec.write_text("course: {name: X, slug: xx}\nhub: {admins: [a]}\nstorage: {type: volume}\n")
+    for verb in ("validate", "render"):
+        assert "own disk" not in cli(verb, str(spec), cwd=tmp_path).stderr.decode()
+    explained = " ".join(cli("explain", "storage.size_gigabytes").stdout.decode().split())
+    assert "run `classimage up`: it grows the volume" in explained and "control panel" not in explained
+    readme = " ".join((REPO / "README.md").read_text().split())
+    assert "`up` grows the volume and its filesystem" in readme

@@ -305,3 +305,19 @@ def test_build_if_missing_builds_nothing_when_the_course_has_the_snapshot(standi
     assert result.returncode == 0, result.stderr
     assert f"snapshot data101-{plan.bake_digest(loaded.spec)}-20261126101010" in result.stderr
     assert "nothing to build" in result.stderr and not (tmp_path / "out").exists()
+
+
+def test_up_prices_the_class_with_the_apis_sizes_before_anything_is_made(standin, tmp_path, monkeypatch):
+    """The cost up prints first is DigitalOcean's own price for the size (here one the price list
+    does not say), with the class's volume, backups and address at the listed rates."""
+    vcpus, memory, disk, _, regions = do_standin.SIZES["s-4vcpu-8gb"]
+    monkeypatch.setitem(do_standin.SIZES, "s-4vcpu-8gb", (vcpus, memory, disk, 50.0, regions))
+    result = classimage(standin, "up", str(spec_file(tmp_path, size="s-4vcpu-8gb")), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    lines = result.stderr.splitlines()
+    assert "what the class costs a month at DigitalOcean, made by `up` (droplet sizes priced by DigitalOcean's API):" \
+        in lines
+    assert "  droplet s-4vcpu-8gb    $50.00 (DigitalOcean's API)" in lines
+    assert "  in all                 $52.00 to $60.40 a month" in lines
+    assert standin.count("POST") == 0
+    assert [path for method, path, status in standin.requests].count("/v2/sizes") == 1  # asked once

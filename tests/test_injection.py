@@ -53,7 +53,7 @@ RECORDER = textwrap.dedent("""\
 def hostile_spec() -> model.Spec:
     many = tuple(HOSTILE)
     return model.Spec(
-        course=model.CourseInfo(name=HOSTILE[0] + HOSTILE[4], slug="hostile"),
+        course=model.CourseInfo(name=HOSTILE[0] + HOSTILE[4], slug="hostile", students=None),
         hub=model.Hub(admins=many, default_app="jupyterlab", idle_timeout="1h", memory_limit="1G",
                       cpu_limit=1.0, auth=model.Auth("signup", True, 8, model.Lockout(5, "10m"), ())),
         environment=model.Environment(apt=many, conda=model.Conda(channels=many, packages=many), pip=many,

@@ -24,9 +24,12 @@ def test_validate_case(case, capsys, monkeypatch, update_golden):
 def test_examples_are_valid(example):
     result = cli("validate", str(example))
     assert result.returncode == 0, result.stderr.decode()
-    # The only thing an example may be warned about is plain HTTP (no DNS name to put in it).
+    # An example may be warned about plain HTTP (no DNS name to put in it) and about its class's data
+    # when its user data is pasted without a volume; about nothing else.
     warnings = [line for line in result.stderr.decode().splitlines() if line.startswith("warning:")]
-    assert all("https:" in w and "plain HTTP" in w for w in warnings), warnings
+    assert len(warnings) == 2, warnings
+    assert "https: no hostname" in warnings[0] and "plain HTTP" in warnings[0]
+    assert "storage.type: with the user data pasted" in warnings[1]
 
 
 def test_every_problem_is_reported_at_once(capsys, monkeypatch):

@@ -15,7 +15,7 @@ locals {
 
 source "digitalocean" "course" {
   api_token        = var.api_token
-  image            = "ubuntu-24-04-x64"
+  image            = "debian-12-x64"
   region           = "nyc3"
   size             = "s-2vcpu-4gb"
   snapshot_regions = ["nyc3"]
