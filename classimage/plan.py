@@ -220,8 +220,11 @@ def steps(
             {FULL, BOOT},
             private=tljh.PRIVATE_DIRS,
             files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),),
-            # The hub's Python (its sign-in rules), a sixth of the user data as text: compressed.
-            programs=((tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),),
+            # The hub's Python (its settings, and the sign-in guards its settings import): compressed.
+            programs=(
+                (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
+                (provision.HUB_GUARDS, shipped("hubguards"), "0644"),  # no secret: the hub's code
+            ),
         ),
         # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
         _step(

@@ -72,6 +72,7 @@ IMAGE_CLEANUP = LIB + "/image-cleanup"
 POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
 HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
+HUB_GUARDS = LIB + "/hubguards.py"  # classimage/hubguards.py, which the hub's config imports from LIB
 CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
 DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
 DATA_UNIT = "/etc/systemd/system/classimage-data.service"
