@@ -37,6 +37,7 @@ HOMES = "/home"
 PASSWD = "/etc/passwd"
 GROUP_FILE = "/etc/group"
 ADMINS_GROUP = "jupyterhub-admins"  # TLJH's: its admins' Unix users, which sudo trusts
+CLASS_GROUPS = ("jupyterhub-users", ADMINS_GROUP)  # every Unix user TLJH makes is in the first
 INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
 # Drop-ins for TLJH's units (classimage's, beside TLJH's unit files): start only on the class's data.
 HUB_UNIT_DROPIN = "/etc/systemd/system/jupyterhub.service.d/classimage-data.conf"

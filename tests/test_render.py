@@ -369,13 +369,13 @@ def _keys(value, prefix=""):
 
 
 @pytest.mark.parametrize("case, stage, expected", [
-    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "hub-accounts",
+    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh", "hub-accounts",
                             "hub-reload", "hub-ready"]),
-    ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh",
+    ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh",
                                "conda-packages", "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
-    ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "hub-lockdown",
+    ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "ssh", "hub-lockdown",
                                "tljh", "conda-packages", "pip-packages"]),
-    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "hub-config", "hub-secrets", "hub-accounts",
+    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "ssh", "hub-config", "hub-secrets", "hub-accounts",
                                "hub-reload", "hub-ready"]),
 ])
 def test_step_order(case, stage, expected):
