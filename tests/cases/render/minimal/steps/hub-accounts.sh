@@ -11,7 +11,9 @@ install -D --mode=0644 /usr/local/lib/classimage/files/hub-accounts/hub-accounts
 # Nothing else may write the database meanwhile. TLJH's installer says Done! as soon as its proxy
 # answers on port 80, which can be before the hub it started has made its database: two programs
 # making one database at once fail (alembic's version row, made twice). So a running hub is let finish
-# making it (it answers only then), and is stopped; the hub-reload step starts it again.
+# making it (it answers only then), and is stopped; the hub-reload step starts it again. A droplet
+# provisioned again boots a hub with the last deploy's settings, which would also hand the admin
+# flag back to a TA this deploy takes it from.
 if systemctl is-active --quiet jupyterhub.service; then
   deadline=$((SECONDS + 180))
   until curl --fail --silent --max-time 5 --output /dev/null http://127.0.0.1:15001/hub/health || [ "$SECONDS" -ge "$deadline" ]; do
