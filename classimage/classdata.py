@@ -47,7 +47,8 @@ MARKER = ".classimage-data"  # on the device's filesystem: classimage made it, f
 IDS = ".classimage-ids.json"  # on the device: the GIDs of the class's groups and students' own groups
 DATABASE = "jupyterhub.sqlite"
 COPY = "database-copy/jupyterhub.sqlite"
-RECORD = "/var/lib/classimage/data.json"  # what the status service tells about the class's data
+RECORD = "/var/lib/classimage/data.json"  # what the status service tells the instructor about the class's data
+KEPT = 20  # warnings the record keeps, the newest
 USERS_GROUP, ADMINS_GROUP = "jupyterhub-users", "jupyterhub-admins"
 CLASS_GROUPS = (ADMINS_GROUP, USERS_GROUP)  # the order TLJH's installer makes them in (ensure_usergroups)
 # What the first move onto the device keeps (GNU cp: ACLs come with `mode`), and fails when it cannot.
@@ -501,11 +502,7 @@ def record_ids(path: str, root: str = "/home") -> None:
 
 
 def read_admins() -> list[str]:
-    try:
-        with open(RECORD) as handle:
-            return json.load(handle).get("admins", [])
-    except (FileNotFoundError, ValueError):
-        return []
+    return read_record().get("admins", [])
 
 
 # -- the hub's database -----------------------------------------------------------------------------
@@ -541,26 +538,36 @@ def copy_database(data: str = MOUNT) -> str | None:
 
 
 def record(device: str, said: list[str]) -> None:
-    update_record({"device": device, "mounted": now(), "notes": said, "error": None})
+    """What this mount said; its warnings also join those kept from earlier ones (the mount at the
+    next boot, or the one right after `prepare`, says nothing of a home given back before)."""
+    kept = read_record().get("warnings") or []
+    for line in said:
+        if line.startswith("WARNING") and line not in [w["message"] for w in kept]:
+            kept.append({"at": now(), "message": line})
+    update_record({"device": device, "mounted": now(), "notes": said, "error": None, "warnings": kept[-KEPT:]})
+
+
+def read_record() -> dict:
+    try:
+        with open(RECORD) as handle:
+            return json.load(handle)
+    except (FileNotFoundError, ValueError):
+        return {}
 
 
 def update_record(changes: dict[str, object]) -> None:
-    try:
-        with open(RECORD) as handle:
-            data = json.load(handle)
-    except (FileNotFoundError, ValueError):
-        data = {}
+    data = read_record()
     data.update(changes)
     write_json(RECORD, data)
 
 
 def write_json(path: str, data: object) -> None:
-    """`data` at `path`, readable by all, replaced atomically."""
+    """`data` at `path`, root's alone (names, paths and commands' output), replaced atomically."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".data-")
     with os.fdopen(descriptor, "w") as out:
         json.dump(data, out, indent=2)
-    os.chmod(temporary, 0o644)
+    os.chmod(temporary, 0o600)
     os.replace(temporary, path)
 
 

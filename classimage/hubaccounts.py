@@ -20,6 +20,8 @@ class's volume) says which accounts classimage made, and the fingerprint of the 
   who signed up as `ta` before `ta` was listed in hub.admins keeps a student's account): nothing is
   changed and the program fails, naming the account and the fix. The one exception is an account
   that already holds exactly the instructor's hash, which only the instructor's user data carries.
+- A name classimage made an admin that hub.admins no longer lists loses the admin flag and role
+  JupyterHub keeps for it (TLJH's spawner gives its admins sudo) and leaves the group sudo trusts.
 The hub's database is created, if it does not exist yet, as the hub itself creates it.
 """
 
@@ -30,6 +32,7 @@ import hashlib
 import json
 import os
 import secrets
+import subprocess
 import sys
 import tempfile
 
@@ -168,6 +171,10 @@ class Refused(Exception):
     pass
 
 
+class Failed(Exception):
+    pass
+
+
 def apply(plan: dict[str, object]) -> dict[str, str]:
     """Make or update the accounts `plan` describes; returns what was done, by name. Raises Refused
     (having changed nothing) when an admin's name is held by an account classimage did not make."""
@@ -197,7 +204,55 @@ def apply(plan: dict[str, object]) -> dict[str, str]:
         accounts.close()
     # Written or adopted, each of these accounts now holds the hash the instructor gave (or a reserved one).
     _write(record, {**applied, **{name: fingerprint(admins[name]) for name in decision}})
+    for name in demote(plan, sorted(set(applied) - set(admins))):
+        done[name] = "no longer an admin (not in hub.admins)"
     return done
+
+
+def demote(plan: dict[str, object], names: list[str]) -> list[str]:
+    """`names` no admins in the hub's database (the role too: JupyterHub makes it the flag again at
+    start), nor, on a droplet, in the group sudo trusts. Returns those that were."""
+    if not names:
+        return []
+    from jupyterhub import orm, roles
+
+    changed = set()
+    session = orm.new_session_factory(str(plan["database"]))()
+    try:
+        role = orm.Role.find(session, "admin")
+        for name in names:
+            user = orm.User.find(session, name)
+            if user is not None and (user.admin or role in user.roles):
+                user.admin = False
+                if role is not None:
+                    roles.strip_role(session, user, role, commit=False)
+                changed.add(name)
+        session.commit()
+    finally:
+        session.close()
+    if "group_file" in plan:
+        prefix, group = str(plan["unix_prefix"]), str(plan["admins_group"])
+        members = _members(str(plan["group_file"]), group)
+        for name in names:
+            if prefix + name in members:
+                _run(["gpasswd", "--delete", prefix + name, group])
+                changed.add(name)
+    return sorted(changed)
+
+
+def _members(path: str, group: str) -> set[str]:
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            fields = line.rstrip("\n").split(":")
+            if len(fields) == 4 and fields[0] == group:
+                return {member for member in fields[3].split(",") if member}
+    return set()
+
+
+def _run(argv: list[str]) -> None:
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if result.returncode != 0:
+        raise Failed("%s failed (%d): %s" % (" ".join(argv), result.returncode, result.stdout.strip()))
 
 
 def _read(path: str) -> dict[str, str]:
@@ -222,10 +277,10 @@ def main(argv: list[str] | None = None) -> int:
         plan = json.load(handle)
     try:
         done = apply(plan)
-    except Refused as refused:
+    except (Refused, Failed) as refused:
         print(refused, file=sys.stderr)  # names and paths only, never a hash
         return 1
-    for name in plan["admins"]:
+    for name in sorted(set(plan["admins"]) | set(done)):
         print("%s: %s" % (name, done.get(name, "account in place")))  # names only, never a hash
     return 0
 

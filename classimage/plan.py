@@ -43,6 +43,9 @@ VOLUME_DEVICE = "/dev/disk/by-id/scsi-0DO_Volume_"
 # What runs a student's code: the hub (their servers), cron and at (their crontabs and at jobs); none
 # starts before the metadata guard, nor without it.
 GUARDED_UNITS = ("jupyterhub.service", "cron.service", "atd.service")
+# Port 22 is open for the instructor; TLJH's users (locked passwords, which OpenSSH with PAM still
+# lets in by key) are refused by this drop-in.
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/classimage-no-students.conf"
 # Seconds any wait for the hub or the proxy may take before the step fails with a message.
 HUB_WAIT = 180
 
@@ -209,6 +212,15 @@ def steps(
             ),
         ),
         _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),
+        # Also at boot: a snapshot baked before this step existed gets it too.
+        _step(
+            "ssh",
+            "Keep students out of SSH",
+            {FULL, BAKE, BOOT},
+            # As `sshd -T` prints them: one line a group.
+            denied=[f"denyusers {tljh.UNIX_PREFIX}*", *(f"denygroups {group}" for group in tljh.CLASS_GROUPS)],
+            files=((SSHD_DROPIN, templating.static("sshd-no-students.conf"), "0644"),),
+        ),
     ]
     if device is not None or stage is None:
         every.append(class_data(spec, device or VOLUME_DEVICE + volume_name(spec.course.slug)))
@@ -220,8 +232,11 @@ def steps(
             {FULL, BOOT},
             private=tljh.PRIVATE_DIRS,
             files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),),
-            # The hub's Python (its sign-in rules), a sixth of the user data as text: compressed.
-            programs=((tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),),
+            # The hub's Python (its settings, and the sign-in guards its settings import): compressed.
+            programs=(
+                (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
+                (provision.HUB_GUARDS, shipped("hubguards"), "0644"),  # no secret: the hub's code
+            ),
         ),
         # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
         _step(

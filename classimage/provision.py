@@ -72,8 +72,10 @@ IMAGE_CLEANUP = LIB + "/image-cleanup"
 POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
 HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
+HUB_GUARDS = LIB + "/hubguards.py"  # classimage/hubguards.py, which the hub's config imports from LIB
 CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
 DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
+DATA_CLOSED = "the class's data is not on this server: `classimage status` tells the instructor why"
 DATA_UNIT = "/etc/systemd/system/classimage-data.service"
 DATA_COPY_UNIT = "/etc/systemd/system/classimage-data-copy.service"
 DATA_COPY_TIMER = "/etc/systemd/system/classimage-data-copy.timer"
@@ -353,8 +355,23 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
     ]
     public["warnings"] = list(status.get("warnings") or [])
     data = status.get("data")  # the class's data device, as classimage-class-data keeps its record
-    public["data"] = {key: data.get(key) for key in ("mounted", "database_copied", "error")} if data else None
+    # Times only, and whether it failed: its notes, warnings and error name students, files and
+    # devices, and quote commands' output (the token holder reads them).
+    public["data"] = None
+    if data:
+        closed = DATA_CLOSED if data.get("error") else None
+        public["data"] = {
+            "mounted": data.get("mounted"),
+            "database_copied": data.get("database_copied"),
+            "error": closed,
+        }
     return public
+
+
+def data_warnings(data: dict[str, Any] | None) -> list[str]:
+    """The warnings the class's data record keeps for the instructor, each with its time."""
+    kept = (data or {}).get("warnings") or []
+    return ["%s (%s)" % (str(w.get("message")).replace("WARNING: ", "", 1), w.get("at")) for w in kept]
 
 
 def token_allows(plan: Plan | None, header: str | None) -> bool:
@@ -643,7 +660,10 @@ def command_status(paths: Paths, as_json: bool = False, stream: IO[str] | None =
             print("      exit code %s; last lines of its output:" % step.get("exit_code"), file=stream)
             for line in step.get("log_tail", []):
                 print("      | " + line, file=stream)
-    for warning in hub_warnings(paths):
+    data = read_json(paths.at(DATA_RECORD)) or {}
+    if data.get("error"):
+        print("the class's data: " + data["error"], file=stream)
+    for warning in hub_warnings(paths) + data_warnings(data):
         print("WARNING: " + warning, file=stream)
     print("log: %s" % status.get("log", LOG), file=stream)
     return {"ready": 0, "running": 3}.get(status["state"], 1)
@@ -717,13 +737,14 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = read_plan(paths)
             except PlanError:
                 plan = None
-            if status is not None:
-                status["warnings"] = hub_warnings(paths)
             if status is None:
                 document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):
-                document = status  # the token holder (whoever ran `classimage up`) sees log tails
+                # The token holder (whoever ran `classimage up`) sees log tails and the class's data.
+                status["warnings"] = hub_warnings(paths) + data_warnings(status["data"])
+                document = status
             else:
+                status["warnings"] = hub_warnings(paths)
                 document = public_status(status)
             self.reply(200 if status else 503, "application/json", json.dumps(document, indent=2).encode())
 

@@ -35,6 +35,9 @@ ACCOUNTS_RECORD = f"{STATE}/classimage-admins.json"  # the admins' accounts clas
 UNIX_PREFIX = "jupyter-"
 HOMES = "/home"
 PASSWD = "/etc/passwd"
+GROUP_FILE = "/etc/group"
+ADMINS_GROUP = "jupyterhub-admins"  # TLJH's: its admins' Unix users, which sudo trusts
+CLASS_GROUPS = ("jupyterhub-users", ADMINS_GROUP)  # every Unix user TLJH makes is in the first
 INSTALLER_LOG = f"{PREFIX}/installer.log"  # TLJH's own install log
 # Drop-ins for TLJH's units (classimage's, beside TLJH's unit files): start only on the class's data.
 HUB_UNIT_DROPIN = "/etc/systemd/system/jupyterhub.service.d/classimage-data.conf"
@@ -191,6 +194,8 @@ def jupyterhub_config(spec: Spec) -> str:
         admins=sorted(spec.hub.admins),
         username_pattern=username_pattern(),
         record=ACCOUNTS_RECORD,
+        method=accounts_method(spec),
+        guards_folder=provision.LIB,
         native=spec.hub.auth.method == "signup",
         first_use=spec.hub.auth.method != "signup",
         environment=network.environment(spec),
@@ -206,18 +211,25 @@ def jupyterhub_config(spec: Spec) -> str:
     )
 
 
+def accounts_method(spec: Spec) -> str:
+    """Where the hub keeps its accounts, in the words of hubaccounts.py and hubguards.py: NativeAuthenticator's
+    table (signup) or FirstUseAuthenticator's passwords (first-use, allowed-users)."""
+    return "native" if spec.hub.auth.method == "signup" else "first-use"
+
+
 def accounts_plan(spec: Spec, hashes: Mapping[str, str | None]) -> str:
     """What classimage/hubaccounts.py makes on the droplet: the admins' accounts, with the hashes
     of their passwords (None: reserved, with a password nobody knows)."""
-    method = "native" if spec.hub.auth.method == "signup" else "first-use"
     plan = {
-        "method": method,
+        "method": accounts_method(spec),
         "database": DATABASE,
         "passwords": FIRST_USE_PASSWORDS,
         "record": ACCOUNTS_RECORD,
         "passwd": PASSWD,
         "homes": HOMES,
         "unix_prefix": UNIX_PREFIX,
+        "group_file": GROUP_FILE,
+        "admins_group": ADMINS_GROUP,
         "admins": {name: hashes.get(name) for name in spec.hub.admins},
     }
     return json.dumps(plan, indent=2) + "\n"

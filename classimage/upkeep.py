@@ -105,7 +105,7 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         problem = ((provisioning or {}).get("data") or {}).get("error")
         if problem:
             echo(f"  the class's data: {problem}")
-        for warning in (provisioning or {}).get("warnings") or []:  # the hub's settings (provision.hub_warnings)
+        for warning in (provisioning or {}).get("warnings") or []:  # the hub's, the class's data's
             echo(f"  WARNING: {warning}")
         copied = copy_age(provisioning)
         if copied is not None:

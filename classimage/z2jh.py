@@ -3,9 +3,10 @@ the values of Z2JH's Helm chart (pinned, as TLJH is), the course's environment a
 for its container image, and what becomes of every spec key there. Spec in, text out.
 
 The hub is the chart's own (JupyterHub 5.5 with KubeSpawner); classimage writes values only, never a
-Kubernetes manifest. What the droplet's hub guarantees is kept: the admins' accounts exist before the
-hub serves anything (classimage's hubaccounts.py, mounted into the hub pod with the chart's
-`hub.extraFiles` and run from `hub.extraConfig`), and nobody else can ever hold an admin's name.
+Kubernetes manifest. What the droplet's hub guarantees is kept, by the same code: the admins' accounts
+exist before the hub serves anything (classimage's hubaccounts.py), and nobody else can ever hold an
+admin's name (hubguards.py), both mounted into the hub pod with the chart's `hub.extraFiles` and run
+from `hub.extraConfig`.
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ KEYS: dict[str, Key] = {
     "course.slug": Key("commands", "the Helm release and namespace in the commands render prints"),
     "course.students": _droplet("it sizes a droplet; the cluster adds nodes as students' servers start"),
     "hub": Key("values", "the hub"),
-    "hub.admins": _values("hub.config.Authenticator.admin_users; their accounts: hub.extraFiles, hub.extraConfig"),
+    "hub.admins": _values("hub.extraConfig: admin_users and the admins' accounts (hub.extraFiles' programs)"),
     "hub.default_app": _values("singleuser.defaultUrl"),
     "hub.idle_timeout": _values("cull.enabled, cull.timeout"),
     "hub.memory_limit": _values("singleuser.memory.limit"),
@@ -225,25 +226,27 @@ def image_tag(files: Mapping[str, str]) -> str:
 def values(spec: Spec, admin_hashes: Mapping[str, str | None]) -> dict:
     """The chart's values for the course (admins without a hash are reserved, as on a droplet)."""
     hub, auth = spec.hub, spec.hub.auth
-    native = auth.method == "signup"
     # The authenticator's own settings are the droplet's, as TLJH's config.yaml carries them.
     droplet = tljh.config(spec)["auth"]
-    authenticator: dict = {"admin_users": list(hub.admins), "username_pattern": USERNAME_PATTERN}
+    # The admins, the names' rule and the authenticator's class: hub.extraConfig (classimage/hubguards.py).
+    config: dict = {"JupyterHub": {"authenticator_class": droplet["type"]}}
     if auth.method == "allowed-users":
-        authenticator["allowed_users"] = list(auth.allowed_users)
-    config: dict = {"JupyterHub": {"authenticator_class": droplet["type"]}, "Authenticator": authenticator}
+        config["Authenticator"] = {"allowed_users": list(auth.allowed_users)}
     config.update({section: settings for section, settings in droplet.items() if section != "type"})
-    method = "native" if native else "first-use"
     hashes = {name: admin_hashes.get(name) for name in hub.admins}
     extra_config = templating.render(
-        "z2jh/hub-config.py.j2", folder=FOLDER, admins=sorted(hub.admins), method=method, hashes=hashes
+        "z2jh/hub-config.py.j2",
+        folder=FOLDER,
+        admins=sorted(hub.admins),
+        method=tljh.accounts_method(spec),
+        hashes=hashes,
+        username_pattern=USERNAME_PATTERN,
     )
-    extra_files = {"classimage-hubaccounts": {"mountPath": f"{FOLDER}/hubaccounts.py", "stringData": _accounts()}}
-    if native:
-        extra_files["classimage-authorize"] = {
-            "mountPath": f"{FOLDER}/templates/authorization-area.html",
-            "stringData": templating.static("z2jh/authorization-area.html"),
-        }
+    # classimage's programs that run in the hub pod, as a droplet ships them.
+    extra_files = {
+        f"classimage-{module}": {"mountPath": f"{FOLDER}/{module}.py", "stringData": plan.shipped(module)}
+        for module in ("hubaccounts", "hubguards")
+    }
     files = image_files(spec)
     singleuser: dict = {
         "image": {"name": spec.z2jh.image, "tag": image_tag(files)},
@@ -276,10 +279,6 @@ def values(spec: Spec, admin_hashes: Mapping[str, str | None]) -> dict:
             }
         }
     return result
-
-
-def _accounts() -> str:
-    return plan.shipped("hubaccounts")
 
 
 def _default_url(spec: Spec) -> str:

@@ -341,7 +341,7 @@ def test_the_record_keeps_what_each_verb_said(data):
     classdata.record("/dev/x", ["said"])
     record = json.loads(Path(classdata.RECORD).read_text())
     assert record == {"admins": ["ada"], "error": None, "notes": ["said"], "device": "/dev/x",
-                      "mounted": record["mounted"]}
+                      "mounted": record["mounted"], "warnings": []}
 
 
 def test_a_missing_device_fails_the_verb_and_says_so(data, monkeypatch, capsys):
@@ -599,3 +599,31 @@ def test_a_students_chgrp_of_their_home_never_closes_the_class_and_groups_keep_t
                check=False)
     assert read.returncode != 0 and "Permission denied" in read.stderr, read  # still the admins' only
     assert "jupyterhub-users" in run("snapshot", "id -nG jupyter-alice").stdout.split()
+
+
+def test_the_records_warnings_outlive_the_mount_after_them(data):
+    """`prepare` gives a home back with a warning, and the service's `mount` right after it (and at
+    every boot) says nothing of it: the record keeps the warning, once, with when it was first said."""
+    given_back = "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users, not by its own group"
+    classdata.record("/dev/x", ["formatted /dev/x", given_back])
+    classdata.record("/dev/x", [])
+    classdata.record("/dev/x", [given_back])
+    record = json.loads(Path(classdata.RECORD).read_text())
+    assert record["notes"] == [given_back]
+    assert [w["message"] for w in record["warnings"]] == [given_back]
+    for number in range(classdata.KEPT + 5):
+        classdata.record("/dev/x", [f"WARNING: number {number}"])
+    kept = json.loads(Path(classdata.RECORD).read_text())["warnings"]
+    assert len(kept) == classdata.KEPT and kept[-1]["message"] == f"WARNING: number {classdata.KEPT + 4}"
+
+
+def test_the_record_is_roots_alone(data):
+    """Its notes and errors name students, their files and devices, and quote commands' output."""
+    root_only()
+    classdata.update_record({"error": "cp: cannot preserve /home/jupyter-bob/private-file-name"})
+    os.chmod(Path(classdata.RECORD).parent, 0o755)
+    os.chmod(data, 0o755)
+    assert oct(Path(classdata.RECORD).stat().st_mode & 0o777) == "0o600"
+    student = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", classdata.RECORD],
+                             capture_output=True, text=True)
+    assert student.returncode == 1 and "Permission denied" in student.stderr and student.stdout == ""

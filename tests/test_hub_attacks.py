@@ -1,7 +1,10 @@
 """Attacks on the hub (issue 16), each performed against the real JupyterHub 5 with the real
-NativeAuthenticator 1.3.0 and FirstUseAuthenticator, configured by TLJH 2.0.0's own config code from
-what classimage renders (tests/hubprocess.py: a hub on loopback; tests/test_hub_attacks_droplet.py
-runs the CSRF and deleted-admin attacks through a test droplet's traefik).
+NativeAuthenticator 1.3.0 and FirstUseAuthenticator, on both hubs classimage configures (one source
+of guards, classimage/hubguards.py): a droplet's, configured by TLJH 2.0.0's own config code from
+what classimage renders, and a cluster's, configured by Zero to JupyterHub's chart 4.4.0 from the
+values `render --target z2jh` writes (tests/hubprocess.py: hubs on loopback; each test named
+[droplet] or [z2jh]; tests/test_hub_attacks_droplet.py runs the CSRF and deleted-admin attacks
+through a test droplet's traefik).
 
 - csrf / cross_site: a page on another site, opened by the signed-in instructor, makes the browser
   request NativeAuthenticator's approve, un-approve and discard addresses: nothing changes.
@@ -9,9 +12,11 @@ runs the CSRF and deleted-admin attacks through a test droplet's traefik).
   sign up with, or first-use, the name.
 - reserved_name_held: a student holds a name that is then listed in hub.admins: hub-accounts refuses
   it and the student never becomes an admin.
+- demoted_admin: a TA removed from hub.admins is no admin after the next deploy (JupyterHub keeps
+  the flag of a name dropped from admin_users).
 - long or unsafe names (name_collision, see test_usernames.py): refused at signup with a message.
-- the course's name in the "being prepared" banner: text, never markup.
-- the provisioning status file: root's alone."""
+- the course's name in the "being prepared" banner: text, never markup (a droplet's only).
+- the provisioning status file: root's alone (a droplet's only)."""
 
 from __future__ import annotations
 
@@ -29,14 +34,15 @@ import pytest
 
 import hubclient
 from hubclient import Browser, text_of
-from hubprocess import LoopbackHub, free_port
-from classimage import admins, model, provision, spec, tljh
+from hubprocess import HUBS, Hub, HubExited, free_port
+from classimage import admins, model, provision, spec
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 TA_PASSWORD = "another-long-ta-password"
 STUDENT_PASSWORD = "student-password-1"
 ATTACKER_PASSWORD = "attacker-password-1"
-COURSE = {"course": {"name": "Security 101", "slug": "sec101"}, "hub": {"admins": ["instructor", "ta"]}}
+COURSE = {"course": {"name": "Security 101", "slug": "sec101"}, "hub": {"admins": ["instructor", "ta"]},
+          "z2jh": {"image": "registry.example.edu/sec101/environment"}}  # the cluster's; a droplet ignores it
 
 
 def course(data: dict) -> model.Spec:
@@ -49,8 +55,8 @@ def hashes() -> dict[str, str]:
     return {"instructor": admins.hash_password(ADMIN_PASSWORD), "ta": admins.hash_password(TA_PASSWORD)}
 
 
-def start_hub(folder: Path, data: dict, hashes: dict, *, open_class: bool = True) -> LoopbackHub:
-    hub = LoopbackHub(folder, course(data), hashes)
+def start_hub(folder: Path, data: dict, hashes: dict, target: str = "droplet", *, open_class: bool = True) -> Hub:
+    hub = HUBS[target](folder, course(data), hashes)
     made = hub.make_accounts()
     assert made.returncode == 0, made.stderr
     if open_class:
@@ -59,28 +65,34 @@ def start_hub(folder: Path, data: dict, hashes: dict, *, open_class: bool = True
     return hub
 
 
+@pytest.fixture(params=sorted(HUBS))
+def target(request) -> str:
+    """Which hub: a droplet's (TLJH) or a cluster's (the Zero to JupyterHub chart)."""
+    return request.param
+
+
 @pytest.fixture
-def hub(tmp_path, hashes):
+def hub(tmp_path, hashes, target):
     """A class of its own, open, for a test that changes what others rely on."""
-    made = start_hub(tmp_path / "hub", COURSE, hashes)
+    made = start_hub(tmp_path / "hub", COURSE, hashes, target)
     yield made
     made.stop()
 
 
-@pytest.fixture(scope="module")
-def shared_hub(tmp_path_factory, hashes):
+@pytest.fixture(scope="module", params=sorted(HUBS))
+def shared_hub(request, tmp_path_factory, hashes):
     """An open class the tests below share: each signs up students of its own and leaves the
     admins as they were."""
-    made = start_hub(tmp_path_factory.mktemp("shared") / "hub", COURSE, hashes)
+    made = start_hub(tmp_path_factory.mktemp("shared") / "hub", COURSE, hashes, request.param)
     yield made
     made.stop()
 
 
-def approvals(hub: LoopbackHub) -> dict[str, bool]:
-    return hubclient.approvals(hub.inside(tljh.STATE) / "jupyterhub.sqlite")
+def approvals(hub: Hub) -> dict[str, bool]:
+    return hubclient.approvals(hub.database)
 
 
-def signed_in(hub: LoopbackHub, name: str, password: str) -> Browser:
+def signed_in(hub: Hub, name: str, password: str) -> Browser:
     return hubclient.signed_in(hub.url, name, password)
 
 
@@ -152,7 +164,7 @@ def test_approving_is_a_form_and_never_touches_an_admin(shared_hub):
 
 # -- deleted_admin ----------------------------------------------------------------------------------
 
-def assert_name_cannot_be_claimed(hub: LoopbackHub, name: str) -> None:
+def assert_name_cannot_be_claimed(hub: Hub, name: str) -> None:
     """Sign up as `name` (any case): refused with a message; nothing in the hub's table; the
     attacker's password signs in to nothing."""
     before = approvals(hub)
@@ -179,7 +191,7 @@ def test_deleted_admin_name_cannot_be_signed_up(hub):
     assert_name_cannot_be_claimed(hub, "ta")  # deleted
     hub.restart()  # JupyterHub makes a user for each admin_users name again; NativeAuthenticator's row stays gone
     assert_name_cannot_be_claimed(hub, "ta")
-    with contextlib.closing(sqlite3.connect(hub.inside(tljh.STATE) / "jupyterhub.sqlite")) as db, db:
+    with contextlib.closing(sqlite3.connect(hub.database)) as db, db:
         db.execute("UPDATE users_info SET is_authorized = 0 WHERE username = 'instructor'")
     assert_name_cannot_be_claimed(hub, "instructor")  # un-approved
 
@@ -198,12 +210,12 @@ def test_deleted_admin_name_cannot_be_signed_up_before_the_class_opens(tmp_path,
 FIRST_USE = {**COURSE, "hub": {**COURSE["hub"], "auth": {"method": "first-use"}}}
 
 
-def test_deleted_admin_name_cannot_be_claimed_under_first_use(tmp_path, hashes):
+def test_deleted_admin_name_cannot_be_claimed_under_first_use(tmp_path, hashes, target):
     """FirstUseAuthenticator keeps the first password typed for a name it has none for, and an
     admin deleted in the admin panel loses theirs: the next person to sign in as that admin would
     become the admin."""
-    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes)
-    passwords = hub.inside(tljh.FIRST_USE_PASSWORDS)
+    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes, target)
+    passwords = hub.passwords
     try:
         instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
         assert instructor.is_signed_in()
@@ -217,7 +229,9 @@ def test_deleted_admin_name_cannot_be_claimed_under_first_use(tmp_path, hashes):
         hub.restart()
         assert not signed_in(hub, "ta", ATTACKER_PASSWORD).is_signed_in()
         with dbm.open(str(passwords)) as db:
-            assert b"ta" not in db
+            # A cluster's hub makes the admins' accounts at every start: the TA's is back, with the
+            # password the instructor set for it; a droplet's waits for the next deploy.
+            assert db.get(b"ta") == (hashes["ta"].encode() if target == "z2jh" else None)
         student = signed_in(hub, "student1", STUDENT_PASSWORD)  # first use works for everyone else
         assert student.is_signed_in()
     finally:
@@ -226,12 +240,14 @@ def test_deleted_admin_name_cannot_be_claimed_under_first_use(tmp_path, hashes):
 
 # -- reserved_name_held -----------------------------------------------------------------------------
 
-def test_reserved_name_held_by_a_student_never_becomes_admin(tmp_path, hashes):
+def test_reserved_name_held_by_a_student_never_becomes_admin(tmp_path, hashes, target):
     """A student signs up as `ta2` and is approved; the instructor then lists `ta2` in hub.admins
     (reserved, or with a password) and the hub's settings are rewritten: hub-accounts fails naming
-    the account and the fix, and the student, signing in with their own password, is no admin
-    (the hub restarted with the new settings, as a reboot would)."""
-    hub = start_hub(tmp_path / "hub", COURSE, hashes)
+    the account and the fix (on a cluster, where it runs as the hub starts, the hub does not
+    start), and the student, signing in with their own password, is no admin (the droplet's hub
+    restarted with the new settings, as a reboot would)."""
+    hub = start_hub(tmp_path / "hub", COURSE, hashes, target)
+    refusal = "ta2: the hub account ta2 exists, and classimage did not make it"
     try:
         instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
         Browser(hub.url).sign_up("ta2", STUDENT_PASSWORD)
@@ -241,15 +257,68 @@ def test_reserved_name_held_by_a_student_never_becomes_admin(tmp_path, hashes):
         hub.write_config(course(wider))
         for ta2 in (None, admins.hash_password(TA_PASSWORD)):
             refused = hub.make_accounts({**hashes, "ta2": ta2})
+            if target == "z2jh":
+                with pytest.raises(HubExited, match=refusal):
+                    hub.start()
+                continue
             assert refused.returncode == 1, refused.stdout
-            assert "ta2: the hub account ta2 exists, and classimage did not make it" in refused.stderr
+            assert refusal in refused.stderr
         assert "ta2" not in hub.record()
+        if target == "z2jh":
+            return  # no hub: nobody signs in at all
         hub.start()
         student = signed_in(hub, "ta2", STUDENT_PASSWORD)
         code, me = student.api("GET", "/hub/api/user")
         assert code == 200 and me["admin"] is False and me["name"] == "ta2", me
         assert student.get("/hub/admin").code == 403
         assert not signed_in(hub, "ta2", TA_PASSWORD).is_signed_in()  # the instructor's hash went nowhere
+    finally:
+        hub.stop()
+
+
+# -- demoted_admin ----------------------------------------------------------------------------------
+
+def is_admin(hub: Hub, name: str, password: str) -> bool:
+    """What the hub makes of `name` signed in: its own record of them, and its admin page."""
+    user = signed_in(hub, name, password)
+    code, me = user.api("GET", "/hub/api/user")
+    assert code == 200 and me["name"] == name, (code, me)
+    page = user.get("/hub/admin")
+    assert page.code in (200, 403), page
+    assert me["admin"] == (page.code == 200) == ("admin" in me["roles"]), (me, page)
+    return me["admin"]
+
+
+@pytest.mark.parametrize("method", ["signup", "first-use"])
+def test_demoted_admin_is_no_admin_after_the_next_deploy(tmp_path, hashes, target, method):
+    """A TA listed in hub.admins signs in (an admin); the instructor removes the TA from hub.admins
+    and deploys again (the same hub database: a new droplet on the class's volume, or the hub pod
+    restarted with the new values). JupyterHub keeps admin=True (and the admin role) in its
+    database for a name dropped from admin_users: the TA must not keep the admin page, nor the
+    sudo TLJH gives every admin's server. The TA's account stays theirs."""
+    data = {**COURSE, "hub": {**COURSE["hub"], "auth": {"method": method}}}
+    hub = start_hub(tmp_path / "hub", data, hashes, target)
+    try:
+        assert is_admin(hub, "ta", TA_PASSWORD)
+        hub.stop()
+        hub.write_config(course({**data, "hub": {**data["hub"], "admins": ["instructor"]}}))
+        made = hub.make_accounts({"instructor": hashes["instructor"]})
+        assert made.returncode == 0, made.stderr
+        if target == "droplet":
+            assert "ta: no longer an admin (not in hub.admins)" in made.stdout
+        hub.start()
+        if target == "z2jh":
+            assert "classimage: admin ta: no longer an admin (not in hub.admins)" in hub.log.read_text()
+        assert not is_admin(hub, "ta", TA_PASSWORD)
+        assert is_admin(hub, "instructor", ADMIN_PASSWORD)
+        ta = signed_in(hub, "ta", TA_PASSWORD)
+        ta.get("/hub/home")
+        assert ta.api("GET", "/hub/api/users")[0] == 403
+        if method == "signup":
+            Browser(hub.url).sign_up("student9", STUDENT_PASSWORD)
+            assert ta.set_approval("student9").code == 403 and approvals(hub)["student9"] is False
+        hub.restart()  # and it stays so
+        assert not is_admin(hub, "ta", TA_PASSWORD)
     finally:
         hub.stop()
 
@@ -272,12 +341,12 @@ def test_name_collision_longest_name_signs_up(shared_hub):
     assert approvals(shared_hub)["a" * 17] is False
 
 
-def test_name_collision_first_use_of_a_long_name_is_refused(tmp_path, hashes):
-    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes)
+def test_name_collision_first_use_of_a_long_name_is_refused(tmp_path, hashes, target):
+    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes, target)
     try:
         page = hub.browser().sign_in("course-instructor-01", STUDENT_PASSWORD)
         assert "at most 17 lower-case letters" in text_of(page), page
-        with dbm.open(str(hub.inside(tljh.FIRST_USE_PASSWORDS))) as db:
+        with dbm.open(str(hub.passwords)) as db:
             assert b"course-instructor-01" not in db  # no password kept for it
     finally:
         hub.stop()

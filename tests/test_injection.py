@@ -161,12 +161,17 @@ def test_hostile_values_stay_data_in_the_other_languages(tmp_path):
     accounts = json.loads(files[plan.File("hub-accounts", provision.HUB_ACCOUNTS_PLAN, "").staged]["content"])
     assert list(accounts["admins"]) == list(dict.fromkeys(HOSTILE))
     hub_config = tmp_path / "classimage.py"
-    hub_config.write_text(files[plan.File("hub-config", f"{tljh.CONFIG_D}/classimage.py", "").staged]["content"])
+    config_text = files[plan.File("hub-config", f"{tljh.CONFIG_D}/classimage.py", "").staged]["content"]
+    # The guards it imports, from a folder of the test instead of the droplet's.
+    guards = files[plan.File("hub-config", provision.HUB_GUARDS, "").staged]["content"]
+    (tmp_path / "hubguards.py").write_text(guards)
+    hub_config.write_text(config_text.replace(repr(provision.LIB), repr(str(tmp_path))))
     probe = ("import json, sys\nfrom traitlets.config import Config\nc = Config()\n"
-             "exec(open(sys.argv[1]).read(), {'c': c})\nprint(json.dumps(c.Spawner.default_url))")
+             "exec(open(sys.argv[1]).read(), {'c': c})\n"
+             "print(json.dumps([c.Spawner.default_url, sorted(c.CourseNames.course_admins)]))")
     result = subprocess.run([sys.executable, "-c", probe, str(hub_config)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == links.gitpull_path(hostile.content[0], "jupyterlab")
+    assert json.loads(result.stdout) == [links.gitpull_path(hostile.content[0], "jupyterlab"), sorted(set(HOSTILE))]
 
 
 TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), max_size=60)

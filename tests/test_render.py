@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
-from classimage import artifacts, classdata, hubaccounts, links, network, packer, plan, provision, spec, tljh, userdata
+from classimage import artifacts, classdata, hubaccounts, hubguards, links, network, packer, plan, provision, spec, tljh, userdata
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
 # Every spec whose rendering the real tools must accept: the examples and the TLJH table's specs.
@@ -110,7 +110,7 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=1 << 20)
 
 
-SHIPPED = {inspect.getsource(module) for module in (provision, hubaccounts, classdata)}
+SHIPPED = {inspect.getsource(module) for module in (provision, hubaccounts, hubguards, classdata)}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -164,7 +164,7 @@ def test_the_skeleton_and_the_parts_make_the_user_data(stage):
     for path, entry in written_files(text).items():
         if (stage, path) in where:
             assert entry["content"] == goldens[where[stage, path]], path
-    modules = {Path(provision.__file__).read_text(), Path(hubaccounts.__file__).read_text()}
+    modules = {Path(module.__file__).read_text() for module in (provision, hubaccounts, hubguards)}
     compressed = [entry["content"] for entry in written_files(text).values() if entry.get("encoding") == "gz+b64"]
     # classimage's own programs, as they are, and the hub's config (Python too: its part above)
     assert compressed and set(compressed) <= modules | {tljh.jupyterhub_config(loaded.spec)}
@@ -313,7 +313,10 @@ def run_hub_config(text: str, folder: Path, user: str = "student", hub_open: boo
     if hub_open:
         marker.touch()
     config_file = folder / "classimage.py"
-    config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker))))
+    # The guards the config imports, from where the hub-config step installs them (a folder here).
+    (folder / Path(provision.HUB_GUARDS).name).write_text(plan.shipped("hubguards"))
+    config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker)))
+                           .replace(repr(provision.LIB), repr(str(folder))))
     result = subprocess.run([sys.executable, "-c", HUB_CONFIG_PROBE, str(config_file), user], capture_output=True,
                             text=True, cwd=folder)
     assert result.returncode == 0, result.stderr
@@ -327,7 +330,7 @@ def test_hub_config_runs_under_traitlets(path, rendered, tmp_path):
     applied = run_hub_config(written_files(rendered[path, plan.FULL])[staged]["content"], tmp_path, hub_open=True)
     if loaded.spec.hub.auth.method == "signup":
         (folder,) = applied["template_paths"]
-        assert (Path(folder) / "authorization-area.html").is_file()
+        assert (Path(folder) / "authorization-area.html").is_file()  # NativeAuthenticator's templates
     else:
         assert applied["template_paths"] is None
     assert [s["name"] for s in applied["services"]] == ["cull-idle", provision.SERVICE]
@@ -366,13 +369,13 @@ def _keys(value, prefix=""):
 
 
 @pytest.mark.parametrize("case, stage, expected", [
-    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "hub-accounts",
+    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh", "hub-accounts",
                             "hub-reload", "hub-ready"]),
-    ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "conda-packages",
-                               "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
-    ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "hub-lockdown", "tljh",
-                               "conda-packages", "pip-packages"]),
-    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "hub-config", "hub-secrets", "hub-accounts",
+    ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh",
+                               "conda-packages", "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
+    ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "ssh", "hub-lockdown",
+                               "tljh", "conda-packages", "pip-packages"]),
+    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "ssh", "hub-config", "hub-secrets", "hub-accounts",
                                "hub-reload", "hub-ready"]),
 ])
 def test_step_order(case, stage, expected):

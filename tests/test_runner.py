@@ -4,6 +4,8 @@ bash steps against a temporary root (status file, log, lock, timeouts, the page 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -20,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
-from classimage import plan, provision, spec, userdata
+from classimage import classdata, plan, provision, spec, userdata
 from classimage.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
 
 DONE = {"state": "done", "digest": "d1"}
@@ -380,15 +382,23 @@ def wait_for(url: str) -> None:
     raise AssertionError(f"nothing answers at {url}")
 
 
-def test_status_over_http_shows_log_tails_only_to_the_token_holder(droplet):
-    import hashlib
-
+@contextlib.contextmanager
+def status_service(droplet):
+    """The droplet's status service (`serve-status`) on a port of its own: its address."""
     port = free_port()
     server = subprocess.Popen([sys.executable, provision.__file__, "--root", str(droplet.root), "serve-status",
                                "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}{provision.SERVICE_PATH}"
         wait_for(url)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()
+
+
+def test_status_over_http_shows_log_tails_only_to_the_token_holder(droplet):
+    with status_service(droplet) as url:
         assert get(url)[0] == 503  # provisioning has not started
         droplet.plan(*three_steps(fail_second=True), token_sha256=hashlib.sha256(b"t0ken").hexdigest())
         droplet.run()
@@ -400,9 +410,6 @@ def test_status_over_http_shows_log_tails_only_to_the_token_holder(droplet):
         assert "nosuchpackage" not in get(url, {"Authorization": "token wrong"})[1]
         private = json.loads(get(url, {"Authorization": "token t0ken"})[1])
         assert private["steps"][1]["log_tail"][-1] == "E: Unable to locate package nosuchpackage"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_the_progress_page_holds_the_port_while_provisioning_and_is_gone_after(droplet):
@@ -454,7 +461,7 @@ def test_the_page_says_what_students_need_to_know(public, headline):
 def test_without_the_class_data_the_page_on_its_socket_says_the_class_is_closed(droplet):
     """What classimage-data-missing.socket runs: `serve-status --fd 3 --page` on the socket systemd
     listens on; the page says the class is closed, the status service says why (no log tails)."""
-    droplet.plan(*three_steps())
+    droplet.plan(*three_steps(), token_sha256=hashlib.sha256(b"t0ken").hexdigest())
     droplet.run()
     record = Path(droplet.paths.at(provision.DATA_RECORD))
     record.parent.mkdir(parents=True, exist_ok=True)
@@ -469,8 +476,36 @@ def test_without_the_class_data_the_page_on_its_socket_says_the_class_is_closed(
         code, body, _ = get(f"http://127.0.0.1:{port}/hub/login")
         assert code == 503 and "The class is closed" in body and "/dev/x" not in body
         code, body, _ = get(f"http://127.0.0.1:{port}{provision.SERVICE_PATH}")
-        assert json.loads(body)["data"]["error"] == "the class's data device /dev/x is not there"
+        # Anyone may ask: that it is closed, not why (an error can quote a student's file names).
+        assert json.loads(body)["data"]["error"] == provision.DATA_CLOSED and "/dev/x" not in body
         assert "admins" not in json.loads(body)["data"]
+        code, body, _ = get(f"http://127.0.0.1:{port}{provision.SERVICE_PATH}", {"Authorization": "token t0ken"})
+        assert json.loads(body)["data"]["error"] == "the class's data device /dev/x is not there"
     finally:
         server.terminate()
         server.wait()
+
+
+GIVEN_BACK = ("WARNING: the home of jupyter-alice was group-owned by jupyterhub-users, not by its own group: "
+              "given back to it (gid 1003)")
+
+
+def test_a_home_given_back_is_told_to_the_instructor_by_status_not_to_the_public(droplet, monkeypatch):
+    """A student's `chgrp jupyterhub-users ~` is undone by class-data with a warning (issue 16); the
+    instructor reads `classimage status` (the token holder's status over HTTP), or the status
+    command on the droplet, not the droplet's log. The mount at the next boot says nothing of it:
+    the warning must still be there, and anyone else asking must not learn the student's name."""
+    monkeypatch.setattr(classdata, "RECORD", droplet.paths.at(provision.DATA_RECORD))
+    droplet.plan(*three_steps(), token_sha256=hashlib.sha256(b"t0ken").hexdigest())
+    droplet.run()
+    classdata.record("/dev/x", ["mounted /dev/x", GIVEN_BACK])  # the droplet whose mount gave it back
+    classdata.record("/dev/x", ["mounted /dev/x"])  # its next boot
+    told = GIVEN_BACK.replace("WARNING: ", "", 1)
+    printed = droplet.cli("status").stdout
+    assert f"WARNING: {told} (" in printed, printed
+    with status_service(droplet) as url:
+        private = json.loads(get(url, {"Authorization": "token t0ken"})[1])
+        assert len(private["warnings"]) == 1 and private["warnings"][0].startswith(f"{told} ("), private
+        for header in ({}, {"Authorization": "token wrong"}):
+            code, body, _ = get(url, header)
+            assert code == 200 and "jupyter-alice" not in body and json.loads(body)["warnings"] == []

@@ -6,17 +6,11 @@ workflow passes GitHub's schema and zizmor."""
 
 from __future__ import annotations
 
-import copy
 import json
-import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
-import tarfile
-import time
-import urllib.parse
 from pathlib import Path
 
 import bcrypt
@@ -25,31 +19,18 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, cli
+from hubprocess import chart_source, helm_values, hub_pod, pod_sandbox, unpack
 from classimage import reference, spec, units, workflows, z2jh
 
-VENDOR = Path(os.environ.get("CLASSIMAGE_VENDOR", REPO.parent / "shared" / "vendor"))
-CHART_ARCHIVE = "zero-to-jupyterhub-k8s-4.4.0.tar.gz"
 TLJH_ARCHIVE = "the-littlest-jupyterhub-2.0.0.tar.gz"
-ETC = "/usr/local/etc/jupyterhub"  # where the hub pod mounts the chart's config, values and secrets
 PASSWORD = "correct horse battery staple"
 IMAGE = "registry.digitalocean.com/geo101/underworld"
 
 
-def unpack(archive: str, into: Path) -> Path:
-    path = VENDOR / archive
-    if not path.is_file():
-        raise FileNotFoundError(f"{archive} is not at {path}: set CLASSIMAGE_VENDOR to the folder holding it "
-                                "(shared/vendor beside this checkout)")
-    with tarfile.open(path) as tar:
-        tar.extractall(into, filter="data")
-    (top,) = into.iterdir()
-    return top
-
-
 @pytest.fixture(scope="module")
-def chart(tmp_path_factory) -> Path:
+def chart() -> Path:
     """The chart's folder (values.yaml, values.schema.yaml, files/hub/) from the vendored release."""
-    return unpack(CHART_ARCHIVE, tmp_path_factory.mktemp("chart")) / "jupyterhub"
+    return chart_source()
 
 
 def course(tmp_path: Path, extra: str = "", base: Path = REPO / "examples" / "underworld.yaml") -> Path:
@@ -76,20 +57,6 @@ def rendered(path: Path, hashes: dict | None = None) -> dict[str, str]:
 # Helm's side: the values it would store for the hub pod, checked as its packaging checks them
 
 
-def coalesce(defaults, given):
-    """Helm's merge of a chart's values.yaml with the user's values: mappings merge key by key, the
-    user's value wins, and a null removes the default (helm's `coalesceValues`)."""
-    if not (isinstance(defaults, dict) and isinstance(given, dict)):
-        return copy.deepcopy(given)
-    merged = copy.deepcopy(defaults)
-    for key, value in given.items():
-        if value is None:
-            merged.pop(key, None)
-        else:
-            merged[key] = coalesce(defaults.get(key), value)
-    return merged
-
-
 def values_schema(chart: Path) -> dict:
     """values.schema.json as the chart's packaging makes it (tools/generate-json-schema.py): the YAML
     schema without its `description`s, at every level of `properties`."""
@@ -100,14 +67,6 @@ def values_schema(chart: Path) -> dict:
                 clean(sub)
         return schema
     return clean(yaml.safe_load((chart / "values.schema.yaml").read_text()))
-
-
-def helm_values(chart: Path, text: str, release: str = "underworld") -> dict:
-    """What the chart's hub Secret holds as values.yaml: the merged values and Chart/Release."""
-    values = coalesce(yaml.safe_load((chart / "values.yaml").read_text()), yaml.safe_load(text))
-    values["Chart"] = {"Name": "jupyterhub", "Version": z2jh.CHART, "AppVersion": "5.5.0"}
-    values["Release"] = {"Name": release, "Namespace": release, "Service": "Helm"}
-    return values
 
 
 def schema_errors(chart: Path, text: str) -> list[str]:
@@ -204,62 +163,6 @@ def test_z2jh_render_is_deterministic_and_holds_what_the_spec_says(tmp_path):
 # The chart's own hub config, run on the values where the hub pod has them
 
 
-NAMES = ("hub", "proxy-api", "proxy-public", "singleuser", "image-pull-secret", "user-scheduler", "priority")
-
-
-def hub_pod(chart: Path, values_text: str, root: Path) -> tuple[Path, Path]:
-    """The hub pod's /usr/local/etc/jupyterhub (the chart's ConfigMap and Secret, the values'
-    extraFiles) and its empty /srv/jupyterhub volume, as folders to bind there."""
-    etc, state = root / "etc", root / "state"
-    (etc / "config").mkdir(parents=True)
-    (etc / "secret").mkdir()
-    state.mkdir()
-    for name in ("jupyterhub_config.py", "z2jh.py"):
-        shutil.copy(chart / "files" / "hub" / name, etc / name)
-    for name in NAMES:  # the chart's name templates, with its default fullnameOverride ""
-        (etc / "config" / name).write_text(name)
-    values = helm_values(chart, values_text)
-    (etc / "secret" / "values.yaml").write_text(yaml.safe_dump(values))
-    for key in ("hub.config.JupyterHub.cookie_secret", "hub.config.CryptKeeper.keys",
-                "hub.config.ConfigurableHTTPProxy.auth_token"):
-        (etc / "secret" / key).write_text(os.urandom(32).hex())
-    for name, extra in values["hub"]["extraFiles"].items():
-        target = Path(extra["mountPath"])
-        assert target.is_relative_to(ETC), name  # the test binds only the chart's folder
-        (etc / target.relative_to(ETC)).parent.mkdir(parents=True, exist_ok=True)
-        (etc / target.relative_to(ETC)).write_text(extra["stringData"])
-    return etc, state
-
-
-def in_pod(etc: Path, state: Path, argv: list[str], timeout: float = 120, **kwargs) -> subprocess.Popen | subprocess.CompletedProcess:
-    """`argv` in a sandbox with the hub pod's folders, environment and its own network (loopback only)."""
-    if not shutil.which("bwrap"):
-        pytest.fail("bubblewrap (bwrap) is needed: apt-get install bubblewrap (.ci/run does)")
-    hosts = etc.parent / "hosts"
-    hosts.write_text("127.0.0.1 localhost hub proxy-api proxy-public\n")
-    # KubeSpawner loads a Kubernetes client's configuration when it is made (in a pod: the service
-    # account's); no cluster runs here, so an address nobody answers in the sandbox's own network.
-    kubeconfig = etc.parent / "kubeconfig"
-    kubeconfig.write_text(yaml.safe_dump({
-        "apiVersion": "v1", "kind": "Config", "current-context": "none",
-        "clusters": [{"name": "none", "cluster": {"server": "https://127.0.0.1:6443"}}],
-        "users": [{"name": "none", "user": {"token": "none"}}],
-        "contexts": [{"name": "none", "context": {"cluster": "none", "user": "none"}}]}))
-    command = ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-               "--tmpfs", "/usr/local/etc", "--bind", str(etc), ETC, "--tmpfs", "/srv", "--bind", str(state),
-               "/srv/jupyterhub", "--ro-bind", str(hosts), "/etc/hosts", "--chdir", "/srv/jupyterhub",
-               "--unshare-net", "--unshare-pid", "--die-with-parent", "--clearenv",
-               "--setenv", "PATH", f"{Path(sys.executable).parent}:/usr/bin:/bin", "--setenv", "HOME", "/tmp",
-               "--setenv", "POD_NAMESPACE", "underworld", "--setenv", "HELM_RELEASE_NAME", "underworld",
-               "--setenv", "PROXY_API_SERVICE_PORT", "8001", "--setenv", "HUB_SERVICE_PORT", "8081",
-               "--setenv", "CONFIGPROXY_AUTH_TOKEN", (etc / "secret" / "hub.config.ConfigurableHTTPProxy.auth_token").read_text(),
-               "--setenv", "PYTHONUNBUFFERED", "1", "--ro-bind", str(kubeconfig), "/tmp/kubeconfig",
-               "--setenv", "KUBECONFIG", "/tmp/kubeconfig", *argv]
-    if kwargs.pop("background", False):
-        return subprocess.Popen(command, **kwargs)
-    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, **kwargs)
-
-
 PROBE = r'''
 import asyncio, json, sys
 from jupyterhub.app import JupyterHub
@@ -279,7 +182,7 @@ spawner, pod, pvc = asyncio.run(made())
 session = orm.new_session_factory(config.JupyterHub.db_url)()
 authenticator = config.JupyterHub.authenticator_class(config=config, _deprecated_db_session=session)
 found = {}
-if authenticator.__class__.__name__ == "ClassimageNativeAuthenticator":
+if authenticator.__class__.__name__ == "CourseNativeAuthenticator":
     from nativeauthenticator.orm import UserInfo
     for row in session.query(UserInfo).all():
         found[row.username] = {"authorized": row.is_authorized, "hash": row.password.decode()}
@@ -320,7 +223,8 @@ print(json.dumps({
 
 def probe(chart: Path, root: Path, values_text: str, names: list[str]) -> dict:
     etc, state = hub_pod(chart, values_text, root)
-    result = in_pod(etc, state, [sys.executable, "-c", PROBE, json.dumps(names)])
+    result = subprocess.run(pod_sandbox(etc, state, [sys.executable, "-c", PROBE, json.dumps(names)]),
+                            capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -350,13 +254,13 @@ def test_z2jh_the_charts_hub_config_runs_the_values(chart, tmp_path, hashed):
     assert "--timeout=1800" in culler["command"] and "--cull-users" not in culler["command"]
     assert found["default_url"].startswith("/git-pull?repo=https%3A%2F%2Fgithub.com%2Funderworld")
     # Sign-in: NativeAuthenticator, approval only, the same limits as on a droplet.
-    assert found["authenticator"] == "ClassimageNativeAuthenticator"
+    assert found["authenticator"] == "CourseNativeAuthenticator"
     assert found["admin_users"] == ["instructor", "ta"]
     assert found["native"] == {"open_signup": False, "ask_email_on_signup": True, "minimum_password_length": 8,
                                "allowed_failed_logins": 5, "seconds_before_next_try": 600}
     assert found["valid"] == {"alice": True, "eighteen-characters": False, "Bob": False, "a/b": False}
-    assert found["template_paths"][0] == f"{z2jh.FOLDER}/templates"
-    assert found["routes"]["/authorize/([^/]*)"] == "_Approve" and found["routes"]["/discard/([^/]*)"] == "_Discard"
+    assert found["template_paths"][0].endswith("/nativeauthenticator/templates")
+    assert found["routes"]["/authorize/([^/]*)"] == "Approve" and found["routes"]["/discard/([^/]*)"] == "Discard"
     # The admins exist before anyone signs up: the instructor's hash, a reserved name nobody knows.
     assert found["accounts"]["instructor"] == {"authorized": True, "hash": hashed}
     assert found["accounts"]["ta"]["authorized"] and found["accounts"]["ta"]["hash"] != hashed
@@ -368,7 +272,7 @@ def test_z2jh_the_charts_hub_config_runs_the_values(chart, tmp_path, hashed):
 def test_z2jh_first_use_keeps_admin_names_out_of_reach(chart, tmp_path, hashed):
     path = course(tmp_path, "hub: {admins: [instructor, ta], auth: {method: first-use}}")
     found = probe(chart, tmp_path / "pod", rendered(path, {"instructor": hashed})[z2jh.VALUES], ["instructor", "ta", "bob"])
-    assert found["authenticator"] == "ClassimageFirstUseAuthenticator"
+    assert found["authenticator"] == "CourseFirstUseAuthenticator"
     assert found["accounts"]["instructor"] == {"hash": hashed} and "ta" in found["accounts"]
     # The first password typed for an admin's name is not a first use: only the instructor's works.
     assert found["claimed"] == {"instructor": False, "ta": False, "bob": True}

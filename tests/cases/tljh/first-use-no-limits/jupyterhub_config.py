@@ -1,57 +1,21 @@
-# Written by classimage. TLJH loads the files in jupyterhub_config.d after
-# config.yaml, for settings config.yaml has no key for.
+# Written by classimage. TLJH loads the files in jupyterhub_config.d after config.yaml, for settings
+# config.yaml has no key for.
 import html
-import json
 import os
+import sys
 
 from tornado import web
 
-# The course's admins. Their accounts are classimage's to make (hub-accounts, from the hashes of the
-# passwords the instructor set): no admin's name can ever be signed up or claimed by a first sign-in,
-# whether its account exists, was deleted in the admin panel, or was never made.
-ADMINS = frozenset(['host'])
-# The names TLJH maps one to one onto Unix users (jupyter-NAME; it shortens longer ones with a hash,
-# so two hub names could share one Unix user): the course schema's rule for names.
-c.Authenticator.username_pattern = '^[a-z0-9][a-z0-9_-]{0,16}\\Z'
-NAME_RULE = "a name of at most 17 lower-case letters, digits, - and _, starting with a letter or digit"
-RECORD = '/opt/tljh/state/classimage-admins.json'
-
-
-def _made_by_classimage():
-    """The names whose accounts classimage made (its record beside the hub's database). Only those
-    become admins: a name a student held before it was listed in hub.admins never does."""
-    try:
-        with open(RECORD, encoding="utf-8") as handle:
-            return frozenset(json.load(handle))
-    except (OSError, ValueError, TypeError):
-        return frozenset()
-
-
-import dbm
-
-from firstuseauthenticator import FirstUseAuthenticator
-
-
-class CourseFirstUseAuthenticator(FirstUseAuthenticator):
-    """FirstUseAuthenticator (configured as c.FirstUseAuthenticator by TLJH), except that an
-    admin's name is never claimed by a first sign-in (an admin deleted in the admin panel loses
-    their password here: the name stays closed), and a name outside the pattern is refused before
-    any password is kept for it."""
-
-    async def authenticate(self, handler, data):
-        name = self.normalize_username(data["username"])
-        if not self.validate_username(name):
-            handler.custom_login_error = "Sign in with " + NAME_RULE + "."
-            return None
-        if name in ADMINS:
-            # No await between this look and the parent's: nothing else runs in between.
-            with dbm.open(self.dbm_path, "c", 0o600) as passwords:
-                if name.encode() not in passwords:
-                    return None
-        return await super().authenticate(handler, data)
-
-
-c.JupyterHub.authenticator_class = CourseFirstUseAuthenticator
+# The sign-in guards, the same module as a cluster's hub runs (classimage/hubguards.py): no admin's
+# name can ever be signed up or claimed by a first sign-in, approvals are forms, only the admins whose
+# accounts classimage made are admins, and names are the course schema's (TLJH maps longer ones onto
+# shared Unix users).
+sys.path.insert(0, '/usr/local/lib/classimage')
+try:
+    import hubguards
+finally:
+    sys.path.remove('/usr/local/lib/classimage')
+hubguards.configure(c, 'first-use', ['host'], '/opt/tljh/state/classimage-admins.json', '^[a-z0-9][a-z0-9_-]{0,16}\\Z')
 
 # Pull the course repository into each student's home and open it whenever their server starts.
 c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgitlab.example.edu%3A8443%2Fgeo%2Fdata&targetpath=data&urlpath=lab%2Ftree%2Fdata'
@@ -82,5 +46,3 @@ if not os.path.exists(HUB_OPEN):
     c.FirstUseAuthenticator.create_users = False
     c.Authenticator.admin_users = set()
     c.Authenticator.allowed_users = set()
-else:
-    c.Authenticator.admin_users = set(ADMINS & _made_by_classimage())

@@ -5,5 +5,6 @@ set -euo pipefail
 install -d --mode=0700 /opt/tljh/config /opt/tljh/config/jupyterhub_config.d
 install -D --mode=0600 /usr/local/lib/classimage/files/hub-config/config.yaml /opt/tljh/config/config.yaml
 install -D --mode=0600 /usr/local/lib/classimage/files/hub-config/classimage.py /opt/tljh/config/jupyterhub_config.d/classimage.py
+install -D --mode=0644 /usr/local/lib/classimage/files/hub-config/hubguards.py /usr/local/lib/classimage/hubguards.py
 # Written before TLJH is installed, so the hub's first start already has the course's sign-in
 # rules (TLJH keeps a config.yaml it finds); later runs pick changes up at the hub reload.

@@ -13,6 +13,8 @@ install -D --mode=0644 /usr/local/lib/classimage/files/hub-accounts/hub-accounts
 # making one database at once fail (alembic's version row, made twice). So a running hub is let finish
 # making it (it answers only then), and is stopped with its proxy (which would answer 502 for it
 # meanwhile; port 80 answers nothing for these seconds instead); the hub-reload step starts both.
+# A droplet provisioned again boots a hub with the last deploy's settings, which would also hand the
+# admin flag back to a TA this deploy takes it from.
 if systemctl is-active --quiet jupyterhub.service; then
   deadline=$((SECONDS + 180))
   until curl --fail --silent --max-time 5 --output /dev/null http://127.0.0.1:15001/hub/health || [ "$SECONDS" -ge "$deadline" ]; do

@@ -20,5 +20,5 @@ install -D --mode=0644 /dev/null /var/lib/classimage/hub-open
 # with it (jupyterhub.service requires traefik.service). TLJH's own waits have no time limit.
 stop_progress_page
 timeout 180 tljh-config reload proxy
-# A hub that was not running (a droplet from the snapshot) starts now; one that was, restarted above.
+# A hub that was not running (a droplet from the snapshot, or hub-accounts stopped it) starts now.
 systemctl start jupyterhub.service

@@ -1,0 +1,176 @@
+"""The sign-in guards of both hubs classimage configures: a droplet's (its jupyterhub_config.d file
+imports this from /usr/local/lib/classimage) and a cluster's (hub.extraFiles mounts it, hub.extraConfig
+imports it). Shipped as it is, run by the hub's Python; the package never imports it.
+
+No admin's name is ever signed up or claimed by a first sign-in, whatever the hub's database holds;
+a name outside the course's rule is refused with a message; approving, un-approving and discarding
+are POSTs (JupyterHub checks their XSRF token) that set a state and never touch an admin; only
+admins whose accounts classimage made (its record) are admins."""
+
+from __future__ import annotations
+
+import dbm
+import json
+import os
+
+import nativeauthenticator
+from firstuseauthenticator import FirstUseAuthenticator
+from jupyterhub.auth import Authenticator
+from jupyterhub.scopes import needs_scope
+from nativeauthenticator.handlers import AuthorizationAreaHandler, DiscardHandler, LocalBase, SignUpHandler
+from nativeauthenticator.orm import UserInfo
+from tornado import web
+from tornado.escape import url_escape
+from traitlets import Set, Unicode
+
+NATIVE, FIRST_USE = "native", "first-use"
+NAME_RULE = "a name of at most 17 lower-case letters, digits, - and _, starting with a letter or digit"
+
+
+def made_by_classimage(record: str) -> frozenset:
+    """The names whose accounts classimage made (hub-accounts' record)."""
+    try:
+        with open(record, encoding="utf-8") as handle:
+            return frozenset(json.load(handle))
+    except (OSError, ValueError, TypeError):
+        return frozenset()
+
+
+def configure(c, method: str, admins, record: str, username_pattern: str) -> None:
+    """The guards on the hub's config `c` (the authenticators' own sections still apply)."""
+    c.CourseNames.course_admins = set(admins)
+    c.Authenticator.username_pattern = username_pattern
+    c.Authenticator.admin_users = set(admins) & made_by_classimage(record)
+    if method == NATIVE:
+        c.JupyterHub.authenticator_class = CourseNativeAuthenticator
+        # Neither TLJH nor the chart adds them: the hub's pages would have no "Authorize Users" link.
+        c.JupyterHub.template_paths = [os.path.join(os.path.dirname(nativeauthenticator.__file__), "templates")]
+    else:
+        c.JupyterHub.authenticator_class = CourseFirstUseAuthenticator
+
+
+class CourseNames(Authenticator):
+    """What both authenticators refuse."""
+
+    course_admins = Set(Unicode(), config=True, help="The course's admins: nobody signs up as or first-uses them.")
+
+    def refusal(self, name: str) -> str | None:
+        """Why nobody may take `name` (normalized), or None."""
+        if name in self.course_admins:
+            return "The name %s belongs to this course's instructors: choose another." % name
+        if not self.validate_username(name):
+            return "Choose " + NAME_RULE + "."
+        return None
+
+
+def _not_an_admin(handler, name: str) -> None:
+    if handler.authenticator.normalize_username(name) in handler.authenticator.course_admins:
+        raise web.HTTPError(403, "%s is an admin of this course: nobody approves or discards it here.", name)
+
+
+class SignUp(SignUpHandler):
+    """NativeAuthenticator's signup, refusing admins' names and unsafe names with a message."""
+
+    async def post(self):
+        name = self.authenticator.normalize_username(self.get_body_argument("username", "", strip=False))
+        problem = self.authenticator.refusal(name) if self.authenticator.enable_signup else None
+        if problem is None:
+            return await super().post()
+        page = await self.render_template(
+            "signup.html",
+            ask_email=self.authenticator.ask_email_on_signup,
+            alert="alert-danger",
+            result_message=problem,
+            two_factor_auth=self.authenticator.allow_2fa,
+            recaptcha_key=self.authenticator.recaptcha_key,
+            tos=self.authenticator.tos,
+        )
+        self.finish(page)
+
+
+# NativeAuthenticator's approval page, its buttons made forms: its links change approvals on a GET,
+# for which JupyterHub checks no XSRF token; a form's POST carries one. Admins' rows have none.
+APPROVALS = """{% extends "page.html" %}{% block main %}<div class="container"><h1>Authorization area</h1>
+<table class="table"><thead><tr><th>Username</th>{% if ask_email %}<th>Email</th>{% endif %}<th>Is authorized?</th>
+<th></th><th></th><th></th></tr></thead><tbody>{% for user in users %}{% set path = user.username|urlencode %}
+<tr id="{{ user.username }}"{% if user.is_authorized %} class="success"{% endif %}><td>{{ user.username }}</td>
+{% if ask_email %}<td>{{ user.email }}</td>{% endif %}<td>{{ "Yes" if user.is_authorized else "No" }}</td>
+{% if user.username in admins %}<td>admin</td><td></td><td></td>{% else %}
+<td><form method="post" action="{{ base_url }}authorize/{{ path }}">
+<input type="hidden" name="_xsrf" value="{{ xsrf }}">
+<input type="hidden" name="authorized" value="{{ 'no' if user.is_authorized else 'yes' }}"><button type="submit"
+class="btn btn-jupyter">{{ "Unauthorize" if user.is_authorized else "Authorize" }}</button></form></td>
+<td><a class="btn btn-jupyter" href="{{ base_url }}change-password/{{ path }}" role="button">Change password</a></td>
+<td>{% if not user.is_authorized %}<form method="post" action="{{ base_url }}discard/{{ path }}">
+<input type="hidden" name="_xsrf" value="{{ xsrf }}"><button type="submit" class="btn btn-jupyter">Discard</button>
+</form>{% endif %}</td>{% endif %}</tr>{% endfor %}</tbody></table></div>{% endblock %}"""
+
+
+class Approvals(AuthorizationAreaHandler):
+    @needs_scope("admin:users")
+    async def get(self):
+        template = self.settings["jinja2_env"].from_string(APPROVALS)
+        namespace = dict(
+            self.template_namespace,
+            users=self.db.query(UserInfo).all(),
+            admins=self.authenticator.course_admins,
+            ask_email=self.authenticator.ask_email_on_signup,
+        )
+        self.finish(await template.render_async(**namespace))
+
+
+class Approve(LocalBase):
+    """POST authorized=yes|no: approve or un-approve a student (a GET changes nothing: 405)."""
+
+    @needs_scope("admin:users")
+    async def post(self, name):
+        _not_an_admin(self, name)
+        wanted = self.get_body_argument("authorized")
+        if wanted not in ("yes", "no"):
+            raise web.HTTPError(400, "authorized must be yes or no")
+        row = UserInfo.find(self.db, name)
+        if row is None:
+            raise web.HTTPError(404, "no signup named %s", name)
+        row.is_authorized = wanted == "yes"
+        self.db.commit()
+        self.redirect(self.hub.base_url + "authorize#" + url_escape(name, plus=False))
+
+
+class Discard(DiscardHandler):
+    """POST: NativeAuthenticator's discard of an unapproved signup (a GET changes nothing: 405)."""
+
+    async def get(self, name):
+        raise web.HTTPError(405, "discard with the button on the Authorize Users page")
+
+    @needs_scope("admin:users")
+    async def post(self, name):
+        _not_an_admin(self, name)
+        await DiscardHandler.get(self, name)
+
+
+class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
+    def create_user(self, username, password, **kwargs):
+        if self.refusal(self.normalize_username(username)):
+            return None
+        return super().create_user(username, password, **kwargs)
+
+    def get_handlers(self, app):
+        ours = {"/signup": SignUp, "/authorize": Approvals, "/authorize/([^/]*)": Approve, "/discard/([^/]*)": Discard}
+        return [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
+
+
+class CourseFirstUseAuthenticator(CourseNames, FirstUseAuthenticator):
+    """An admin deleted in the admin panel loses their password here: the name stays closed."""
+
+    async def authenticate(self, handler, data):
+        name = self.normalize_username(data["username"])
+        if not self.validate_username(name):
+            if handler is not None:
+                handler.custom_login_error = "Sign in with " + NAME_RULE + "."
+            return None
+        if name in self.course_admins:
+            # No await between this look and the parent's: nothing else runs in between.
+            with dbm.open(self.dbm_path, "c", 0o600) as passwords:
+                if name.encode() not in passwords:
+                    return None
+        return await super().authenticate(handler, data)
