@@ -73,6 +73,10 @@ POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
 HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
 CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
+# The class's data device of user data pasted at DigitalOcean, where the volume's name is the
+# instructor's: the one volume attached, whatever its name (classdata.py has the same words).
+ANY_VOLUME = "any-digitalocean-volume"
+ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"
 DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
 DATA_UNIT = "/etc/systemd/system/classimage-data.service"
 DATA_COPY_UNIT = "/etc/systemd/system/classimage-data-copy.service"
@@ -352,8 +356,11 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         for step in status.get("steps", [])
     ]
     public["warnings"] = list(status.get("warnings") or [])
-    data = status.get("data")  # the class's data device, as classimage-class-data keeps its record
-    public["data"] = {key: data.get(key) for key in ("mounted", "database_copied", "error")} if data else None
+    # the class's data device, as classimage-class-data keeps its record; `waiting`: what the droplet
+    # waits for before its data is in place (`classimage up` moves the volume once it says so)
+    data = status.get("data")
+    shown = ("mounted", "database_copied", "error", "waiting")
+    public["data"] = {key: data.get(key) for key in shown} if data else None
     return public
 
 

@@ -164,7 +164,7 @@ def test_the_skeleton_and_the_parts_make_the_user_data(stage):
     for path, entry in written_files(text).items():
         if (stage, path) in where:
             assert entry["content"] == goldens[where[stage, path]], path
-    modules = {Path(provision.__file__).read_text(), Path(hubaccounts.__file__).read_text()}
+    modules = {Path(module.__file__).read_text() for module in (provision, hubaccounts, classdata)}
     compressed = [entry["content"] for entry in written_files(text).values() if entry.get("encoding") == "gz+b64"]
     # classimage's own programs, as they are, and the hub's config (Python too: its part above)
     assert compressed and set(compressed) <= modules | {tljh.jupyterhub_config(loaded.spec)}
@@ -366,14 +366,14 @@ def _keys(value, prefix=""):
 
 
 @pytest.mark.parametrize("case, stage, expected", [
-    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "hub-accounts",
-                            "hub-reload", "hub-ready"]),
+    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "class-data",
+                            "hub-accounts", "hub-reload", "hub-ready"]),
     ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "hub-config", "tljh", "conda-packages",
-                               "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
+                               "pip-packages", "class-data", "hub-accounts", "hub-reload", "hub-ready"]),
     ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "hub-lockdown", "tljh",
                                "conda-packages", "pip-packages"]),
-    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "hub-config", "hub-secrets", "hub-accounts",
-                               "hub-reload", "hub-ready"]),
+    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "hub-config", "class-data", "hub-secrets",
+                               "hub-accounts", "hub-reload", "hub-ready"]),
 ])
 def test_step_order(case, stage, expected):
     """The one list, filtered by stage: facts (spec, stage) in, steps out."""
@@ -383,6 +383,13 @@ def test_step_order(case, stage, expected):
     if "tljh" in names:
         settings = "hub-config" if stage == plan.FULL else "hub-lockdown"
         assert names.index(settings) < names.index("tljh")
+    # Make before break: a droplet is ready but for the class's data (the software in place) when it
+    # waits for the class's volume, and nothing is written into the hub's state before it is there.
+    if "class-data" in names:
+        software = [n for n in names if n in ("tljh", "conda-packages", "pip-packages", "post-build")]
+        assert all(names.index(n) < names.index("class-data") for n in software)
+        state = [n for n in names if n in ("hub-secrets", "hub-accounts", "hub-reload")]
+        assert all(names.index("class-data") < names.index(n) for n in state)
 
 
 def test_bake_digest_follows_the_bake_only():
