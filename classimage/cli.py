@@ -523,6 +523,12 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
         f"done in {time.monotonic() - started:.0f} s ({api.requests} requests to DigitalOcean, "
         f"{api.changes} changing something)"
         + (f"; students could not reach the hub for {outcome.downtime:.0f} s" if outcome.downtime else "")
+        + (
+            f" (the new droplet was ready but for the class's data {outcome.prepared:.0f} s after it was made, "
+            "while the class still ran)"
+            if outcome.prepared
+            else ""
+        )
     )
     hub = f"https://{course.https.hostname}" if course.https.hostname else f"http://{outcome.address}"
     print(f"\nthe class is at {hub}")

@@ -488,7 +488,8 @@ def stop(api: DigitalOcean, droplet_id: int, echo: Callable[[str], None]) -> Non
 class Outcome:
     address: str | None = None
     changed: list[str] = field(default_factory=list)
-    downtime: float | None = None
+    downtime: float | None = None  # seconds students could not reach the class
+    prepared: float | None = None  # seconds a new droplet took to be ready but for its data, the class still up
     status: JSON | None = None
 
 
@@ -510,6 +511,7 @@ class Up:
         self.echo, self.timeout, self.dry_run = echo, timeout, dry_run
         self.names = Names(self.spec.course.slug)
         self.token = status_token(api.token, self.spec.course.slug, loaded.digest)
+        self.made: float | None = None  # when this run made the new droplet
 
     def check_account(self) -> JSON:
         """What would make creating anything fail, found before anything is made. The size."""
@@ -754,6 +756,7 @@ class Up:
             f"{wanted.snapshot or wanted.image}{', with the class volume' if free else ''})"
         )
         deploy = self.names.deploy_prefix + wanted.digest
+        self.made = time.monotonic()
         body = {
             "name": self.names.droplet,
             "region": wanted.region,
@@ -800,6 +803,8 @@ class Up:
         if attached or holder not in (None, droplet["id"]):
             self.ready_but_data(droplet)
             started = time.monotonic()
+            if self.made is not None:
+                outcome.prepared = started - self.made
         if volume is not None and droplet["id"] not in (volume.get("droplet_ids") or []):
             for old in attached:
                 self.stop(old)

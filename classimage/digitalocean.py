@@ -48,6 +48,24 @@ LISTED_WITHIN = 20.0
 SAFE_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
 
 JSON = dict[str, Any]
+# What a custom-scoped token needs for the verbs (the scopes the API description lists for the
+# operations classimage uses: ../shared/reference/digitalocean-behaviour.md, item 10).
+SCOPES = (
+    "droplet",
+    "actions",
+    "block_storage",
+    "block_storage_action",
+    "block_storage_snapshot",
+    "reserved_ip",
+    "firewall",
+    "tag",
+    "snapshot",
+    "image",
+    "domain",
+    "ssh_key",
+    "sizes",
+    "regions",
+)
 
 
 class CloudError(Exception):
@@ -123,7 +141,7 @@ def explain(what: str, status: int | None, body: str, retry_after: str | None = 
     if status == 403:
         return (
             f"the token may not do this ({what}: 403 Forbidden): make a token with read and write scope "
-            f"and set {TOKEN} to it"
+            f"(or custom scopes covering {', '.join(SCOPES)}) and set {TOKEN} to it"
         )
     if status == 404:
         return (

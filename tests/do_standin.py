@@ -42,6 +42,7 @@ Firewalls, DNS records and tags are only recorded.
 from __future__ import annotations
 
 import base64
+import collections
 import copy
 import datetime
 import functools
@@ -624,6 +625,7 @@ class StandIn:
         self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, int]] = []
         self.log: list[dict] = []  # every request: method, path, status, and the body of those that change
+        self.made: collections.Counter[str] = collections.Counter()  # what was made (and billed), by kind
         self.violations: list[str] = []
         self.droplet_limit = 10
         # Called after each request is handled (the count so far, method, path); True: answer nothing
@@ -679,6 +681,7 @@ class StandIn:
             for name, value in state.items():
                 setattr(self, name, value)
             self.later, self.faults, self.requests, self.log = [], [], [], []
+            self.made = collections.Counter()
 
     def __enter__(self) -> StandIn:
         description()  # loaded once, before any request waits on it
@@ -1049,6 +1052,7 @@ def create_droplet(api, query, body):
                "listed": api.clock.now() + api.latency.listed}
     api.droplets[droplet_id] = droplet
     api.tags.update(droplet["tags"])
+    api.made["droplet"] += 1
     for volume_id in attached.values():
         api.volumes[volume_id]["droplet_ids"] = [droplet_id]
     booted: dict = {}
@@ -1164,6 +1168,7 @@ def create_volume(api, query, body):
               "description": body.get("description", ""), "snapshotted": None}
     api.machines.make_volume(volume_id, gigabytes, snapshot or None)
     api.volumes[volume_id] = volume
+    api.made["volume"] += 1
     api.tags.update(volume["tags"])
     return 201, {"volume": volume_json(volume)}, {}
 
@@ -1247,6 +1252,7 @@ def create_volume_snapshot(api, volume_id, query, body):
                 "resource_id": volume_id, "min_disk_size": volume["size_gigabytes"], "size_gigabytes": size,
                 "tags": list(body.get("tags") or [])}
     api.volume_snapshots[snapshot_id] = snapshot
+    api.made["volume_snapshot"] += 1
     return 201, {"snapshot": snapshot_json(snapshot, "volume")}, {}
 
 
@@ -1292,6 +1298,7 @@ def create_reserved(api, query, body):
     address = str(next(a for a in network.hosts() if int(a) - int(network.network_address) >= 10
                        and str(a) not in api.reserved))
     api.reserved[address] = {"ip": address, "region": region, "droplet": None}
+    api.made["reserved_ip"] += 1
     actions = []
     if droplet is not None:
         actions.append(assign(api, api.reserved[address], droplet))
@@ -1391,6 +1398,7 @@ def create_firewall(api, query, body):
                 "inbound_rules": [rule_json(r) for r in body.get("inbound_rules") or []],
                 "outbound_rules": [rule_json(r) for r in body.get("outbound_rules") or []]}
     api.firewalls[firewall_id] = firewall
+    api.made["firewall"] += 1
     return 202, {"firewall": firewall}, {}
 
 
@@ -1419,6 +1427,7 @@ def create_record(api, domain, query, body):
     record = {"id": next(api.ids), "type": body["type"], "name": body["name"], "data": body["data"],
               "priority": None, "port": None, "ttl": body.get("ttl", 1800), "weight": None, "flags": None, "tag": None}
     api.domains[domain].append(record)
+    api.made["domain_record"] += 1
     return 201, {"domain_record": record}, {}
 
 
