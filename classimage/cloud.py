@@ -289,7 +289,7 @@ def deployment(loaded: Loaded, files: dict[str, str], snapshot: JSON | None) -> 
 
 @dataclass(frozen=True)
 class Change:
-    what: str  # volume, resize, droplet, replace, move, attach, ip, assign, record, cleanup, firewall, dns
+    what: str  # volume, resize, droplet, replace, start, move, attach, ip, assign, record, cleanup, firewall, dns
     why: str
 
 
@@ -343,6 +343,8 @@ def changes(
             todo.append(Change("droplet", f"create droplet {names.droplet} from {wanted.snapshot or wanted.image}"))
     else:
         new = current[0]
+        if new.get("status") == "off":
+            todo.append(Change("start", f"power droplet {new['id']} on (it is off)"))
         if volume is not None and new["id"] not in attached:
             if attached:
                 todo.append(Change("move", f"move the class's data to droplet {new['id']} (make before break)"))
@@ -619,7 +621,7 @@ class Up:
         if "resize" in kinds and volume is not None:
             volume = self.resize(volume)
         current, others = serving(found, wanted, names)
-        droplet = current[0] if current else self.create_droplet(wanted, volume)
+        droplet = self.started(current[0]) if current else self.create_droplet(wanted, volume)
         others += current[1:]
         outcome.changed.append(f"droplet {droplet['id']}" + ("" if current else " created"))
         address, started = self.take_over(droplet, found, volume, outcome)
@@ -777,15 +779,28 @@ class Up:
         )
         if free and volume is not None:
             volume["droplet_ids"] = [made["id"]]
-        read: dict[str, JSON] = {}
+        return self.started(made)
+
+    def started(self, droplet: JSON) -> JSON:
+        """The droplet once DigitalOcean has made and started it (`active`, with its address); one that is
+        off is powered on."""
+        read: dict[str, JSON] = {"droplet": droplet}
 
         def active() -> bool:
-            read["droplet"] = self.api.droplet(made["id"])
+            read["droplet"] = self.api.droplet(droplet["id"])
             return read["droplet"]["status"] == "active"
 
-        if not self.api.until(f"starting droplet {made['id']}", active, CREATE_WAIT):
+        if droplet["status"] == "off":  # the class's droplet, powered off (by hand): on again
+            self.echo(f"  powering droplet {droplet['id']} on")
+            self.api.settle(
+                f"powering on droplet {droplet['id']}",
+                active,
+                lambda: self.api.droplet_action(droplet["id"], "power_on"),
+                timeout=CREATE_WAIT,
+            )
+        if droplet["status"] != "active" and not self.api.until(f"starting {droplet['id']}", active, CREATE_WAIT):
             raise CloudError(
-                f"droplet {made['id']} was not started within {CREATE_WAIT / 60:.0f} minutes: run `classimage up` "
+                f"droplet {droplet['id']} was not started within {CREATE_WAIT / 60:.0f} minutes: run `classimage up` "
                 "again (it finds the droplet), or see the control panel"
             )
         return read["droplet"]
@@ -824,10 +839,7 @@ class Up:
     def ready_but_data(self, droplet: JSON) -> None:
         """Follow the new droplet at its own address until it waits for the class's data (or, with
         none to wait for, is ready); one that fails never served anyone: it is destroyed."""
-        address = public_address(droplet)
-        if address is None:
-            droplet = self.api.droplet(droplet["id"])
-            address = public_address(droplet) or ""
+        address = public_address(droplet) or ""
         self.echo(f"following droplet {droplet['id']} at its own address {address} while the class still runs:")
         status = follow(address, self.token, self.echo, self.timeout, until=lambda s: waiting_for_data(s) is not None)
         if status.get("state") == "failed":
@@ -847,12 +859,17 @@ class Up:
 
     def detach(self, volume: JSON, droplet_id: int) -> None:
         self.echo(f"  detaching volume {volume['name']} from droplet {droplet_id}")
+
+        def post() -> JSON | None:
+            try:
+                return self.api.volume_action(
+                    volume["id"], {"type": "detach", "droplet_id": droplet_id, "region": self.spec.droplet.region}
+                )
+            except NotFound:  # a droplet being destroyed lets go of its volumes when it is gone
+                return None
+
         self.api.settle(
-            f"detaching {volume['name']}",
-            lambda: droplet_id not in self.api.volume(volume["id"])["droplet_ids"],
-            lambda: self.api.volume_action(
-                volume["id"], {"type": "detach", "droplet_id": droplet_id, "region": self.spec.droplet.region}
-            ),
+            f"detaching {volume['name']}", lambda: droplet_id not in self.api.volume(volume["id"])["droplet_ids"], post
         )
 
     def attach(self, volume: JSON, droplet: JSON) -> None:

@@ -557,6 +557,34 @@ def test_interrupted_up_leaves_what_it_made_for_the_next_to_finish(standin, tmp_
     assert volume["droplet_ids"] == [droplet["id"]] and address["droplet"]["id"] == droplet["id"]
 
 
+def test_a_class_droplet_found_off_is_powered_on(standin, tmp_path, monkeypatch):
+    path = spec_file(tmp_path)
+    up(standin, path)
+    droplet, _, _ = the_class(standin)
+    client(standin, monkeypatch).droplet_action(droplet["id"], "shutdown")
+    standin.quiesce()
+    assert droplet["status"] == "off"
+    result = up(standin, path)
+    assert f"powering droplet {droplet['id']} on" in result.stdout and droplet["status"] == "active"
+
+
+def test_up_right_after_a_destroy_waits_for_the_droplet_to_let_go_of_the_volume(standin, tmp_path, monkeypatch):
+    """A destroyed droplet is listed as `archive` for a while, still holding the class's volume: the next
+    `up` makes the new droplet without it and attaches it once DigitalOcean has let go."""
+    path = spec_file(tmp_path)
+    up(standin, path)
+    old, volume, _ = the_class(standin)
+    client(standin, monkeypatch).destroy_droplet(old["id"])  # in the control panel, say
+    assert standin.droplets[old["id"]]["status"] == "archive" and volume["droplet_ids"] == [old["id"]]
+    result = up(standin, path)
+    new, volume_after, _ = the_class(standin)
+    assert new["id"] != old["id"] and volume_after["droplet_ids"] == [new["id"]]
+    assert "creating droplet data101 (s-2vcpu-4gb, nyc3, ubuntu-24-04-x64)" in result.stdout  # without the volume
+    # destroyed by hand while it ran: the one hazard (classimage's `down` shuts it down first)
+    assert standin.machines.hazards == [f"droplet {old['id']} destroyed running, with the class's data mounted"]
+    standin.machines.hazards.clear()
+
+
 def test_dry_run_changes_nothing(standin, tmp_path):
     result = classimage(standin, "up", str(spec_file(tmp_path)), "--dry-run")
     assert result.returncode == 0, result.stderr
