@@ -344,6 +344,7 @@ def class_data(spec: Spec, device: str) -> Step:
         "slug": spec.course.slug,
         "admins": spec.hub.admins,
         "missing": PurePosixPath(provision.DATA_MISSING_SOCKET).name,
+        "own_disk": provision.OWN_DISK,
     }
     requires = templating.render("hub-requires-data.service.j2", unit=unit)
     return _step(

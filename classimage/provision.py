@@ -77,6 +77,7 @@ CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
 # instructor's: the one volume attached, whatever its name (classdata.py has the same words).
 ANY_VOLUME = "any-digitalocean-volume"
 ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"
+OWN_DISK = "own-disk"  # what classimage-class-data chose when it keeps the data on the droplet's disk
 DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
 DATA_UNIT = "/etc/systemd/system/classimage-data.service"
 DATA_COPY_UNIT = "/etc/systemd/system/classimage-data-copy.service"

@@ -127,8 +127,8 @@ def test_wait_now_answers_whether_the_device_is_there(disk, capsys):
 
 
 def test_the_words_and_paths_are_the_ones_everything_else_uses():
-    assert (classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK) == (provision.ANY_VOLUME,
-                                                                         provision.ANY_VOLUME_OR_OWN_DISK)
+    assert (classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK, classdata.OWN_DISK) == (
+        provision.ANY_VOLUME, provision.ANY_VOLUME_OR_OWN_DISK, provision.OWN_DISK)
     assert classdata.VOLUMES + "/" + classdata.VOLUME_PREFIX == plan.VOLUME_DEVICE
 
 

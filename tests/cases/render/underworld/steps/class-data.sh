@@ -13,29 +13,32 @@ install -D --mode=0755 /usr/local/lib/classimage/files/class-data/classimage-cla
 # filesystem at all, mounted, homes and hub state bound into place, accounts recreated from homes.
 device=any-digitalocean-volume-or-own-disk
 
-stop_hub() {
-  local unit
-  for unit in jupyterhub.service traefik.service; do
-    if systemctl is-active --quiet "$unit"; then
-      systemctl stop "$unit"
-    fi
-  done
-}
+# The hub and its proxy (TLJH's installer started them: closed, no signup, no account yet) stop
+# while the hub's state moves onto the device, or while the droplet waits for it, and start again
+# on it. Meanwhile port 80 says the class is being prepared and serves the status, which says what
+# the droplet waits for (a droplet made while the old one still has the class's volume: make
+# before break).
+running=()
+for unit in jupyterhub.service traefik.service; do
+  if systemctl is-active --quiet "$unit"; then
+    running+=("$unit")
+  fi
+done
 
 systemctl daemon-reload
-if ! /usr/local/sbin/classimage-class-data wait "$device" --now; then
-  # Not here yet: a droplet made while the old one still has the class's volume (make before break)
-  # waits for it, ready but for its data. No hub runs meanwhile; port 80 says the class is being
-  # prepared and serves the status, which says what the droplet waits for.
-  stop_hub
+chosen=$(/usr/local/sbin/classimage-class-data wait "$device" --now) || chosen=""
+if [ "$chosen" != own-disk ]; then
+  if [ -n "${running[*]:-}" ]; then
+    systemctl stop "${running[@]}"
+  fi
   if ! ss -Htln 'sport = :80' | grep -q .; then
     systemctl start classimage-data-missing.socket
   fi
   /usr/local/sbin/classimage-class-data wait "$device"
 fi
-# The hub's state moves onto the device: the hub and its proxy are stopped meanwhile (the reload
-# starts them on it).
-stop_hub
 /usr/local/sbin/classimage-class-data prepare "$device" --course underworld --admin instructor
 systemctl daemon-reload
 systemctl enable --now classimage-data.service classimage-data-copy.timer
+if [ -n "${running[*]:-}" ]; then
+  systemctl start "${running[@]}"
+fi
