@@ -397,6 +397,16 @@ def test_a_second_action_meets_a_pending_event_and_up_waits_it_out(standin, tmp_
         api.droplet_action(made["id"], "shutdown")  # while DigitalOcean still creates it
 
 
+def test_a_droplet_just_made_is_listed_a_moment_later(standin, tmp_path, monkeypatch):
+    """"After couple of seconds then it actually listed" (digitalocean/api-v2 #202): a create whose
+    answer was lost must look for longer than one list before making the droplet again."""
+    api = client(standin, monkeypatch)
+    made = api.create_droplet({"name": "x", "region": "nyc3", "size": "s-1vcpu-1gb", "image": "debian-12-x64",
+                               "tags": ["listed"]})
+    assert api.droplets("listed") == []
+    assert [d["id"] for d in api.droplets("listed")] == [made["id"]]  # the next request: seconds later
+
+
 def test_make_before_break_in_the_request_log(standin, tmp_path):
     """The replacement, read off the stand-in's request log: the new droplet is made (without the
     class's volume) and followed until it waits for its data while the old one still serves; only
