@@ -53,7 +53,6 @@ import ipaddress
 import itertools
 import json
 import os
-import random
 import re
 import shutil
 import socket
@@ -76,7 +75,9 @@ VENDOR = Path(os.environ.get("CLASSIMAGE_VENDOR", HERE.parent.parent / "shared" 
 ARCHIVE = "digitalocean-openapi-7c1300c.tar.gz"
 SERVER = "https://api.digitalocean.com"  # the description's server, which requests are checked against
 TOKEN = "dop_v1_" + "0" * 64  # what the stand-in's account accepts
-RESERVED = ipaddress.ip_network("198.51.100.0/24")  # TEST-NET-2: reserved IPs on test droplets
+# TEST-NET-2: reserved IPs on test droplets. Routed on the host, so each region claims a /28 of its own
+# (a lock held while it lives): two test runs side by side never route the same address.
+RESERVED = ipaddress.ip_network("198.51.100.0/24")
 SIZES = {  # slug: (vcpus, memory MiB, disk GiB, price a month, regions)
     "s-1vcpu-1gb": (1, 1024, 25, 6.0, ["nyc3", "fra1", "sgp1"]),
     "s-2vcpu-4gb": (2, 4096, 80, 24.0, ["nyc3", "fra1", "sgp1"]),
@@ -240,13 +241,17 @@ class Later:
 class Machines:
     """Test droplets, loop devices and routed addresses: what a DigitalOcean region provides."""
 
-    reserved = RESERVED
-
     def __init__(self, folder: Path, layers: Callable[[], list[Path]],
                  prepare: Callable[[testdroplet.TestDroplet], None] | None = None):
         """`layers`: what a droplet from a base image stands on; `prepare`: done to each droplet's
         disk before it boots (what the test's world has in it, e.g. a course repository)."""
         self.folder, self.base_layers, self.prepare = folder, layers, prepare
+        blocks = list(RESERVED.subnets(new_prefix=28))
+        # Block 0 is skipped: stand-ins before this one routed 198.51.100.10 and on, whoever else ran.
+        self._reserved_lock, index = testdroplet.claim(
+            "reserved", range(1, len(blocks)), "no free /28 of 198.51.100.0/24 for a test region's reserved IPs",
+            free=lambda index: not any(str(a) in routed() for a in blocks[index]))
+        self.reserved = blocks[index]
         self.droplets: dict[int, testdroplet.TestDroplet] = {}
         self.devices: dict[str, str] = {}  # volume id -> /dev/loopN
         self.routes: dict[str, str] = {}  # reserved address -> the host's veth it is routed to
@@ -376,6 +381,18 @@ class Machines:
         for volume_id in list(self.devices):
             device = self.devices.pop(volume_id)
             subprocess.run(["losetup", "--detach", device], capture_output=True)
+        self._reserved_lock.close()
+
+
+def listening() -> str:
+    """The host's listening TCP sockets, one a line (ss)."""
+    return subprocess.run(["ss", "-ltnH"], capture_output=True, text=True).stdout
+
+
+def routed() -> set[str]:
+    """The host's routed destinations, as written (198.51.100.10 for a /32)."""
+    table = subprocess.run(["ip", "-o", "-4", "route"], capture_output=True, text=True).stdout
+    return {line.split()[0].removesuffix("/32") for line in table.splitlines() if line.strip()}
 
 
 def device_path(name: str) -> str:
@@ -407,9 +424,12 @@ class Paper:
     that has it mounted, or cutting the power of one that has, is a hazard the tests assert against."""
 
     def __init__(self):
-        base = random.randrange(16, 250), random.randrange(0, 255)  # noqa: S311 (not a secret)
-        self.public = ipaddress.ip_network(f"127.{base[0]}.{base[1]}.0/24")
-        self.reserved = ipaddress.ip_network(f"127.{base[0]}.{(base[1] + 1) % 256}.0/24")
+        # 127.N.0.0/16 of its own, claimed with a lock while it lives: two test runs side by side never
+        # serve the same address.
+        self._lock_file, octet = testdroplet.claim("paper", range(16, 250), "no free 127.N.0.0/16 for a paper region",
+                                                   free=lambda n: f" 127.{n}." not in listening())
+        self.public = ipaddress.ip_network(f"127.{octet}.0.0/24")
+        self.reserved = ipaddress.ip_network(f"127.{octet}.1.0/24")
         self.hosts = itertools.count(10)
         self.droplets: dict[int, dict] = {}  # id -> {address, wants, attached {name: id}, on, mounted}
         self.volumes: dict[str, list[str]] = {}  # id -> what happened to it, in order
@@ -525,6 +545,7 @@ class Paper:
         with self.lock:
             self.routes.clear()
             self.serve()
+        self._lock_file.close()
 
     # -- the inside ---------------------------------------------------------------------------------
 
@@ -1294,9 +1315,7 @@ def create_reserved(api, query, body):
             raise Refused(422, "unprocessable_entity", "the droplet does not exist")
         api.refuse_if_busy(droplet["id"])
     region = droplet["region"] if droplet else body.get("region", "nyc3")
-    network = api.machines.reserved
-    address = str(next(a for a in network.hosts() if int(a) - int(network.network_address) >= 10
-                       and str(a) not in api.reserved))
+    address = str(next(a for a in api.machines.reserved.hosts() if str(a) not in api.reserved))
     api.reserved[address] = {"ip": address, "region": region, "droplet": None}
     api.made["reserved_ip"] += 1
     actions = []

@@ -193,6 +193,23 @@ def test_the_bake_droplet_does_not_carry_the_courses_tag():
 
 # -- against the stand-in --------------------------------------------------------------------------
 
+def test_two_standins_side_by_side_never_hand_out_the_same_address(tmp_path):
+    """Reserved IPs are routed on the host (Machines) and a paper droplet's address is served on it:
+    two test runs at once (two engineers, two xdist workers) must each have their own."""
+    if os.geteuid() != 0:
+        pytest.skip("the stand-in's locks are under /run (root)")
+    regions = [do_standin.Machines(tmp_path / str(n), layers=lambda: pytest.fail("no droplet boots")) for n in (1, 2)]
+    papers = [do_standin.Paper(), do_standin.Paper()]
+    try:
+        first, second = ({str(a) for a in r.reserved} for r in regions)
+        assert first and second and not first & second
+        first, second = ({str(a) for net in (p.public, p.reserved) for a in net} for p in papers)
+        assert first and second and not first & second
+    finally:
+        for each in regions + papers:
+            each.close()
+
+
 @pytest.fixture(scope="module")
 def ca(tmp_path_factory) -> tuple[course_repo.TestCA, Path]:
     """The stand-in's certificate and what the client trusts (made once: openssl takes a second)."""
