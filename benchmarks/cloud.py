@@ -11,8 +11,11 @@
    downtime estimated for DigitalOcean, before and after make-before-break: the API's part from the
    latency model, the droplet's own part (the class's data mounted to the hub ready; booting and
    provisioning) as measured here.
+3. With --before REV, the snapshot replacement as REV (a commit from before make-before-break, e.g.
+   8b6b2b8) did it, measured the same way with its own tests (stop the old droplet, then make the new
+   one): the "before" downtime measured here. REV's tree is exported to a temporary folder.
 
-    sudo python3 benchmarks/cloud.py [--droplets]
+    sudo python3 benchmarks/cloud.py [--droplets] [--before REV]
 """
 
 from __future__ import annotations
@@ -76,10 +79,10 @@ def api_figures() -> dict[str, float]:
     return figures
 
 
-def droplet_figures() -> list[str]:
+def droplet_figures(tree: Path = REPO, *select: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_cloud_droplets.py"],
-        cwd=REPO, capture_output=True, text=True)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_cloud_droplets.py",
+         *select], cwd=tree, capture_output=True, text=True)
     figures = [line.removeprefix("figure: ") for line in result.stdout.splitlines() if line.startswith("figure: ")]
     if result.returncode != 0:
         print(result.stdout[-3000:], result.stderr[-2000:], sep="\n", file=sys.stderr)
@@ -111,11 +114,23 @@ def estimates(figures: list[str]) -> None:
               f"{prepared} s of boot and provisioning as measured here); measured here: {down} s")
 
 
+def before(revision: str) -> None:
+    """The snapshot replacement as `revision` made it, by its own droplet tests in its own tree."""
+    with tempfile.TemporaryDirectory() as name:
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", revision], capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", name], input=archive.stdout, check=True)
+        for line in droplet_figures(Path(name), "-k", "replaces_the_droplet"):
+            print(f"before make-before-break ({revision}): {line}")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--droplets", action="store_true", help="also run the verbs with real test droplets (~30 min)")
+    parser.add_argument("--before", metavar="REV", help="also measure the replacement as commit REV did it")
     args = parser.parse_args()
     api_figures()
+    if args.before:
+        before(args.before)
     if args.droplets:
         figures = droplet_figures()
         for line in figures:
