@@ -98,11 +98,11 @@ def estimates(figures: list[str]) -> None:
 
     model = do_standin.DIGITALOCEAN
     for line in figures:
-        found = re.search(r"^(.*?) replacement.*ready but for its data after (\d+) s.*for (\d+) s, of which the "
+        found = re.search(r"^(.*?) ?replacement( onto a newer snapshot)?.*ready but for its data after (\d+) s.*for (\d+) s, of which the "
                           r"droplet's own part \(data mounted to hub ready\) (\d+) s", line)
         if not found:
             continue
-        kind, prepared, down, inside = found.group(1), *map(int, found.groups()[1:])
+        kind, prepared, down, inside = found.group(1) or "snapshot", *map(int, found.groups()[2:])
         after = model.shutdown + model.detach + model.attach + model.assign + inside
         # break before make: the old one stops and lets go of the volume, then the new one is made with it,
         # boots and provisions (what make before break does while the class still runs), then the address moves
