@@ -4,6 +4,9 @@ approvals, password hashes, Let's Encrypt's account and certificates) on its own
 DigitalOcean volume or any other, so that it outlives every droplet. Shipped by classimage into the
 user data as it is (standard library only, Python 3.9 or newer).
 
+  classimage-class-data wait DEVICE      at provisioning: until the device is there (a DigitalOcean
+                                         volume: for as long as it takes, saying so in the record
+                                         the status service shows); --now: exit 3 if it is not yet
   classimage-class-data prepare DEVICE   at provisioning: format the device only if it holds no
                                          filesystem at all, mount it, move the droplet's own homes
                                          and hub state onto it the first time, reconcile accounts
@@ -13,6 +16,13 @@ user data as it is (standard library only, Python 3.9 or newer).
                                          (when the droplet shuts down)
   classimage-class-data tend DEVICE      every few minutes: the copy, and the filesystem grown to a
                                          volume made bigger
+
+DEVICE is a path, or one of two words for user data pasted by hand at DigitalOcean, where the
+volume's name is the instructor's choice: `any-digitalocean-volume` (the one DigitalOcean volume
+attached to the droplet, whatever its name; wait for one) and `any-digitalocean-volume-or-own-disk`
+(the same, but with none attached the class's data stays on the droplet's own disk). Two or more
+volumes attached is a refusal naming them. The choice made at provisioning is recorded and kept at
+every boot.
 
 A hub database that SQLite finds damaged when the device is mounted (a backup taken while the hub
 wrote, restored) is set aside and replaced by the last consistent copy.
@@ -56,6 +66,14 @@ KEEP = "mode,ownership,timestamps,links,xattr"
 ZEROS = 1 << 20  # bytes at the start of a device that must read as zeros before it is formatted
 PREFIX = "jupyter-"
 DEVICE_WAIT = 60  # seconds a device may take to appear after boot (DigitalOcean attaches volumes before it)
+# How DigitalOcean volumes appear on a droplet, by name (classimage/plan.py VOLUME_DEVICE).
+VOLUMES = "/dev/disk/by-id"
+VOLUME_PREFIX = "scsi-0DO_Volume_"
+# The devices of pasted user data (classimage/provision.py has the same words), and the recorded choice
+# of the droplet's own disk.
+ANY_VOLUME = "any-digitalocean-volume"
+ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"
+OWN_DISK = "own-disk"
 
 
 class DataError(Exception):
@@ -81,16 +99,86 @@ def run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
 # -- the device -------------------------------------------------------------------------------------
 
 
-def wait_for(device: str, then: str) -> None:
-    """Until `device` is there; `then`: what to do once it is attached, in the error."""
+def attached_volumes(folder: str | None = None) -> list[str]:
+    """The DigitalOcean volumes attached to this droplet, by their stable paths (in VOLUMES)."""
+    folder = folder or VOLUMES
+    try:
+        names = sorted(os.listdir(folder))
+    except FileNotFoundError:
+        return []
+    return [os.path.join(folder, name) for name in names if name.startswith(VOLUME_PREFIX)]
+
+
+def is_volume(device: str) -> bool:
+    """Whether `device` names a DigitalOcean volume (which `classimage up` may still be moving here)."""
+    return device in (ANY_VOLUME, ANY_VOLUME_OR_OWN_DISK) or os.path.basename(device).startswith(VOLUME_PREFIX)
+
+
+def choose(device: str, volumes: list[str]) -> str | None:
+    """The class's data device for the argument DEVICE, given the DigitalOcean volumes attached: a
+    path, OWN_DISK, or None when there is none yet to choose."""
+    if device not in (ANY_VOLUME, ANY_VOLUME_OR_OWN_DISK):
+        return device
+    if len(volumes) > 1:
+        raise DataError(
+            "%d DigitalOcean volumes are attached to this droplet (%s): the class's data goes on exactly one. "
+            "Detach the others (control panel > Volumes > More > Detach), then run `classimage-provision run` "
+            "as root" % (len(volumes), ", ".join(os.path.basename(v)[len(VOLUME_PREFIX) :] for v in volumes))
+        )
+    if volumes:
+        return volumes[0]
+    return OWN_DISK if device == ANY_VOLUME_OR_OWN_DISK else None
+
+
+def awaited(device: str) -> str:
+    """What the droplet waits for, in words (the record's `waiting`, which `classimage up` reads)."""
+    if device == ANY_VOLUME:
+        return "a DigitalOcean volume to be attached to this droplet (control panel > Volumes > Attach)"
+    if is_volume(device):
+        return "the class's volume %s to be attached to this droplet" % os.path.basename(device)[len(VOLUME_PREFIX) :]
+    return "the device %s" % device
+
+
+def wait_for(device: str, then: str, patient: bool = False) -> str:
+    """Until the class's data device is there; its path (or OWN_DISK). `patient`: for as long as it
+    takes, the record saying what the droplet waits for (a new droplet `classimage up` made while
+    the old one still has the class's volume); otherwise DEVICE_WAIT seconds, then an error saying
+    what to attach and `then` what to do."""
     deadline = time.monotonic() + DEVICE_WAIT
-    while not os.path.exists(device):
-        if time.monotonic() > deadline:
-            raise DataError(
-                "the class's data device %s is not there: attach the class's volume to this droplet "
-                "(control panel > Volumes), then %s. The hub does not start without it." % (device, then)
+    said = False
+    while True:
+        chosen = choose(device, attached_volumes())
+        if chosen is not None and (chosen == OWN_DISK or os.path.exists(chosen)):
+            if said:
+                update_record({"waiting": None})
+            return chosen
+        if not patient and time.monotonic() > deadline:
+            missing = (
+                "no DigitalOcean volume is attached"
+                if chosen is None
+                else "the class's data device %s is not there" % chosen
             )
+            raise DataError(
+                "%s: attach the class's volume to this droplet (control panel > Volumes), then %s. The hub does "
+                "not start without it." % (missing, then)
+            )
+        if patient and not said:
+            update_record({"waiting": awaited(device), "error": None})
+            say("waiting for %s" % awaited(device))
+            said = True
         time.sleep(1)
+
+
+def recalled(device: str) -> str:
+    """At boot: the device chosen at provisioning for a pasted droplet's DEVICE (a path as it is)."""
+    if device not in (ANY_VOLUME, ANY_VOLUME_OR_OWN_DISK):
+        return device
+    try:
+        with open(RECORD) as handle:
+            chosen = json.load(handle).get("chosen")
+    except (FileNotFoundError, ValueError):
+        chosen = None
+    return chosen or choose(device, attached_volumes()) or device
 
 
 def filesystem(device: str) -> str | None:
@@ -583,11 +671,17 @@ def main(argv: list[str] | None = None) -> int:
         sub.add_argument("--admin", action="append", default=[])
     verbs.add_parser("copy-database")
     verbs.add_parser("tend").add_argument("device")
+    waiting = verbs.add_parser("wait")
+    waiting.add_argument("device")
+    waiting.add_argument("--now", action="store_true", help="do not wait: exit 3 if the device is not there yet")
     args = parser.parse_args(argv)
     try:
+        if args.verb == "wait":
+            return wait(args.device, args.now)
         if args.verb in ("copy-database", "tend"):
-            if args.verb == "tend":
-                grow_mounted(args.device, filesystem(args.device))
+            device = recalled(args.device) if args.verb == "tend" else OWN_DISK  # copy-database: no device
+            if device != OWN_DISK:
+                grow_mounted(device, filesystem(device))
             when = copy_database()
             say("copied the hub's database at %s" % when if when else "no hub database yet")
             if mounted(MOUNT):  # students who joined since the boot: their groups' GIDs
@@ -595,10 +689,16 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         update_record({"admins": args.admin})
         if args.verb == "prepare":
-            said = prepare(args.device, args.course)
+            device = wait_for(args.device, "run `classimage-provision run` (as root)", patient=is_volume(args.device))
+            update_record({"chosen": device})
+            said = own_disk() if device == OWN_DISK else prepare(device, args.course)
         else:
-            wait_for(args.device, "restart the droplet")
-            said = mount_all(args.device, args.course) + settle(args.device)
+            device = recalled(args.device)
+            if device == OWN_DISK:
+                said = []
+            else:
+                wait_for(device, "restart the droplet")
+                said = mount_all(device, args.course) + settle(device)
         for line in said:
             say(line)
         return 0
@@ -606,6 +706,27 @@ def main(argv: list[str] | None = None) -> int:
         update_record({"error": str(error)})
         say("FAILED: %s" % error)
         return 1
+
+
+def wait(device: str, now: bool) -> int:
+    """The `wait` verb: 0 once the device is there (its path printed), 3 with --now if it is not yet."""
+    if now:
+        chosen = choose(device, attached_volumes())
+        if chosen is None or (chosen != OWN_DISK and not os.path.exists(chosen)):
+            return 3
+    else:
+        chosen = wait_for(device, "run `classimage-provision run` (as root)", patient=is_volume(device))
+    print(chosen, flush=True)
+    return 0
+
+
+def own_disk() -> list[str]:
+    said = [
+        "no DigitalOcean volume is attached: the class's data stays on this droplet's own disk and goes with "
+        "the droplet (attach a volume when creating the droplet to keep it)"
+    ]
+    update_record({"notes": said, "error": None})
+    return said
 
 
 if __name__ == "__main__":

@@ -223,6 +223,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     restore.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
     restore.add_argument(
+        "--again",
+        action="store_true",
+        help="bring the backup back once more, though the class runs on a copy of it already (run again "
+        "without it, an interrupted restore is finished)",
+    )
+    restore.add_argument(
         "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
     )
     restore.set_defaults(handler=_restore)
@@ -478,11 +484,14 @@ def _build(args) -> int:
             "Nothing was built (--dry-run validates without one)"
         )
     if args.if_missing and not args.dry_run:
-        names = cloud.Names(loaded.spec.course.slug)
-        baked = cloud.choose_snapshot(
-            sorted(_account().droplet_snapshots(), key=lambda s: s["created_at"], reverse=True),
+        names, api, droplet = cloud.Names(loaded.spec.course.slug), _account(), loaded.spec.droplet
+        size = next((s for s in api.sizes() if s["slug"] == droplet.size), {})
+        baked = cloud.choose_snapshot(  # one DigitalOcean can make this spec's droplet from
+            sorted(api.droplet_snapshots(), key=lambda s: s["created_at"], reverse=True),
             names,
             plan.bake_digest(loaded.spec),
+            droplet.region,
+            size.get("disk"),
         )
         if baked is not None:
             print(
@@ -684,7 +693,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
 
     started = time.monotonic()
     up = cloud.Up(loaded, api, render, _echo, timeout=args.timeout * 60, dry_run=args.dry_run)
-    outcome = up.run(upkeep.find_backup(loaded, api, backup) if backup else None)
+    outcome = up.run(upkeep.find_backup(loaded, api, backup) if backup else None, getattr(args, "again", False))
     if args.dry_run:
         print(f"(dry run: {api.requests} requests to DigitalOcean, none changing anything)")
         return OK
@@ -692,6 +701,12 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
         f"done in {time.monotonic() - started:.0f} s ({api.requests} requests to DigitalOcean, "
         f"{api.changes} changing something)"
         + (f"; students could not reach the hub for {outcome.downtime:.0f} s" if outcome.downtime else "")
+        + (
+            f" (the new droplet was ready but for the class's data {outcome.prepared:.0f} s after it was made, "
+            "while the class still ran)"
+            if outcome.prepared
+            else ""
+        )
     )
     hub = f"https://{course.https.hostname}" if course.https.hostname else f"http://{outcome.address}"
     print(f"\nthe class is at {hub}")

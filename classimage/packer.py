@@ -37,7 +37,9 @@ def files(spec: Spec) -> dict[str, str]:
         slug=slug,
         bake_digest=plan.bake_digest(spec),
         droplet_name=f"{slug}-bake",
-        tags=["classimage", f"classimage-{slug}"],
+        # Not the course's tag (classimage-SLUG, which `up`, `status` and `down` find the class's droplets
+        # by): a build running beside them is not the class's. A colon is in no course's tag.
+        tags=["classimage", f"classimage-bake:{slug}"],
         finish_bake=f"{provision.RUNNER} finish-bake",
     )
     return {TEMPLATE: template, PLUGINS: templating.static(f"packer/{PLUGINS}")}

@@ -48,6 +48,8 @@ GUARDED_UNITS = ("jupyterhub.service", "cron.service", "atd.service")
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/classimage-no-students.conf"
 # Seconds any wait for the hub or the proxy may take before the step fails with a message.
 HUB_WAIT = 180
+# Seconds a droplet's class-data step may wait for its DigitalOcean volume (see class_data).
+DATA_WAIT = 86400
 
 
 @dataclass(frozen=True)
@@ -135,13 +137,25 @@ def restored_volume_name(slug: str, when: str) -> str:
 
 def data_device(spec: Spec, volume: str | None = None) -> str | None:
     """The block device that holds the class's data on the droplet, or None: the droplet's own disk.
-    `volume`: the name of the DigitalOcean volume the cloud verbs attach (they know it; `render` does not)."""
+    `volume`: the name of the DigitalOcean volume the cloud verbs attach (they know it; `render` does
+    not: user data pasted by hand takes the one volume attached, whatever its name, and with `auto`
+    the droplet's own disk when none is)."""
     kind = spec.storage.type
     if kind == "device":
         return spec.storage.device
-    if kind == "volume" or (kind == "auto" and volume is not None):
-        return VOLUME_DEVICE + (volume or volume_name(spec.course.slug))
+    if kind in ("volume", "auto") and volume is not None:
+        return VOLUME_DEVICE + volume
+    if kind == "volume":
+        return provision.ANY_VOLUME
+    if kind == "auto":
+        return provision.ANY_VOLUME_OR_OWN_DISK
     return None
+
+
+def waits_for_volume(device: str) -> bool:
+    """Whether the droplet may wait for this device while `classimage up` (or the instructor) moves a
+    DigitalOcean volume to it: for as long as that takes, rather than failing."""
+    return device in (provision.ANY_VOLUME, provision.ANY_VOLUME_OR_OWN_DISK) or device.startswith(VOLUME_DEVICE)
 
 
 def steps(
@@ -222,8 +236,6 @@ def steps(
             files=((SSHD_DROPIN, templating.static("sshd-no-students.conf"), "0644"),),
         ),
     ]
-    if device is not None or stage is None:
-        every.append(class_data(spec, device or VOLUME_DEVICE + volume_name(spec.course.slug)))
     every += [
         # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
         _step(
@@ -295,6 +307,10 @@ def steps(
                 **user_env,
             )
         )
+    if device is not None or stage is None:
+        # After the software, so that a droplet made while another still has the class's volume (make
+        # before break) is ready but for its data; before anything is written into the hub's state.
+        every.append(class_data(spec, device or VOLUME_DEVICE + volume_name(spec.course.slug)))
     every += [
         _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE, secret=tljh.PROXY_SECRET),
         # After the software, before the class opens: nobody can claim an admin's name meanwhile.
@@ -343,6 +359,7 @@ def class_data(spec: Spec, device: str) -> Step:
         "slug": spec.course.slug,
         "admins": spec.hub.admins,
         "missing": PurePosixPath(provision.DATA_MISSING_SOCKET).name,
+        "own_disk": provision.OWN_DISK,
     }
     requires = templating.render("hub-requires-data.service.j2", unit=unit)
     return _step(
@@ -352,7 +369,14 @@ def class_data(spec: Spec, device: str) -> Step:
         **values,
         unit=unit,
         timer=PurePosixPath(provision.DATA_COPY_TIMER).name,
-        timeout=900,
+        # the units whose drop-ins make them require the class's data (jupyterhub.service, traefik.service)
+        hub_units=tuple(
+            PurePosixPath(dropin).parent.name.removesuffix(".d")
+            for dropin in (tljh.HUB_UNIT_DROPIN, tljh.PROXY_UNIT_DROPIN)
+        ),
+        # A DigitalOcean volume may come hours later (an `up` interrupted between making the droplet and
+        # moving the volume is finished by the next): the droplet waits, saying so; a day at most.
+        timeout=DATA_WAIT if waits_for_volume(device) else 900,
         programs=((provision.CLASS_DATA, shipped("classdata"), "0755"),),  # run by systemd
         files=(
             (provision.DATA_UNIT, templating.render("classimage-data.service.j2", **values), "0644"),

@@ -74,6 +74,11 @@ HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with t
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
 HUB_GUARDS = LIB + "/hubguards.py"  # classimage/hubguards.py, which the hub's config imports from LIB
 CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
+# The class's data device of user data pasted at DigitalOcean, where the volume's name is the
+# instructor's: the one volume attached, whatever its name (classdata.py has the same words).
+ANY_VOLUME = "any-digitalocean-volume"
+ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"
+OWN_DISK = "own-disk"  # what classimage-class-data chose when it keeps the data on the droplet's disk
 DATA_RECORD = STATE + "/data.json"  # classdata's account of the class's data (device, database copy)
 DATA_CLOSED = "the class's data is not on this server: `classimage status` tells the instructor why"
 DATA_UNIT = "/etc/systemd/system/classimage-data.service"
@@ -354,16 +359,18 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         for step in status.get("steps", [])
     ]
     public["warnings"] = list(status.get("warnings") or [])
-    data = status.get("data")  # the class's data device, as classimage-class-data keeps its record
-    # Times only, and whether it failed: its notes, warnings and error name students, files and
-    # devices, and quote commands' output (the token holder reads them).
+    # the class's data device, as classimage-class-data keeps its record. Times only, whether it
+    # failed, and what the droplet waits for before its data is in place (`classimage up` moves the
+    # volume once it says so): its notes, warnings and error name students, files and devices, and
+    # quote commands' output (the token holder reads them).
+    data = status.get("data")
     public["data"] = None
     if data:
-        closed = DATA_CLOSED if data.get("error") else None
         public["data"] = {
             "mounted": data.get("mounted"),
             "database_copied": data.get("database_copied"),
-            "error": closed,
+            "error": DATA_CLOSED if data.get("error") else None,
+            "waiting": data.get("waiting"),
         }
     return public
 

@@ -1,7 +1,9 @@
 """Keeping a class at DigitalOcean: `status` says what exists, how provisioning and the hub are
-and what it all costs; `down` removes the droplet (and with `--delete-data` the class's data);
-`backup` snapshots the class's volume once a consistent copy of the hub's database is on it, and
-keeps the newest few. Like cloud.py, it finds everything by the course's tag and keeps no state.
+and what it all costs; `down` shuts the droplet down (its last copy of the hub's database goes onto
+the class's volume) and removes it (and with `--delete-data` the class's data); `backup` snapshots
+the class's volume once a consistent copy of the hub's database is on it, and keeps the newest few.
+Like cloud.py, it finds everything by the course's tag and keeps no state; each verb stopped half
+way is finished by running it again.
 """
 
 from __future__ import annotations
@@ -20,8 +22,11 @@ from classimage.cloud import (
     discover,
     public_address,
     read_status,
+    region_of,
     stamp,
     status_token,
+    stop,
+    waiting_for_data,
 )
 from classimage.digitalocean import JSON, CloudError, DigitalOcean
 from classimage.spec import Loaded
@@ -70,11 +75,18 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
     echo(f"{spec.course.name} ({spec.course.slug}) at DigitalOcean:")
     if not found.droplets:
         echo("  droplet: none (`classimage up` makes one)")
+    holder = ((found.ip or {}).get("droplet") or {}).get("id")
     for droplet in found.droplets:
+        own = public_address(droplet)
         echo(
             f"  droplet {droplet['name']} ({droplet['id']}): {droplet['status']}, {droplet['size_slug']} in "
-            f"{droplet['region']['slug']}, {age(droplet['created_at'])} old, at {public_address(droplet)}"
+            f"{droplet['region']['slug']}, {age(droplet['created_at'])} old, at {own}"
         )
+        if droplet["id"] != holder and droplet["status"] == "active" and own:  # a new one, not serving yet
+            provisioning = read_status(own, token)
+            waiting = waiting_for_data(provisioning)
+            state = f"waiting for {waiting}" if waiting else (provisioning or {}).get("state", "not answering")
+            echo(f"    its provisioning (at its own address): {state}")
     if found.ip is not None:
         holder = (found.ip.get("droplet") or {}).get("id")
         echo(f"  address {found.ip['ip']}: " + (f"on droplet {holder}" if holder else "not assigned to a droplet"))
@@ -84,6 +96,11 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         echo(
             f"  volume {volume['name']} ({role}): {volume['size_gigabytes']} GiB, {age(volume['created_at'])}"
             f" old, " + (f"attached to {attached[0]}" if attached else "not attached")
+        )
+    for volume in found.elsewhere:
+        echo(
+            f"  volume {volume['name']} in {region_of(volume)}, not the spec's region {spec.droplet.region}: "
+            f"{volume['size_gigabytes']} GiB, " + ("attached" if volume["droplet_ids"] else "not attached")
         )
     for snapshot in found.snapshots:
         echo(f"  snapshot {snapshot['name']}: {snapshot['size_gigabytes']} GiB, {age(snapshot['created_at'])} old")
@@ -105,6 +122,8 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         problem = ((provisioning or {}).get("data") or {}).get("error")
         if problem:
             echo(f"  the class's data: {problem}")
+        elif waiting_for_data(provisioning):
+            echo(f"  the class's data: waiting for {waiting_for_data(provisioning)}")
         for warning in (provisioning or {}).get("warnings") or []:  # the hub's, the class's data's
             echo(f"  WARNING: {warning}")
         copied = copy_age(provisioning)
@@ -119,9 +138,14 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
 
 
 def down(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], delete_data: bool) -> Found:
+    """Each droplet shut down (a last consistent copy of the hub's database goes onto the class's
+    volume: destroying a running droplet is not graceful), then destroyed; the firewall deleted; with
+    `delete_data`, the backups, the volumes (once DigitalOcean has let go of them) and the address."""
     spec, names = loaded.spec, Names(loaded.spec.course.slug)
     found = discover(api, names, spec.droplet.region)
     for droplet in found.droplets:
+        if droplet["status"] == "active":
+            stop(api, droplet["id"], echo)
         echo(f"destroying droplet {droplet['name']} ({droplet['id']})")
         api.destroy_droplet(droplet["id"])
     if found.firewall is not None:
@@ -139,7 +163,7 @@ def down(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], delete_
             echo(f"releasing {found.ip['ip']}")
             api.delete_reserved_ip(found.ip["ip"])
         for tag in api.tags():
-            if tag["name"].startswith(names.ip_prefix):
+            if tag["name"].startswith((names.ip_prefix, names.restored_from(""))):
                 api.delete_tag(tag["name"])
     left = discover(api, names, spec.droplet.region)
     left.droplets = []  # destroyed (DigitalOcean may list them for a moment longer)
@@ -156,11 +180,9 @@ def down(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None], delete_
 
 
 def _until_detached(api: DigitalOcean, volume: JSON, timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while api.volume(volume["id"])["droplet_ids"]:
-        if time.monotonic() > deadline:
-            raise CloudError(f"volume {volume['name']} is still attached: run `classimage down` again in a moment")
-        time.sleep(2)
+    """A destroyed droplet lets go of its volumes when DigitalOcean has finished destroying it."""
+    if not api.until(f"detaching {volume['name']}", lambda: not api.volume(volume["id"])["droplet_ids"], timeout):
+        raise CloudError(f"volume {volume['name']} is still attached: run `classimage down` again in a moment")
 
 
 # -- backups -----------------------------------------------------------------------------------------
@@ -212,7 +234,11 @@ def backup(
         echo(f"{volume['name']} is not attached: its data is at rest, as the last droplet left it")
     name = names.backup_prefix + stamp()
     echo(f"backing up {volume['name']} as {name}")
-    snapshot = api.snapshot_volume(volume["id"], {"name": name, "tags": ["classimage", names.tag]})
+    snapshot = api.create(
+        f"backing up {volume['name']}",
+        lambda: api.snapshot_volume(volume["id"], {"name": name, "tags": ["classimage", names.tag]}),
+        lambda: next((s for s in api.volume_snapshots() if s["name"] == name), None),
+    )
     echo(f"  backup {name} ({snapshot['id']}): {snapshot['size_gigabytes']} GiB")
     kept = sorted(
         [snapshot] + [b for b in found.backups if b["id"] != snapshot["id"]],

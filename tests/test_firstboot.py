@@ -119,6 +119,7 @@ def test_environment_from_a_course_repository(new_droplet):
     cloud_init, spec_path = boot(droplet, CASES / "tljh" / "from-repo" / "spec.yaml")
     assert cloud_init["status"] == "done", explain(droplet)
     status = assert_ready(droplet, spec_path)
-    assert [s["name"] for s in status["steps"]][-4:] == ["post-build", "hub-accounts", "hub-reload", "hub-ready"]
+    assert [s["name"] for s in status["steps"]][-5:] == ["post-build", "class-data", "hub-accounts", "hub-reload",
+                                                         "hub-ready"]
     assert "jupyter" in droplet.path(provision.LOG).read_text().split("run post-build", 1)[1]  # its output
 

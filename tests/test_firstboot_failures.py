@@ -91,14 +91,17 @@ def test_hostile_strings_execute_nothing_in_the_droplet(new_droplet):
 
 def test_a_missing_data_device_stops_provisioning_before_the_hub(new_droplet):
     """The spec puts the class's data on a device the droplet does not have: provisioning stops at
-    `class-data` saying what to attach, and no hub ever runs on the droplet's own disk instead."""
+    `class-data` (after the software, before the class opens) saying what to attach; the hub TLJH's
+    installer started, closed, is stopped, so none runs on the droplet's own disk instead."""
     droplet = new_droplet()
     source = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
     source["storage"] = {"type": "device", "device": "/dev/disk/by-id/virtio-classdata"}
     cloud_init, _ = boot(droplet, source)
     assert_failed(droplet, "class-data", cloud_init, "/dev/disk/by-id/virtio-classdata is not there",
                   "attach the class's volume")
-    assert not droplet.path("/opt/tljh/hub/bin/python3").exists()  # TLJH was never bootstrapped
+    assert not droplet.path(provision.HUB_OPEN).exists()  # the class never opened
+    for unit in ("jupyterhub.service", "traefik.service"):
+        assert droplet.sh(f"systemctl is-active {unit}").stdout.strip() != "active", unit
     record = droplet.read_json("/var/lib/classimage/data.json")
     assert "is not there" in record["error"], record
     assert droplet.sh("findmnt /home").returncode != 0  # nothing mounted in its place

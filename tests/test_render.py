@@ -164,10 +164,13 @@ def test_the_skeleton_and_the_parts_make_the_user_data(stage):
     for path, entry in written_files(text).items():
         if (stage, path) in where:
             assert entry["content"] == goldens[where[stage, path]], path
-    modules = {Path(module.__file__).read_text() for module in (provision, hubaccounts, hubguards)}
-    compressed = [entry["content"] for entry in written_files(text).values() if entry.get("encoding") == "gz+b64"]
-    # classimage's own programs, as they are, and the hub's config (Python too: its part above)
-    assert compressed and set(compressed) <= modules | {tljh.jupyterhub_config(loaded.spec)}
+    modules = {Path(module.__file__).read_text() for module in (provision, hubaccounts, hubguards, classdata)}
+    entries = written_files(text).values()
+    compressed = {entry["content"] for entry in entries if entry.get("encoding") == "gz+b64"}
+    # classimage's own programs, as they are, always go compressed (the rest too, when the user data
+    # as text would be over the limit: test_a_class_over_the_limit_...)
+    shipped = {entry["content"] for entry in entries} & modules
+    assert shipped and shipped <= compressed
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -369,14 +372,15 @@ def _keys(value, prefix=""):
 
 
 @pytest.mark.parametrize("case, stage, expected", [
-    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh", "hub-accounts",
-                            "hub-reload", "hub-ready"]),
+    ("minimal", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh", "class-data",
+                            "hub-accounts", "hub-reload", "hub-ready"]),
     ("underworld", plan.FULL, ["packages", "metadata-guard", "firewall", "ssh", "hub-config", "tljh",
-                               "conda-packages", "pip-packages", "hub-accounts", "hub-reload", "hub-ready"]),
+                               "conda-packages", "pip-packages", "class-data", "hub-accounts", "hub-reload",
+                               "hub-ready"]),
     ("underworld", plan.BAKE, ["packages", "security-updates", "metadata-guard", "firewall", "ssh", "hub-lockdown",
                                "tljh", "conda-packages", "pip-packages"]),
-    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "ssh", "hub-config", "hub-secrets", "hub-accounts",
-                               "hub-reload", "hub-ready"]),
+    ("underworld", plan.BOOT, ["image-check", "metadata-guard", "ssh", "hub-config", "class-data", "hub-secrets",
+                               "hub-accounts", "hub-reload", "hub-ready"]),
 ])
 def test_step_order(case, stage, expected):
     """The one list, filtered by stage: facts (spec, stage) in, steps out."""
@@ -386,6 +390,13 @@ def test_step_order(case, stage, expected):
     if "tljh" in names:
         settings = "hub-config" if stage == plan.FULL else "hub-lockdown"
         assert names.index(settings) < names.index("tljh")
+    # Make before break: a droplet is ready but for the class's data (the software in place) when it
+    # waits for the class's volume, and nothing is written into the hub's state before it is there.
+    if "class-data" in names:
+        software = [n for n in names if n in ("tljh", "conda-packages", "pip-packages", "post-build")]
+        assert all(names.index(n) < names.index("class-data") for n in software)
+        state = [n for n in names if n in ("hub-secrets", "hub-accounts", "hub-reload")]
+        assert all(names.index("class-data") < names.index(n) for n in state)
 
 
 def test_bake_digest_follows_the_bake_only():
@@ -403,7 +414,7 @@ def test_a_class_over_the_limit_as_text_ships_every_file_compressed(tmp_path):
     """Readable user data over 64 KiB (many packages, a campus's CAs): every file gzip shrinks goes
     compressed instead (cloud-init's gz+b64), and decodes to the same files."""
     source = {"course": {"name": "Big", "slug": "big"}, "hub": {"admins": ["alice"]},
-              "environment": {"pip": [f"package-with-a-long-name-number-{i:05d}" for i in range(1500)]}}
+              "environment": {"pip": [f"package-with-a-long-name-number-{i:05d}" for i in range(1000)]}}
     path = tmp_path / "big.yaml"
     path.write_text(yaml.safe_dump(source))
     loaded = spec.load_file(path)

@@ -21,7 +21,7 @@ source "digitalocean" "course" {
   snapshot_regions = ["nyc3"]
   snapshot_name    = format("%s-%s-%s", "data101", "cb042edf46e2ee2f", local.timestamp)
   droplet_name     = "data101-bake"
-  tags             = ["classimage", "classimage-data101"]
+  tags             = ["classimage", "classimage-bake:data101"]
   user_data_file   = "${path.root}/../bake/user-data.yaml"
   ssh_username     = "root"
   monitoring       = false

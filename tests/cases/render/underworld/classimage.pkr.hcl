@@ -21,7 +21,7 @@ source "digitalocean" "course" {
   snapshot_regions = ["nyc3"]
   snapshot_name    = format("%s-%s-%s", "underworld", "1ef75969ef3ff010", local.timestamp)
   droplet_name     = "underworld-bake"
-  tags             = ["classimage", "classimage-underworld"]
+  tags             = ["classimage", "classimage-bake:underworld"]
   user_data_file   = "${path.root}/../bake/user-data.yaml"
   ssh_username     = "root"
   monitoring       = false
