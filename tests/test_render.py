@@ -13,6 +13,7 @@ import ast
 import hashlib
 import inspect
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -23,6 +24,7 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
+from hubprocess import tljh_source
 from classimage import artifacts, classdata, hubaccounts, links, network, packer, plan, provision, spec, tljh, userdata
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
@@ -314,8 +316,9 @@ def run_hub_config(text: str, folder: Path, user: str = "student", hub_open: boo
         marker.touch()
     config_file = folder / "classimage.py"
     config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker))))
+    # TLJH's package importable, as in the hub's environment (the file reads TLJH's settings).
     result = subprocess.run([sys.executable, "-c", HUB_CONFIG_PROBE, str(config_file), user], capture_output=True,
-                            text=True, cwd=folder)
+                            text=True, cwd=folder, env=dict(os.environ, PYTHONPATH=str(tljh_source())))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 

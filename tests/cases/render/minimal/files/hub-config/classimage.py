@@ -142,6 +142,17 @@ class CourseNativeAuthenticator(NativeAuthenticator):
 c.JupyterHub.authenticator_class = CourseNativeAuthenticator
 c.Authenticator.admin_users = set(ADMINS & _made_by_classimage())
 
+# Traefik checks its API's password (TLJH's random secret, on localhost) at each request the hub
+# makes while it waits for a student's route: at TLJH's bcrypt cost 12 (0.26 s of CPU), 2 of 30
+# students' spawns failed (docs/design.md, "A class's first minute"); cost 4 takes 0.01 s. The
+# file traefik reads keeps its old hash across restarts: this replaces it.
+import bcrypt
+from tljh.configurer import load_config
+
+API = load_config()["traefik_api"]
+API_USER = API["username"] + ":" + bcrypt.hashpw(API["password"].encode(), bcrypt.gensalt(4)).decode()
+c.TraefikProxy.extra_dynamic_config = {"http": {"middlewares": {"auth_api": {"basicAuth": {"users": [API_USER]}}}}}
+
 # The provisioning status, for anyone (a health check) to read at /services/classimage-status/:
 # states and times only. The hub runs it; TLJH may have listed its own services already.
 c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})
