@@ -437,6 +437,7 @@ class Sample:
     droplet_pss: int
     hub_cpu: float
     hub_pss: int
+    proxy_cpu: float  # traefik's
     host_cpu: float
 
 
@@ -453,7 +454,8 @@ class Usage(threading.Thread):
         found = processes(self.leader)
         hub = [p for p in found if is_hub(p)]
         return Sample(time.monotonic(), sum(p.cpu + p.waited for p in found), sum(p.pss for p in found),
-                      sum(p.cpu + p.waited for p in hub), sum(p.pss for p in hub), host_cpu())
+                      sum(p.cpu + p.waited for p in hub), sum(p.pss for p in hub),
+                      sum(p.cpu for p in found if p.name == "traefik"), host_cpu())
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -466,8 +468,8 @@ class Usage(threading.Thread):
         self.samples.append(self.sample())
 
     def summary(self) -> dict:
-        """Average and peak cores used (over each interval) by the droplet, its hub and the whole
-        machine; peak memory (PSS) of the droplet and the hub."""
+        """Average and peak cores used (over each interval) by the droplet, its hub, its proxy and
+        the whole machine; peak memory (PSS) of the droplet and the hub."""
         pairs = list(zip(self.samples, self.samples[1:], strict=False))
 
         def cores(key: str) -> tuple[float, float]:
@@ -477,6 +479,7 @@ class Usage(threading.Thread):
             return mean, max(rates, default=0.0)
 
         return {"seconds": self.samples[-1].at - self.samples[0].at,
-                "droplet_cores": cores("droplet_cpu"), "hub_cores": cores("hub_cpu"), "host_cores": cores("host_cpu"),
+                "droplet_cores": cores("droplet_cpu"), "hub_cores": cores("hub_cpu"), "proxy_cores": cores("proxy_cpu"),
+                "host_cores": cores("host_cpu"),
                 "droplet_pss_peak": max(s.droplet_pss for s in self.samples),
                 "hub_pss_peak": max(s.hub_pss for s in self.samples)}
