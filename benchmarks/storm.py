@@ -56,8 +56,10 @@ CELL = ("import os, numpy as np, pandas as pd, matplotlib\nmatplotlib.use('Agg')
         "print(os.environ['JUPYTERHUB_USER'], int(pd.DataFrame({'x': np.arange(10)}).x.sum()))")
 STEPS = ("signed in", "server ready", "pulled", "notebook", "kernel", "result")
 # TLJH's own values of what classimage's hub config sets for a class's first minute: traefik's API
-# password hashed with bcrypt's default cost (12), as jupyterhub-traefik-proxy hashes it.
-DEFAULTS = """import bcrypt
+# password hashed with bcrypt's default cost (12), as jupyterhub-traefik-proxy hashes it, and
+# JupyterHub's 30 s for a started server to answer.
+DEFAULTS = """c.Spawner.http_timeout = 30
+import bcrypt
 from tljh.configurer import load_config
 API = load_config()["traefik_api"]
 API_USER = API["username"] + ":" + bcrypt.hashpw(API["password"].encode(), bcrypt.gensalt(12)).decode()
@@ -198,7 +200,7 @@ def main() -> None:
             droplet.sh("systemctl restart jupyterhub", check=True)
             hub = hubclient.Browser(f"http://{droplet.ip}")
             hubclient.wait_for(lambda: hub.get("/hub/api").code == 200, 120, "the hub back")
-            print("with TLJH's defaults: traefik's API password hashed at bcrypt's cost 12")
+            print("with TLJH's defaults: traefik's API password hashed at bcrypt's cost 12, 30 s for a server to answer")
         time.sleep(10)  # the hub's own start settles
         for size in args.students:
             figures.append(rush(droplet, spec_path, size, args.window))
