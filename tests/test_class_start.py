@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 
 import pytest
 
@@ -23,7 +24,7 @@ from firstboot import ADMIN_PASSWORD, boot, droplets, explain
 from hubclient import approvals
 from classimage import provision, spec, tljh
 
-pytestmark = pytest.mark.droplet
+pytestmark = [pytest.mark.droplet, pytest.mark.storm]  # alone: pytest -m storm (tests/conftest.py)
 STUDENTS = int(os.environ.get("CLASSIMAGE_STORM_STUDENTS", "30"))
 WINDOW = 10  # seconds over which the whole class clicks the link
 DEADLINE = 300  # seconds after the click by which a student has given up
@@ -99,3 +100,22 @@ def test_class_start_storm_every_student_gets_a_kernel(lecture_hall, record_prop
                     f"{seconds[0]:.1f} s, last {seconds[-1]:.1f} s, p50 {classstart.percentile(seconds, 0.5):.1f} s, "
                     f"p95 {classstart.percentile(seconds, 0.95):.1f} s; droplet {used['droplet_cores'][0]:.2f} cores "
                     f"on average, hub {used['hub_cores'][0]:.2f}")
+
+
+def test_class_start_storm_traefik_api_still_guarded(lecture_hall):
+    """The hub config hashes traefik's API password at bcrypt cost 4 for the rush (docs/design.md):
+    the hash in force is that one, and a student's process on the droplet still cannot use the API,
+    without the password or with a wrong one, nor read the hash or TLJH's secret."""
+    droplet, _ = lecture_hall
+    rules = droplet.read_text("/opt/tljh/state/rules/rules.toml") or ""
+    hashes = re.findall(r'"api_admin:(\$2[aby]\$\d\d\$)', rules)
+    assert hashes == ["$2b$04$"], rules
+    api = "curl -s -o /dev/null -w '%{http_code}' --max-time 10 http://localhost:8099/api/overview"
+    secret = droplet.read_text("/opt/tljh/state/traefik-api.secret").strip()
+    assert droplet.sh(f"{api} -u api_admin:{secret}").stdout == "200"  # the check below can pass
+    student = int(droplet.sh(f"id -u jupyter-{names(1)[0]}", check=True).stdout)
+    for credentials in ("", " -u api_admin:", " -u api_admin:not-the-secret", f" -u api_admin:{secret[:-1]}"):
+        assert droplet.sh(api + credentials, user=student).stdout == "401", credentials
+    for private in ("/opt/tljh/state/rules/rules.toml", "/opt/tljh/state/traefik-api.secret"):
+        read = droplet.sh(f"cat {private}", user=student)
+        assert read.returncode != 0 and "Permission denied" in read.stderr, (private, read)
