@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -66,8 +65,8 @@ def plan_document(
 
 
 def runner() -> str:
-    """The provisioning program, shipped as it is (as TLJH ships its bootstrap)."""
-    return inspect.getsource(provision)
+    """The provisioning program, shipped lean (as TLJH ships its bootstrap, but for comments)."""
+    return plan.shipped("provision")
 
 
 def files(

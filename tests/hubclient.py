@@ -188,31 +188,46 @@ class Browser:
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.jar)
         request = HTTPRequest(url, headers={"Cookie": cookies, "X-XSRFToken": self.xsrf(f"/user/{name}/") or ""})
         connection = await asyncio.wait_for(websocket_connect(request), timeout)
-        message_id = uuid.uuid4().hex
-        await connection.write_message(json.dumps({
-            "header": {"msg_id": message_id, "username": name, "session": uuid.uuid4().hex, "msg_type":
-                       "execute_request", "version": "5.3", "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
-                        "allow_stdin": False, "stop_on_error": True}}))
+        request = execute_request(code, name, uuid.uuid4().hex)
+        await connection.write_message(json.dumps(request))
         printed = []
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             raw = await asyncio.wait_for(connection.read_message(), deadline - time.monotonic())
             if raw is None:
                 break
-            message = json.loads(raw)
-            if message.get("parent_header", {}).get("msg_id") != message_id:
+            said = kernel_said(json.loads(raw), request["header"]["msg_id"])
+            if said is None:
                 continue
-            kind, content = message["msg_type"], message["content"]
-            if kind == "stream":
-                printed.append(content["text"])
-            elif kind == "error":
-                printed.append(f"{content['ename']}: {content['evalue']}")
-            elif kind == "status" and content["execution_state"] == "idle":
+            if said[0] == "idle":
                 break
+            printed.append(said[1])
         connection.close()
         return "".join(printed)
+
+
+def execute_request(code: str, username: str, session: str) -> dict:
+    """A kernel message (protocol 5.3) asking it to run `code`, as a notebook's cell does."""
+    return {"header": {"msg_id": uuid.uuid4().hex, "username": username, "session": session,
+                       "msg_type": "execute_request", "version": "5.3", "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+            "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                        "allow_stdin": False, "stop_on_error": True}}
+
+
+def kernel_said(message: dict, request_id: str) -> tuple[str, str] | None:
+    """What a kernel's message in answer to the request `request_id` says: ("stream", text printed),
+    ("error", "Name: value"), ("idle", "") when the cell is done; None for anything else."""
+    if message.get("parent_header", {}).get("msg_id") != request_id:
+        return None
+    kind, content = message["msg_type"], message["content"]
+    if kind == "stream":
+        return "stream", content["text"]
+    if kind == "error":
+        return "error", f"{content['ename']}: {content['evalue']}"
+    if kind == "status" and content["execution_state"] == "idle":
+        return "idle", ""
+    return None
 
 
 class _BodyData(HTMLParser):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -22,6 +23,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import written_files
+from hubprocess import tljh_source
 from classimage import links, model, plan, provision, spec, templating, tljh, userdata
 
 HOSTILE = (
@@ -169,7 +171,8 @@ def test_hostile_values_stay_data_in_the_other_languages(tmp_path):
     probe = ("import json, sys\nfrom traitlets.config import Config\nc = Config()\n"
              "exec(open(sys.argv[1]).read(), {'c': c})\n"
              "print(json.dumps([c.Spawner.default_url, sorted(c.CourseNames.course_admins)]))")
-    result = subprocess.run([sys.executable, "-c", probe, str(hub_config)], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", probe, str(hub_config)], capture_output=True, text=True,
+                            env=dict(os.environ, PYTHONPATH=str(tljh_source())))  # as in the hub's environment
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [links.gitpull_path(hostile.content[0], "jupyterlab"), sorted(set(HOSTILE))]
 

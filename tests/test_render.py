@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import ast
 import hashlib
-import inspect
 import json
+import os
 import subprocess
 import sys
 from dataclasses import replace
@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
+from hubprocess import tljh_source
 from classimage import artifacts, classdata, hubaccounts, hubguards, links, network, packer, plan, provision, spec, tljh, userdata
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
@@ -62,7 +63,7 @@ def parts(loaded: spec.Loaded) -> tuple[dict[str, str], dict[tuple[str, str], st
                 pieces.append((userdata.script_path(number, step, "check.sh"), f"steps/{step.name}.check.sh",
                                step.check))
             pieces += [(file.staged, f"files/{step.name}/{Path(file.path).name}", file.content) for file in step.files
-                       if file.content not in SHIPPED]  # classimage's own modules, shipped as they are
+                       if file.content not in SHIPPED]  # classimage's own modules, shipped lean
             for path, name, content in pieces:
                 by_name.setdefault(name, {})[stage] = content
                 where[stage, path] = name
@@ -110,7 +111,8 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=1 << 20)
 
 
-SHIPPED = {inspect.getsource(module) for module in (provision, hubaccounts, hubguards, classdata)}
+DROPLET_MODULES = ("provision", "hubaccounts", "hubguards", "classdata")
+SHIPPED = {plan.shipped(name) for name in DROPLET_MODULES}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -164,7 +166,7 @@ def test_the_skeleton_and_the_parts_make_the_user_data(stage):
     for path, entry in written_files(text).items():
         if (stage, path) in where:
             assert entry["content"] == goldens[where[stage, path]], path
-    modules = {Path(module.__file__).read_text() for module in (provision, hubaccounts, hubguards, classdata)}
+    modules = SHIPPED
     entries = written_files(text).values()
     compressed = {entry["content"] for entry in entries if entry.get("encoding") == "gz+b64"}
     # classimage's own programs, as they are, always go compressed (the rest too, when the user data
@@ -320,8 +322,9 @@ def run_hub_config(text: str, folder: Path, user: str = "student", hub_open: boo
     (folder / Path(provision.HUB_GUARDS).name).write_text(plan.shipped("hubguards"))
     config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker)))
                            .replace(repr(provision.LIB), repr(str(folder))))
+    # TLJH's package importable, as in the hub's environment (the file reads TLJH's settings).
     result = subprocess.run([sys.executable, "-c", HUB_CONFIG_PROBE, str(config_file), user], capture_output=True,
-                            text=True, cwd=folder)
+                            text=True, cwd=folder, env=dict(os.environ, PYTHONPATH=str(tljh_source())))
     assert result.returncode == 0, result.stderr
     return json.loads(result.stdout)
 
@@ -448,3 +451,23 @@ def test_every_name_the_schema_allows_fits_the_class_data_units():
     step = next(s for s in plan.steps(course, plan.FULL) if s.name == "class-data")
     unit = next(f.content for f in step.files if f.path == provision.DATA_UNIT)
     assert "--admin a_b-c9 --admin 0\n" in unit
+
+
+@pytest.mark.parametrize("name", DROPLET_MODULES)
+def test_a_shipped_program_is_its_source_line_for_line_without_comments_or_docstrings(name):
+    """The droplet's programs go lean (the user data holds 64 KiB): a traceback there names the line
+    of the file in this commit, every statement is where it was, and what is gone is only prose."""
+    source = (REPO / "classimage" / f"{name}.py").read_text()
+    lean = plan.shipped(name)
+    assert lean.count("\n") == source.count("\n")
+
+    def statements(text):
+        return [(type(node).__name__, node.lineno) for node in ast.walk(ast.parse(text))
+                if isinstance(node, ast.stmt) and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))]
+    assert statements(lean) == statements(source)
+    kept_doc = ast.get_docstring(ast.parse(lean))
+    assert (kept_doc or None) == (ast.get_docstring(ast.parse(source)) if "__doc__" in source else None)  # --help
+    assert not any(ast.get_docstring(node) for node in ast.walk(ast.parse(lean))
+                   if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)))
+    assert "#" not in "".join(line for line in lean.splitlines()[1:] if line.lstrip().startswith("#"))
+    assert len(lean) < 0.95 * len(source)

@@ -20,6 +20,23 @@ hubguards.configure(c, 'native', ['instructor'], '/opt/tljh/state/classimage-adm
 # Pull the course repository into each student's home and open it whenever their server starts.
 c.Spawner.default_url = '/git-pull?repo=https%3A%2F%2Fgithub.com%2Funderworld-geodynamics-cloud%2Funderworld-cloud-droplet&targetpath=underworld-cloud-droplet&urlpath=lab%2Ftree%2Funderworld-cloud-droplet%2FStartHere.ipynb'
 
+# A server starting is mostly CPU (about 2.5 s each): when a whole class clicks at once they share
+# the droplet's cores, and the last ones answer the hub long after JupyterHub's default 30 s (30
+# clicks in 10 s on 2 busy cores: 24 of 30 spawns failed "didn't respond in 30 seconds", each
+# student shown an error page; docs/design.md, "A class's first minute"). Waiting costs nothing.
+c.Spawner.http_timeout = 120
+
+# Traefik checks its API's password (TLJH's random secret, on localhost) at each request the hub
+# makes while it waits for a student's route: at TLJH's bcrypt cost 12 (0.26 s of CPU), 2 of 30
+# students' spawns failed (docs/design.md, "A class's first minute"); cost 4 takes 0.01 s. The
+# file traefik reads keeps its old hash across restarts: this replaces it.
+import bcrypt
+from tljh.configurer import load_config
+
+API = load_config()["traefik_api"]
+API_USER = API["username"] + ":" + bcrypt.hashpw(API["password"].encode(), bcrypt.gensalt(4)).decode()
+c.TraefikProxy.extra_dynamic_config = {"http": {"middlewares": {"auth_api": {"basicAuth": {"users": [API_USER]}}}}}
+
 # The provisioning status, for anyone (a health check) to read at /services/classimage-status/:
 # states and times only. The hub runs it; TLJH may have listed its own services already.
 c.JupyterHub.services.append({'name': 'classimage-status', 'url': 'http://127.0.0.1:15003', 'display': False, 'command': ['/usr/local/sbin/classimage-provision', 'serve-status', '--port', '15003']})
