@@ -20,8 +20,9 @@ class's volume) says which accounts classimage made, and the fingerprint of the 
   who signed up as `ta` before `ta` was listed in hub.admins keeps a student's account): nothing is
   changed and the program fails, naming the account and the fix. The one exception is an account
   that already holds exactly the instructor's hash, which only the instructor's user data carries.
-- A name classimage made an admin that hub.admins no longer lists loses the admin flag and role
-  JupyterHub keeps for it (TLJH's spawner gives its admins sudo) and leaves the group sudo trusts.
+- hub.admins is the whole list of admins: any other name (a TA dropped from it, anyone made an admin
+  on the hub) loses the admin flag and role JupyterHub keeps for it (TLJH's spawner gives its admins
+  sudo) and leaves the group sudo trusts.
 The hub's database is created, if it does not exist yet, as the hub itself creates it.
 """
 
@@ -204,39 +205,38 @@ def apply(plan: dict[str, object]) -> dict[str, str]:
         accounts.close()
     # Written or adopted, each of these accounts now holds the hash the instructor gave (or a reserved one).
     _write(record, {**applied, **{name: fingerprint(admins[name]) for name in decision}})
-    for name in demote(plan, sorted(set(applied) - set(admins))):
+    for name in demote(plan, set(admins)):
         done[name] = "no longer an admin (not in hub.admins)"
     return done
 
 
-def demote(plan: dict[str, object], names: list[str]) -> list[str]:
-    """`names` no admins in the hub's database (the role too: JupyterHub makes it the flag again at
-    start), nor, on a droplet, in the group sudo trusts. Returns those that were."""
-    if not names:
-        return []
+def demote(plan: dict[str, object], admins: set[str]) -> list[str]:
+    """Every name but `admins` no admin in the hub's database (the role too: JupyterHub makes it the
+    flag again at start), nor, on a droplet, in the group sudo trusts: a TA dropped from hub.admins,
+    and anyone made an admin on the hub (the admin panel or its API, perhaps by a student's page the
+    instructor opened). Returns those that were."""
     from jupyterhub import orm, roles
 
     changed = set()
     session = orm.new_session_factory(str(plan["database"]))()
     try:
         role = orm.Role.find(session, "admin")
-        for name in names:
-            user = orm.User.find(session, name)
-            if user is not None and (user.admin or role in user.roles):
+        holders = set(role.users) if role is not None else set()
+        for user in session.query(orm.User).all():
+            if user.name not in admins and (user.admin or user in holders):
                 user.admin = False
-                if role is not None:
+                if role is not None and user in holders:
                     roles.strip_role(session, user, role, commit=False)
-                changed.add(name)
+                changed.add(user.name)
         session.commit()
     finally:
         session.close()
     if "group_file" in plan:
         prefix, group = str(plan["unix_prefix"]), str(plan["admins_group"])
-        members = _members(str(plan["group_file"]), group)
-        for name in names:
-            if prefix + name in members:
-                _run(["gpasswd", "--delete", prefix + name, group])
-                changed.add(name)
+        for member in sorted(_members(str(plan["group_file"]), group)):
+            if member.startswith(prefix) and member[len(prefix) :] not in admins:
+                _run(["gpasswd", "--delete", member, group])
+                changed.add(member[len(prefix) :])
     return sorted(changed)
 
 

@@ -17,7 +17,13 @@ import nativeauthenticator
 from firstuseauthenticator import FirstUseAuthenticator
 from jupyterhub.auth import Authenticator
 from jupyterhub.scopes import needs_scope
-from nativeauthenticator.handlers import AuthorizationAreaHandler, DiscardHandler, LocalBase, SignUpHandler
+from nativeauthenticator.handlers import (
+    AuthorizationAreaHandler,
+    ChangePasswordAdminHandler,
+    DiscardHandler,
+    LocalBase,
+    SignUpHandler,
+)
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from tornado.escape import url_escape
@@ -65,7 +71,7 @@ class CourseNames(Authenticator):
 
 def _not_an_admin(handler, name: str) -> None:
     if handler.authenticator.normalize_username(name) in handler.authenticator.course_admins:
-        raise web.HTTPError(403, "%s is an admin of this course: nobody approves or discards it here.", name)
+        raise web.HTTPError(403, "%s is an admin of this course: nobody approves, discards or resets it here.", name)
 
 
 class SignUp(SignUpHandler):
@@ -148,6 +154,21 @@ class Discard(DiscardHandler):
         await DiscardHandler.get(self, name)
 
 
+class SetPassword(ChangePasswordAdminHandler):
+    """An admin sets a student's password (one who lost theirs), never an admin's: an admin changes
+    their own with the old one, or the instructor sets it with `classimage admin-password`. Any admin,
+    or a page of a student's server the instructor opens (same origin as the hub), could otherwise
+    take the instructor's account."""
+
+    async def get(self, name):
+        _not_an_admin(self, name)
+        return await super().get(name)
+
+    async def post(self, name):
+        _not_an_admin(self, name)
+        return await super().post(name)
+
+
 class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
     def create_user(self, username, password, **kwargs):
         if self.refusal(self.normalize_username(username)):
@@ -155,8 +176,17 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
         return super().create_user(username, password, **kwargs)
 
     def get_handlers(self, app):
-        ours = {"/signup": SignUp, "/authorize": Approvals, "/authorize/([^/]*)": Approve, "/discard/([^/]*)": Discard}
-        return [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
+        ours = {
+            "/signup": SignUp,
+            "/authorize": Approvals,
+            "/authorize/([^/]*)": Approve,
+            "/discard/([^/]*)": Discard,
+            "/change-password/([^/]+)": SetPassword,
+        }
+        handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
+        if not {route for route, _ in handlers} >= set(ours):  # another NativeAuthenticator: no guard unplaced
+            raise RuntimeError("NativeAuthenticator's routes changed: classimage's guards do not fit it")
+        return handlers
 
 
 class CourseFirstUseAuthenticator(CourseNames, FirstUseAuthenticator):

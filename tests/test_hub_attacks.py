@@ -323,6 +323,30 @@ def test_demoted_admin_is_no_admin_after_the_next_deploy(tmp_path, hashes, targe
         hub.stop()
 
 
+def test_student_made_admin_by_a_same_origin_page_is_no_admin_after_the_next_deploy(tmp_path, hashes, target):
+    """A page of a student's server, opened by the signed-in instructor, has the hub's origin: it
+    reads the hub's _xsrf value and asks the hub's API, with the instructor's session, to make its
+    student an admin (JupyterHub allows it: the page is the instructor, as far as the hub can tell).
+    hub.admins is the whole list: the next deploy takes it back."""
+    hub = start_hub(tmp_path / "hub", COURSE, hashes, target)
+    try:
+        Browser(hub.url).sign_up("mallory", STUDENT_PASSWORD)
+        instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+        instructor.set_approval("mallory")
+        assert signed_in(hub, "mallory", STUDENT_PASSWORD).is_signed_in()
+        instructor.get("/hub/home")
+        code, _ = instructor.api("PATCH", "/hub/api/users/mallory", {"admin": True})
+        assert code == 200 and is_admin(hub, "mallory", STUDENT_PASSWORD)  # the attack works on the hub
+        hub.stop()
+        made = hub.make_accounts()
+        assert made.returncode == 0, made.stderr
+        hub.start()
+        assert not is_admin(hub, "mallory", STUDENT_PASSWORD)
+        assert is_admin(hub, "instructor", ADMIN_PASSWORD) and is_admin(hub, "ta", TA_PASSWORD)
+    finally:
+        hub.stop()
+
+
 # -- long and unsafe names (the Unix-name collision: test_usernames.py) -----------------------------
 
 @pytest.mark.parametrize("name", ["course-instructor-01", "a" * 18, "bob.smith", "élodie", "-bob", "bob\n",
@@ -402,3 +426,32 @@ def test_status_file_is_unreadable_by_students(searchable_folder):
     student = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", str(status)],
                              capture_output=True, text=True)
     assert student.returncode == 1 and "Permission denied" in student.stderr and student.stdout == ""
+
+
+# -- set_password ----------------------------------------------------------------------------------
+
+def test_set_password_of_an_admin_by_another_admin_or_a_same_origin_page_is_refused(shared_hub):
+    """NativeAuthenticator lets any admin set any user's password (/hub/change-password/NAME, no old
+    password). A TA, or a page of a student's server that the instructor opens (the same origin as
+    the hub: it can read the hub's _xsrf value and post with the instructor's cookie), would take
+    the instructor's account. Refused for every admin's name; a student's password is still set."""
+    hub = shared_hub
+    ta = signed_in(hub, "ta", TA_PASSWORD)
+    instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+    taken = "taken-over-password-1"
+    for browser, victim in ((ta, "instructor"), (instructor, "ta"), (instructor, "Instructor")):
+        assert browser.get(f"/hub/change-password/{victim}").code == 403
+        browser.get("/hub/home")  # the page's _xsrf value, as a same-origin script reads it
+        page = browser.post(f"/hub/change-password/{victim}",
+                            {"new_password": taken, "new_password_confirmation": taken})
+        assert page.code == 403 and "is an admin of this course" in text_of(page), (victim, page)
+    assert signed_in(hub, "instructor", ADMIN_PASSWORD).is_signed_in()
+    assert signed_in(hub, "ta", TA_PASSWORD).is_signed_in()
+    assert not signed_in(hub, "instructor", taken).is_signed_in()
+    Browser(hub.url).sign_up("forgetful", STUDENT_PASSWORD)
+    instructor.set_approval("forgetful")
+    new = "a-new-student-password-1"
+    instructor.get("/hub/change-password/forgetful")
+    assert instructor.post("/hub/change-password/forgetful",
+                           {"new_password": new, "new_password_confirmation": new}).code == 200
+    assert signed_in(hub, "forgetful", new).is_signed_in()
