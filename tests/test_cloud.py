@@ -28,7 +28,7 @@ from classimage import cloud, digitalocean, packer, plan, spec
 from classimage.cloud import Change, Deployment, Found, Names
 
 NAMES = Names("geo101")
-WANTED = Deployment("ubuntu-24-04-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
+WANTED = Deployment("debian-12-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
 TAGGED = {"id": 7, "name": "geo101", "created_at": "2026-09-02T00:00:00Z",
           "tags": ["classimage", NAMES.tag, NAMES.deploy_prefix + WANTED.digest]}
 TWIN = TAGGED | {"id": 8, "created_at": "2026-09-03T00:00:00Z"}  # made twice (an unanswered create, before)
@@ -272,8 +272,10 @@ def changing(api, start: int = 0) -> list[tuple[str, str, int, dict | None]]:
 
 
 def said(run: cloudrun.Run) -> list[str]:
-    """What a run said on stderr but for the spec's warnings."""
-    return [line for line in run.stderr.splitlines() if line and not line.startswith("warning: ")]
+    """What a run said on stderr but for the spec's warnings and what the class costs (a heading and
+    its indented lines)."""
+    return [line for line in run.stderr.splitlines()
+            if line and not line.startswith(("warning: ", "what the class costs", "  "))]
 
 
 def up(api, path: Path) -> cloudrun.Run:
@@ -506,7 +508,7 @@ def test_a_snapshot_in_another_region_is_not_used(standin, tmp_path):
     result = up(standin, path)
     assert "is not available in fra1 (only nyc3)" in result.stdout and "droplet.snapshot_regions" in result.stdout
     (body,) = [b for m, p, s, b in changing(standin) if p == "/v2/droplets"]
-    assert body["image"] == "ubuntu-24-04-x64"  # one-piece rather than a refusal
+    assert body["image"] == "debian-12-x64"  # one-piece rather than a refusal
 
 
 def test_the_standin_enforces_a_snapshots_regions_and_min_disk_size(standin, tmp_path, monkeypatch):
@@ -606,7 +608,7 @@ def test_up_right_after_a_destroy_waits_for_the_droplet_to_let_go_of_the_volume(
     result = up(standin, path)
     new, volume_after, _ = the_class(standin)
     assert new["id"] != old["id"] and volume_after["droplet_ids"] == [new["id"]]
-    assert "creating droplet data101 (s-2vcpu-4gb, nyc3, ubuntu-24-04-x64)" in result.stdout  # without the volume
+    assert "creating droplet data101 (s-2vcpu-4gb, nyc3, debian-12-x64)" in result.stdout  # without the volume
     # destroyed by hand while it ran: the one hazard (classimage's `down` shuts it down first)
     assert standin.machines.hazards == [f"droplet {old['id']} destroyed running, with the class's data mounted"]
     standin.machines.hazards.clear()
