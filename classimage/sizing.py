@@ -38,9 +38,8 @@ class Fit:
 def per_student_mib(memory_limit: str | None) -> int:
     """What one working student's server uses: the measured figure, or the limit when lower (the
     server is stopped at it)."""
-    if memory_limit is None:
-        return WORKING_MIB
-    return min(WORKING_MIB, units.memory_bytes(memory_limit) // 2**20)
+    limit = units.memory_bytes(memory_limit) // 2**20 if memory_limit is not None else 0
+    return min(WORKING_MIB, limit) if limit > 0 else WORKING_MIB  # 0 (or under a MiB): no limit to go by
 
 
 def room_mib(size: pricing.Size) -> int:
