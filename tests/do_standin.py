@@ -45,6 +45,7 @@ import base64
 import collections
 import copy
 import datetime
+import errno
 import functools
 import gzip
 import hashlib
@@ -586,10 +587,24 @@ class Paper:
                     server.server_close()
             for address in sorted(wanted - set(self.servers)):
                 handler = type("Inside", (_Inside,), {"paper": self, "address": address})
-                server = http.server.ThreadingHTTPServer((address, 80), handler)
+                server = _bound((address, 80), handler)
                 server.daemon_threads = True
                 threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True).start()
                 self.servers[address] = server
+
+
+def _bound(address: tuple[str, int], handler) -> http.server.ThreadingHTTPServer:
+    """A server on `address`, waiting up to 5 s for the one this region closed there a moment ago to
+    let go of it (seen once in CI under load: a power cycle's bind refused three times, then taken; why the
+    old socket lingered was not found)."""
+    for attempt in range(50):
+        try:
+            return http.server.ThreadingHTTPServer(address, handler)
+        except OSError as error:
+            if error.errno != errno.EADDRINUSE or attempt == 49:
+                raise
+            time.sleep(0.1)
+    raise AssertionError("unreachable")
 
 
 class _Inside(http.server.BaseHTTPRequestHandler):

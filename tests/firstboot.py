@@ -21,7 +21,7 @@ import testdroplet
 import tljh_downloads
 from conftest import cli
 from hubclient import Browser, wait_for
-from classimage import admins, artifacts, plan, provision, spec, tljh
+from classimage import admins, artifacts, classdata, plan, provision, spec, tljh
 
 BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -128,9 +128,16 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, vol
     assert tljh.problems(written, course.tljh.version) == []
     assert droplet.read_text(tljh.CLASSIMAGE_CONFIG) == tljh.jupyterhub_config(course)
     # the class's data on its device: mounted where TLJH looks for it, recorded without an error
-    if plan.data_device(course, volume):
-        record = droplet.read_json(provision.DATA_RECORD)
-        assert record and record["error"] is None and record["device"] == plan.data_device(course, volume), record
+    device = plan.data_device(course, volume)
+    record = droplet.read_json(provision.DATA_RECORD) if device else None
+    if record is not None and record.get("chosen") == classdata.OWN_DISK:
+        # `auto` with no volume attached: the data stays on the droplet's own disk, and says so
+        assert device == classdata.ANY_VOLUME_OR_OWN_DISK and record["error"] is None, record
+        assert "own disk" in record["notes"][0], record
+    elif device:
+        assert record and record["error"] is None, record
+        placeholder = device in (classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK)
+        assert record["device"] == (record["chosen"] if placeholder else device), record
         places = droplet.sh("for place in /srv/classimage-data /home /opt/tljh/state; do "
                             "findmnt -n -o TARGET --mountpoint $place; done").stdout
         assert places.split() == ["/srv/classimage-data", "/home", "/opt/tljh/state"], places
