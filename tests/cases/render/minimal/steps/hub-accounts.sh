@@ -11,14 +11,16 @@ install -D --mode=0644 /usr/local/lib/classimage/files/hub-accounts/hub-accounts
 # Nothing else may write the database meanwhile. TLJH's installer says Done! as soon as its proxy
 # answers on port 80, which can be before the hub it started has made its database: two programs
 # making one database at once fail (alembic's version row, made twice). So a running hub is let finish
-# making it (it answers only then), and is stopped with its proxy (which would answer 502 for it
-# meanwhile; port 80 answers nothing for these seconds instead); the hub-reload step starts both.
+# making it (it answers only then), and is stopped with its proxy, the proxy first: alone, it would
+# answer 502 for the hub meanwhile; port 80 answers nothing for these seconds instead (systemd would
+# stop the hub first, as the hub's unit requires the proxy's). The hub-reload step starts both.
 if systemctl is-active --quiet jupyterhub.service; then
   deadline=$((SECONDS + 180))
   until curl --fail --silent --max-time 5 --output /dev/null http://127.0.0.1:15001/hub/health || [ "$SECONDS" -ge "$deadline" ]; do
     sleep 1
   done
-  systemctl stop jupyterhub.service traefik.service
+  systemctl stop --job-mode=ignore-dependencies traefik.service
+  systemctl stop jupyterhub.service
 fi
 install -d --mode=0700 /opt/tljh/state
 cd /opt/tljh/state
