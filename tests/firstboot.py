@@ -353,19 +353,30 @@ def droplets(image: Path, folder: Path):
         made.append(droplet)
         return droplet
 
+    def interface(droplet) -> str | None:
+        """The host end of the droplet's veth, by its index: once the droplet is gone another droplet
+        (the other test worker's) may take the same name, never the same index."""
+        try:
+            return Path(f"/sys/class/net/{droplet.veth}/ifindex").read_text().strip()
+        except OSError:
+            return None
+
+    veths: dict[int, str | None] = {}
     try:
         yield make
     finally:
         for droplet in made:
+            veths[id(droplet)] = interface(droplet)
             droplet.collect(folder / f"{droplet.workdir.name}-logs")
             droplet.destroy()
     for droplet in made:
         # The kernel takes a dead network namespace apart in the background (its veth goes with it,
-        # seconds later on a busy machine): a veth still there after a minute is a leak.
+        # seconds later on a busy machine): the same veth still there after a minute is a leak.
         deadline = time.monotonic() + 60
-        while Path(f"/sys/class/net/{droplet.veth}").exists() and time.monotonic() < deadline:
+        while veths[id(droplet)] is not None and interface(droplet) == veths[id(droplet)] \
+                and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert not Path(f"/sys/class/net/{droplet.veth}").exists(), f"{droplet.veth} left behind"
+        assert veths[id(droplet)] is None or interface(droplet) != veths[id(droplet)], f"{droplet.veth} left behind"
     leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
     mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(folder) in line]
