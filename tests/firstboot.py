@@ -368,22 +368,21 @@ def droplets(image: Path, folder: Path):
         except OSError:
             return None
 
-    veths: dict[int, str | None] = {}
+    destroyed: list[tuple[testdroplet.TestDroplet, str | None]] = []
     try:
         yield make
     finally:
         for droplet in made:
-            veths[id(droplet)] = interface(droplet)
+            destroyed.append((droplet, interface(droplet)))
             droplet.collect(folder / f"{droplet.workdir.name}-logs")
             droplet.destroy()
-    for droplet in made:
+    for droplet, index in destroyed:
         # The kernel takes a dead network namespace apart in the background (its veth goes with it,
         # seconds later on a busy machine): the same veth still there after a minute is a leak.
         deadline = time.monotonic() + 60
-        while veths[id(droplet)] is not None and interface(droplet) == veths[id(droplet)] \
-                and time.monotonic() < deadline:
+        while index is not None and interface(droplet) == index and time.monotonic() < deadline:
             time.sleep(0.5)
-        assert veths[id(droplet)] is None or interface(droplet) != veths[id(droplet)], f"{droplet.veth} left behind"
+        assert index is None or interface(droplet) != index, f"{droplet.veth} left behind"
     leftovers = subprocess.run(["pgrep", "-f", str(folder)], capture_output=True, text=True).stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
     mounts = [line for line in Path("/proc/self/mounts").read_text().splitlines() if str(folder) in line]
