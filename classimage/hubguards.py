@@ -5,7 +5,7 @@ imports it). Shipped as it is, run by the hub's Python; the package never import
 No admin's name is ever signed up or claimed by a first sign-in, whatever the hub's database holds;
 a name outside the course's rule is refused with a message; approving, un-approving and discarding
 are POSTs (JupyterHub checks their XSRF token) that set a state and never touch an admin; only
-admins whose accounts classimage made (its record) are admins."""
+admins whose accounts classimage made (its record) are admins, and the hub's API makes no other."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import os
 
 import nativeauthenticator
 from firstuseauthenticator import FirstUseAuthenticator
+from jupyterhub.apihandlers.users import UserAPIHandler, UserListAPIHandler
 from jupyterhub.auth import Authenticator
 from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import (
@@ -169,6 +170,57 @@ class SetPassword(ChangePasswordAdminHandler):
         return await super().post(name)
 
 
+def _no_new_admin(handler, names) -> None:
+    """hub.admins is the whole list of admins: the hub's API makes no other name one (a TA, or a page
+    of a student's server the instructor opens, would otherwise make its student an admin, and TLJH
+    gives admins sudo at their next server start)."""
+    admins = handler.authenticator.course_admins
+    strangers = sorted({handler.authenticator.normalize_username(name) for name in names} - admins)
+    if strangers:
+        raise web.HTTPError(403, "only the course's hub.admins are admins: %s is not one (add it to the spec and deploy)",
+                            ", ".join(strangers))
+
+
+def _body(handler) -> dict:
+    data = handler.get_json_body()
+    return data if isinstance(data, dict) else {}
+
+
+class Users(UserListAPIHandler):
+    """POST /hub/api/users: JupyterHub's, making no admin outside hub.admins."""
+
+    async def post(self):
+        data = _body(self)
+        if data.get("admin"):
+            _no_new_admin(self, data.get("usernames") or [])
+        return await super().post()
+
+
+class OneUser(UserAPIHandler):
+    """POST and PATCH /hub/api/users/NAME: JupyterHub's, making no admin outside hub.admins and
+    renaming nobody into or out of an admin's name."""
+
+    async def post(self, user_name):
+        if _body(self).get("admin"):
+            _no_new_admin(self, [user_name])
+        return await super().post(user_name)
+
+    async def patch(self, user_name):
+        data = _body(self)
+        if data.get("admin"):
+            _no_new_admin(self, [user_name])
+        if "name" in data:
+            names = {self.authenticator.normalize_username(n) for n in (user_name, str(data["name"]))}
+            if len(names) > 1 and names & self.authenticator.course_admins:
+                raise web.HTTPError(403, "an admin's name is the spec's: no account is renamed into or out of it")
+        return await super().patch(user_name)
+
+
+# Before JupyterHub's own: the hub routes a request to the first pattern that matches, and puts an
+# authenticator's routes first.
+API_GUARDS = [(r"/api/users", Users), (r"/api/users/([^/]+)", OneUser)]
+
+
 class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
     def create_user(self, username, password, **kwargs):
         if self.refusal(self.normalize_username(username)):
@@ -186,11 +238,14 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
         handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
         if not {route for route, _ in handlers} >= set(ours):  # another NativeAuthenticator: no guard unplaced
             raise RuntimeError("NativeAuthenticator's routes changed: classimage's guards do not fit it")
-        return handlers
+        return API_GUARDS + handlers
 
 
 class CourseFirstUseAuthenticator(CourseNames, FirstUseAuthenticator):
     """An admin deleted in the admin panel loses their password here: the name stays closed."""
+
+    def get_handlers(self, app):
+        return API_GUARDS + super().get_handlers(app)
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data["username"])

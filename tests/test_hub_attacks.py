@@ -323,11 +323,12 @@ def test_demoted_admin_is_no_admin_after_the_next_deploy(tmp_path, hashes, targe
         hub.stop()
 
 
-def test_student_made_admin_by_a_same_origin_page_is_no_admin_after_the_next_deploy(tmp_path, hashes, target):
+def test_student_made_admin_by_a_same_origin_page_is_refused_by_the_hub_api(tmp_path, hashes, target):
     """A page of a student's server, opened by the signed-in instructor, has the hub's origin: it
     reads the hub's _xsrf value and asks the hub's API, with the instructor's session, to make its
-    student an admin (JupyterHub allows it: the page is the instructor, as far as the hub can tell).
-    hub.admins is the whole list: the next deploy takes it back."""
+    student an admin, to make a new admin, or to rename its student into a deleted admin's name
+    (JupyterHub allows each: the page is the instructor, as far as the hub can tell). The hub's API
+    refuses every one; an admin flag got some other way (the database edited) goes at the next deploy."""
     hub = start_hub(tmp_path / "hub", COURSE, hashes, target)
     try:
         Browser(hub.url).sign_up("mallory", STUDENT_PASSWORD)
@@ -335,9 +336,23 @@ def test_student_made_admin_by_a_same_origin_page_is_no_admin_after_the_next_dep
         instructor.set_approval("mallory")
         assert signed_in(hub, "mallory", STUDENT_PASSWORD).is_signed_in()
         instructor.get("/hub/home")
-        code, _ = instructor.api("PATCH", "/hub/api/users/mallory", {"admin": True})
-        assert code == 200 and is_admin(hub, "mallory", STUDENT_PASSWORD)  # the attack works on the hub
+        attempts = [("PATCH", "/hub/api/users/mallory", {"admin": True}),
+                    ("PATCH", "/hub/api/users/Mallory", {"admin": True}),
+                    ("POST", "/hub/api/users/sidekick", {"admin": True}),
+                    ("POST", "/hub/api/users", {"usernames": ["sidekick", "ta"], "admin": True})]
+        for method, path, data in attempts:
+            code, answer = instructor.api(method, path, data)
+            assert code == 403 and "only the course's hub.admins are admins" in json.dumps(answer), (path, data, answer)
+        assert instructor.api("DELETE", "/hub/api/users/ta")[0] == 204  # the name is free in the hub's database
+        for name, data in (("mallory", {"name": "ta"}), ("instructor", {"name": "boss"})):
+            code, answer = instructor.api("PATCH", f"/hub/api/users/{name}", data)
+            assert code == 403 and "renamed into or out of" in json.dumps(answer), (name, data, answer)
+        assert not is_admin(hub, "mallory", STUDENT_PASSWORD)
+        assert instructor.api("GET", "/hub/api/users/sidekick")[0] == 404
+        assert instructor.api("PATCH", "/hub/api/users/instructor", {"admin": True})[0] == 200  # hub.admins: allowed
         hub.stop()
+        with contextlib.closing(sqlite3.connect(hub.database)) as database, database:
+            database.execute("UPDATE users SET admin = 1 WHERE name = 'mallory'")
         made = hub.make_accounts()
         assert made.returncode == 0, made.stderr
         hub.start()
