@@ -177,8 +177,11 @@ def _no_new_admin(handler, names) -> None:
     admins = handler.authenticator.course_admins
     strangers = sorted({handler.authenticator.normalize_username(name) for name in names} - admins)
     if strangers:
-        raise web.HTTPError(403, "only the course's hub.admins are admins: %s is not one (add it to the spec and deploy)",
-                            ", ".join(strangers))
+        raise web.HTTPError(
+            403,
+            "only the course's hub.admins are admins: %s is not one (add it to the spec and deploy)",
+            ", ".join(strangers),
+        )
 
 
 def _body(handler) -> dict:
