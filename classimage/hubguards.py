@@ -13,10 +13,14 @@ import dbm
 import json
 import os
 
+import bcrypt
 import nativeauthenticator
 from firstuseauthenticator import FirstUseAuthenticator
-from jupyterhub.apihandlers.users import UserAPIHandler, UserListAPIHandler
+from jupyterhub import apihandlers
+from jupyterhub.apihandlers.shares import ServerShareAPIHandler, ServerShareCodeAPIHandler
+from jupyterhub.apihandlers.users import UserAPIHandler, UserListAPIHandler, UserTokenListAPIHandler
 from jupyterhub.auth import Authenticator
+from jupyterhub.handlers import BaseHandler
 from jupyterhub.scopes import needs_scope
 from nativeauthenticator.handlers import (
     AuthorizationAreaHandler,
@@ -184,6 +188,12 @@ def _no_new_admin(handler, names) -> None:
         )
 
 
+def _not_through_the_api(handler, name: str, what: str) -> None:
+    """Refuse `what` for an admin's name: the spec's to change, or nobody's."""
+    if handler.authenticator.normalize_username(name) in handler.authenticator.course_admins:
+        raise web.HTTPError(403, "%s is an admin of this course: %s (hub.admins in the spec says who)", name, what)
+
+
 def _body(handler) -> dict:
     data = handler.get_json_body()
     return data if isinstance(data, dict) else {}
@@ -200,8 +210,9 @@ class Users(UserListAPIHandler):
 
 
 class OneUser(UserAPIHandler):
-    """POST and PATCH /hub/api/users/NAME: JupyterHub's, making no admin outside hub.admins and
-    renaming nobody into or out of an admin's name."""
+    """/hub/api/users/NAME: JupyterHub's, making no admin outside hub.admins, and no admin's account
+    deleted, demoted or renamed (a TA, or a page the instructor opens, would lock the instructor out
+    until the next deploy)."""
 
     async def post(self, user_name):
         if _body(self).get("admin"):
@@ -212,19 +223,126 @@ class OneUser(UserAPIHandler):
         data = _body(self)
         if data.get("admin"):
             _no_new_admin(self, [user_name])
+        elif "admin" in data:
+            _not_through_the_api(self, user_name, "no admin is demoted here")
         if "name" in data:
             names = {self.authenticator.normalize_username(n) for n in (user_name, str(data["name"]))}
             if len(names) > 1 and names & self.authenticator.course_admins:
                 raise web.HTTPError(403, "an admin's name is the spec's: no account is renamed into or out of it")
         return await super().patch(user_name)
 
+    async def delete(self, user_name):
+        _not_through_the_api(self, user_name, "no admin's account is deleted here")
+        return await super().delete(user_name)
+
+
+class Tokens(UserTokenListAPIHandler):
+    """POST /hub/api/users/NAME/tokens: no token in an admin's name (an admin's power, kept by whoever
+    holds it after every password change: a page the instructor opens would keep one)."""
+
+    async def post(self, user_name):
+        _not_through_the_api(self, user_name, "no token is made in an admin's name")
+        return await super().post(user_name)
+
+
+class Shares(ServerShareAPIHandler):
+    """/hub/api/shares/OWNER/SERVER: no admin's server is shared (TLJH gives admins sudo in it)."""
+
+    async def post(self, user_name, server_name=None):
+        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        return await super().post(user_name, server_name)
+
+    async def patch(self, user_name, server_name=None):
+        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        return await super().patch(user_name, server_name)
+
+
+class ShareCodes(ServerShareCodeAPIHandler):
+    """/hub/api/share-codes/OWNER/SERVER: no code that shares an admin's server."""
+
+    async def post(self, user_name, server_name=None):
+        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        return await super().post(user_name, server_name)
+
 
 # Before JupyterHub's own: the hub routes a request to the first pattern that matches, and puts an
-# authenticator's routes first.
-API_GUARDS = [(r"/api/users", Users), (r"/api/users/([^/]+)", OneUser)]
+# authenticator's routes first. The patterns are JupyterHub 5's own for these handlers.
+API_GUARDS = [
+    (r"/api/users", Users),
+    (r"/api/users/([^/]+)", OneUser),
+    (r"/api/users/([^/]+)/tokens", Tokens),
+    (r"/api/shares/([^/]+)", Shares),
+    (r"/api/shares/([^/]+)/([^/]*)", Shares),
+    (r"/api/share-codes/([^/]+)", ShareCodes),
+    (r"/api/share-codes/([^/]+)/([^/]*)", ShareCodes),
+]
+
+
+def _guarded_routes_are_the_hubs(app) -> None:
+    """Each guarded pattern is still the one JupyterHub routes to the handler it guards."""
+    theirs = {route: handler for route, handler, *_ in apihandlers.default_handlers}
+    for route, guard in API_GUARDS:
+        if theirs.get(route) not in guard.__mro__[1:]:
+            raise RuntimeError("JupyterHub's route %s changed: classimage's guards do not fit it" % route)
+
+
+# FirstUseAuthenticator's own page sets the signed-in user's password with no old one: a page of a
+# classmate's server (the hub's origin) opened while signed in took the account, an admin's included.
+OWN_PASSWORD = """{% extends "page.html" %}{% block main %}<div class="container"><form method="post">
+<input type="hidden" name="_xsrf" value="{{ xsrf }}"><h2>Change Password</h2>
+<div class="form-group"><label for="current">Current password:</label>
+<input type="password" class="form-control" name="current_password" id="current" autocomplete="current-password"></div>
+<div class="form-group"><label for="new">New password:</label>
+<input type="password" class="form-control" name="password" id="new" autocomplete="new-password"></div>
+<input type="submit" class="btn btn-jupyter" value="Change Password"></form>
+{% if message %}<div class="alert alert-{{ alert }}" role="alert">{{ message }}</div>{% endif %}</div>{% endblock %}"""
+
+
+class ChangeOwnPassword(BaseHandler):
+    """/hub/auth/change-password under first use: the signed-in user's password, given the current one."""
+
+    async def page(self, message: str = "", alert: str = "danger") -> None:
+        template = self.settings["jinja2_env"].from_string(OWN_PASSWORD)
+        self.finish(await template.render_async(**dict(self.template_namespace, message=message, alert=alert)))
+
+    @web.authenticated
+    async def get(self):
+        await self.page()
+
+    @web.authenticated
+    async def post(self):
+        name = self.current_user.name
+        current = self.get_body_argument("current_password", "", strip=False)
+        with dbm.open(self.authenticator.dbm_path, "c", 0o600) as passwords:
+            stored = passwords.get(name.encode())
+        if stored is None or not bcrypt.checkpw(current.encode(), stored):
+            return await self.page("Your current password is not that one: nothing was changed.")
+        said = self.authenticator.reset_password(name, self.get_body_argument("password", "", strip=False))
+        await self.page(said, "success" if "success" in said else "danger")
 
 
 class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
+    """Wrong passwords lock a name out for the address they come from, not for everyone: by name
+    alone (NativeAuthenticator's way), anyone kept the instructor from signing in by sending wrong
+    passwords for that name."""
+
+    async def authenticate(self, handler, data):
+        name = self.normalize_username(data["username"])
+        tries = "%s %s" % (name, handler.request.remote_ip if handler is not None else "")
+        if self.allowed_failed_logins and self.is_blocked(tries):
+            return None
+        user = self.get_user(name)
+        if (
+            user is not None
+            and user.is_authorized
+            and user.is_valid_password(data["password"])
+            and (not user.has_2fa or user.is_valid_token(data.get("2fa")))
+        ):
+            self.successful_login(tries)
+            return name
+        self.add_login_attempt(tries)
+        return None
+
     def create_user(self, username, password, **kwargs):
         if self.refusal(self.normalize_username(username)):
             return None
@@ -241,6 +359,7 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
         handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
         if not {route for route, _ in handlers} >= set(ours):  # another NativeAuthenticator: no guard unplaced
             raise RuntimeError("NativeAuthenticator's routes changed: classimage's guards do not fit it")
+        _guarded_routes_are_the_hubs(app)
         return API_GUARDS + handlers
 
 
@@ -248,7 +367,12 @@ class CourseFirstUseAuthenticator(CourseNames, FirstUseAuthenticator):
     """An admin deleted in the admin panel loses their password here: the name stays closed."""
 
     def get_handlers(self, app):
-        return API_GUARDS + super().get_handlers(app)
+        _guarded_routes_are_the_hubs(app)
+        ours = {"/auth/change-password": ChangeOwnPassword}
+        handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
+        if not {route for route, _ in handlers} >= set(ours):
+            raise RuntimeError("FirstUseAuthenticator's routes changed: classimage's guards do not fit it")
+        return API_GUARDS + handlers
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data["username"])

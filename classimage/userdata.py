@@ -138,17 +138,19 @@ def render(
     """The user data for `stage`: full (one-piece), bake (Packer's build droplet) or boot (droplets
     made from the snapshot). `admin_hashes`: each admin's password hash (none: reserved); `volume`:
     the DigitalOcean volume of the class's data, when the cloud verbs attach one. Only classimage's
-    programs are compressed, the rest stays readable, unless that is over the limit."""
+    programs are compressed, the rest stays readable, as much of it as the limit allows."""
     written = files(spec, spec_digest, stage, admin_hashes, status_token_sha256, volume)
     text = document(written, stage)
-    if len(text.encode()) > LIMIT:  # a big class: every file that gzip makes smaller is shipped so
-        text = document(
-            [
-                replace(f, compressed=True) if len(replace(f, compressed=True).encoded) < len(f.encoded) else f
-                for f in written
-            ],
-            stage,
-        )
+    # A big class: the files gzip saves most on are shipped so, one at a time, until the user data
+    # fits; the rest stays readable.
+    savings = sorted(
+        ((len(f.encoded) - len(replace(f, compressed=True).encoded), i) for i, f in enumerate(written)), reverse=True
+    )
+    for saved, index in savings:
+        if len(text.encode()) <= LIMIT or saved <= 0:
+            break
+        written[index] = replace(written[index], compressed=True)
+        text = document(written, stage)
     size = len(text.encode())
     if size > LIMIT:
         raise TooLarge(f"the user data would be {size:,} bytes, over the {LIMIT:,}-byte limit droplets accept")

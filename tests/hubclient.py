@@ -33,8 +33,9 @@ class Page:
 
 
 class Browser:
-    def __init__(self, base: str):
+    def __init__(self, base: str, headers: dict | None = None):
         self.base = base.rstrip("/")
+        self.headers = dict(headers or {})  # sent with every request (a proxy's X-Forwarded-For, say)
         self.jar = http.cookiejar.CookieJar()
         self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
                                                   urllib.request.HTTPCookieProcessor(self.jar))
@@ -45,7 +46,7 @@ class Browser:
                 headers: dict | None = None, timeout: float = 30) -> Page:
         url = path if path.startswith("http") else self.base + path
         data = body
-        headers = dict(headers or {})
+        headers = {**self.headers, **(headers or {})}
         if form is not None:
             form = dict(form)
             token = self.xsrf(urllib.parse.urlsplit(url).path)

@@ -343,10 +343,25 @@ def test_student_made_admin_by_a_same_origin_page_is_refused_by_the_hub_api(tmp_
         for method, path, data in attempts:
             code, answer = instructor.api(method, path, data)
             assert code == 403 and "only the course's hub.admins are admins" in json.dumps(answer), (path, data, answer)
-        assert instructor.api("DELETE", "/hub/api/users/ta")[0] == 204  # the name is free in the hub's database
         for name, data in (("mallory", {"name": "ta"}), ("instructor", {"name": "boss"})):
             code, answer = instructor.api("PATCH", f"/hub/api/users/{name}", data)
             assert code == 403 and "renamed into or out of" in json.dumps(answer), (name, data, answer)
+        # What would outlast a password change (a token in an admin's name; the instructor's server, where
+        # TLJH gives sudo, shared with the student) or lock the instructor out (deleted, demoted by a TA):
+        ta = signed_in(hub, "ta", TA_PASSWORD)
+        ta.get("/hub/home")
+        attempts = [(instructor, "POST", "/hub/api/users/ta/tokens", {"note": "kept"}),
+                    (instructor, "POST", "/hub/api/users/instructor/tokens", {}),
+                    (instructor, "POST", "/hub/api/shares/instructor/", {"user": "mallory"}),
+                    (instructor, "PATCH", "/hub/api/shares/Instructor/", {"user": "mallory"}),
+                    (instructor, "POST", "/hub/api/share-codes/instructor/", {}),
+                    (ta, "DELETE", "/hub/api/users/instructor", None),
+                    (ta, "PATCH", "/hub/api/users/instructor", {"admin": False})]
+        for browser, method, path, data in attempts:
+            code, answer = browser.api(method, path, data)
+            assert code == 403 and "is an admin of this course" in json.dumps(answer), (path, data, answer)
+        assert instructor.api("GET", "/hub/api/users/mallory/shared")[1]["items"] == []
+        assert is_admin(hub, "instructor", ADMIN_PASSWORD)
         assert not is_admin(hub, "mallory", STUDENT_PASSWORD)
         assert instructor.api("GET", "/hub/api/users/sidekick")[0] == 404
         assert instructor.api("PATCH", "/hub/api/users/instructor", {"admin": True})[0] == 200  # hub.admins: allowed
@@ -358,6 +373,43 @@ def test_student_made_admin_by_a_same_origin_page_is_refused_by_the_hub_api(tmp_
         hub.start()
         assert not is_admin(hub, "mallory", STUDENT_PASSWORD)
         assert is_admin(hub, "instructor", ADMIN_PASSWORD) and is_admin(hub, "ta", TA_PASSWORD)
+    finally:
+        hub.stop()
+
+
+def test_lockout_from_one_address_keeps_no_one_else_out(shared_hub):
+    """NativeAuthenticator locks a name after wrong passwords from anyone: an anonymous client kept the
+    instructor out for as long as it kept sending them. Locked per name and address (the client's
+    address as the hub's proxy reports it, X-Forwarded-For): the guesser stays locked, even with the
+    right password, and the instructor, elsewhere, signs in."""
+    hub = shared_hub
+    guesser = Browser(hub.url, headers={"X-Forwarded-For": "198.51.100.7"})
+    for _ in range(6):
+        assert not guesser.sign_in("INSTRUCTOR", "a-wrong-guess-1").url.endswith("/hub/home")
+    assert guesser.sign_in("instructor", ADMIN_PASSWORD) and not guesser.is_signed_in()
+    elsewhere = Browser(hub.url, headers={"X-Forwarded-For": "203.0.113.5"})
+    elsewhere.sign_in("instructor", ADMIN_PASSWORD)
+    assert elsewhere.is_signed_in()
+
+
+def test_first_use_change_password_by_a_same_origin_page_needs_the_current_one(tmp_path, hashes, target):
+    """FirstUseAuthenticator's /hub/auth/change-password set the signed-in user's password with no old
+    one: a page of a student's server, opened by the signed-in instructor, took the instructor's account
+    (and any classmate's who opened it). It now asks for the current password."""
+    hub = start_hub(tmp_path / "hub", FIRST_USE, hashes, target)
+    try:
+        instructor = signed_in(hub, "instructor", ADMIN_PASSWORD)
+        assert instructor.is_signed_in()
+        chosen = "mallorys-chosen-password"
+        for form in ({"password": chosen}, {"password": chosen, "current_password": "a-guess-at-it-1"}):
+            instructor.get("/hub/auth/change-password")  # the page's _xsrf value, as a same-origin script reads it
+            page = instructor.post("/hub/auth/change-password", form)
+            assert page.code == 200 and "nothing was changed" in text_of(page), page
+        assert not signed_in(hub, "instructor", chosen).is_signed_in()
+        assert signed_in(hub, "instructor", ADMIN_PASSWORD).is_signed_in()
+        page = instructor.post("/hub/auth/change-password", {"password": chosen, "current_password": ADMIN_PASSWORD})
+        assert "changed successfully" in text_of(page), page  # the instructor's own change still works
+        assert signed_in(hub, "instructor", chosen).is_signed_in()
     finally:
         hub.stop()
 
