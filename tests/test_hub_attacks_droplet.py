@@ -10,6 +10,9 @@ same attacks, and more, against a hub on loopback in seconds).
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
+
 import pytest
 
 from firstboot import ADMIN_PASSWORD, assert_ready, boot, browser, droplets, explain
@@ -69,7 +72,9 @@ def test_deleted_admin_name_cannot_be_signed_up_through_the_proxy(attacked):
     instructor = signed_in(attacked, "instructor", ADMIN_PASSWORD)
     instructor.get("/hub/admin")
     code, body = instructor.api("DELETE", "/hub/api/users/ta")  # the admin panel's "Delete User"
-    assert code == 204, body
+    assert code == 403, body  # refused now; the database of an older hub, or one edited by hand, may lack it:
+    with contextlib.closing(sqlite3.connect(attacked.path(tljh.DATABASE.removeprefix("sqlite:///")))) as db, db:
+        db.execute("DELETE FROM users_info WHERE username = 'ta'")  # NativeAuthenticator's delete_user
     assert "ta" not in approvals(attacked)
 
     def refused() -> None:
