@@ -221,6 +221,8 @@ class OneUser(UserAPIHandler):
 
     async def patch(self, user_name):
         data = _body(self)
+        if "roles" in data or "groups" in data:  # the hub's config says them (a TA took the instructor's away)
+            raise web.HTTPError(403, "roles and groups come from the hub's settings, not from its API")
         if data.get("admin"):
             _no_new_admin(self, [user_name])
         elif "admin" in data:
@@ -321,14 +323,22 @@ class ChangeOwnPassword(BaseHandler):
         await self.page(said, "success" if "success" in said else "danger")
 
 
+# The browsers a name has signed in from (signed by the hub's cookie secret, unreadable by a page's
+# scripts): wrong passwords from elsewhere never lock that name out there.
+DEVICE_COOKIE, DEVICE_DAYS = "classimage-signed-in-here", 365
+
+
 class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
-    """Wrong passwords lock a name out for the address they come from, not for everyone: by name
-    alone (NativeAuthenticator's way), anyone kept the instructor from signing in by sending wrong
-    passwords for that name."""
+    """Wrong passwords lock a name out everywhere but in the browsers it has signed in from, each of
+    which counts its own. By name alone (NativeAuthenticator's way) anyone kept the instructor out by
+    sending wrong passwords; by client address, a student's server, which reaches the hub directly,
+    chose an address with each guess and guessed without limit."""
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data["username"])
-        tries = "%s %s" % (name, handler.request.remote_ip if handler is not None else "")
+        known = handler.get_secure_cookie(DEVICE_COOKIE, max_age_days=DEVICE_DAYS) if handler is not None else None
+        names = set(known.decode().split()) if known else set()
+        tries = name + " here" if name in names else name
         if self.allowed_failed_logins and self.is_blocked(tries):
             return None
         user = self.get_user(name)
@@ -339,6 +349,9 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
             and (not user.has_2fa or user.is_valid_token(data.get("2fa")))
         ):
             self.successful_login(tries)
+            if handler is not None:
+                value = " ".join(sorted(names | {name})[-20:])
+                handler._set_cookie(DEVICE_COOKIE, value, path=handler.hub.base_url, expires_days=DEVICE_DAYS)
             return name
         self.add_login_attempt(tries)
         return None
