@@ -12,6 +12,7 @@ from __future__ import annotations
 import dbm
 import json
 import os
+import secrets
 
 import bcrypt
 import nativeauthenticator
@@ -29,6 +30,7 @@ from nativeauthenticator.handlers import (
     LocalBase,
     SignUpHandler,
 )
+from nativeauthenticator.handlers import LoginHandler as NativeLogin
 from nativeauthenticator.orm import UserInfo
 from tornado import web
 from tornado.escape import url_escape
@@ -324,8 +326,43 @@ class ChangeOwnPassword(BaseHandler):
 
 
 # The browsers a name has signed in from (signed by the hub's cookie secret, unreadable by a page's
-# scripts): wrong passwords from elsewhere never lock that name out there.
-DEVICE_COOKIE, DEVICE_DAYS = "classimage-signed-in-here", 365
+# scripts; each with an id of its own): wrong passwords from elsewhere never lock that name out there.
+DEVICE_COOKIE, DEVICE_DAYS, DEVICE_NAMES = "classimage-signed-in-here", 365, 20
+
+
+def _browsers(handler) -> list[tuple[str, list[str]]]:
+    """(id, names, most recent last) of every valid copy of the cookie this request carries: a page on
+    the hub's origin can add copies of its own (another path or domain), and tornado reads only one."""
+    found = []
+    secret = handler.settings["cookie_secret"]
+    for header in handler.request.headers.get_list("Cookie"):
+        for part in header.split(";"):
+            key, _, value = part.strip().partition("=")
+            if key != DEVICE_COOKIE:
+                continue
+            decoded = web.decode_signed_value(secret, DEVICE_COOKIE, value.strip('"'), max_age_days=DEVICE_DAYS)
+            if decoded:
+                browser, *names = decoded.decode(errors="replace").split()
+                found.append((browser, names))
+    return found
+
+
+class Login(NativeLogin):
+    """NativeAuthenticator's sign-in, whose "not authorized yet" answer checked the password of a
+    pending account outside the lockout (guessed without limit, then used once approved): here it is
+    said only when the authenticator's own counted check found it."""
+
+    async def post(self):
+        data = {argument: self.get_argument(argument, strip=False) for argument in self.request.arguments}
+        user = await self.login_user(data)
+        if user:
+            self._jupyterhub_user = user
+            return self.redirect(self.get_next_url(user))
+        name = data.get("username", "")
+        error = "Invalid username or password."
+        if getattr(self, "classimage_pending", False):
+            error = "User %s has not been authorized by an administrator yet." % name
+        self.finish(await self._render(login_error=error, username=name))
 
 
 class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthenticator):
@@ -336,23 +373,27 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data["username"])
-        known = handler.get_secure_cookie(DEVICE_COOKIE, max_age_days=DEVICE_DAYS) if handler is not None else None
-        names = set(known.decode().split()) if known else set()
-        tries = name + " here" if name in names else name
+        found = _browsers(handler) if handler is not None else []
+        browser = next((b for b, names in found if name in names), None)
+        tries = "%s here %s" % (name, browser) if browser else name
         if self.allowed_failed_logins and self.is_blocked(tries):
             return None
         user = self.get_user(name)
-        if (
+        valid = (
             user is not None
-            and user.is_authorized
             and user.is_valid_password(data["password"])
             and (not user.has_2fa or user.is_valid_token(data.get("2fa")))
-        ):
+        )
+        if valid and user.is_authorized:
             self.successful_login(tries)
             if handler is not None:
-                value = " ".join(sorted(names | {name})[-20:])
+                browser, names = next(((b, n) for b, n in found if b == browser), found[0] if found else (None, []))
+                names = ([n for n in names if n != name] + [name])[-DEVICE_NAMES:]
+                value = " ".join([browser or secrets.token_hex(8), *names])
                 handler._set_cookie(DEVICE_COOKIE, value, path=handler.hub.base_url, expires_days=DEVICE_DAYS)
             return name
+        if valid and handler is not None:
+            handler.classimage_pending = True  # the right password of a signup not approved yet
         self.add_login_attempt(tries)
         return None
 
@@ -368,6 +409,7 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
             "/authorize/([^/]*)": Approve,
             "/discard/([^/]*)": Discard,
             "/change-password/([^/]+)": SetPassword,
+            "/login": Login,
         }
         handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
         if not {route for route, _ in handlers} >= set(ours):  # another NativeAuthenticator: no guard unplaced

@@ -381,18 +381,28 @@ def test_student_made_admin_by_a_same_origin_page_is_refused_by_the_hub_api(tmp_
         hub.stop()
 
 
-def test_lockout_by_a_strangers_guesses_keeps_the_instructor_in_and_the_guesses_few(shared_hub):
+def device_cookie(browser: Browser) -> str:
+    return next(c.value for c in browser.jar if c.name == "classimage-signed-in-here")
+
+
+def test_lockout_by_a_strangers_guesses_keeps_the_instructor_in_and_the_guesses_few(hub):
     """NativeAuthenticator locks a name after wrong passwords from anyone: an anonymous client kept the
     instructor out for as long as it kept sending them. Keyed by client address instead, a student's
     server (which reaches the hub directly) chose a new X-Forwarded-For for each guess and guessed
-    without limit. Now: the name is locked everywhere but in the browsers it has signed in from; there,
-    the instructor signs in, and the stranger's guesses stop at the limit whatever address they claim."""
-    hub = shared_hub
-    instructor = Browser(hub.url, headers={"X-Forwarded-For": "203.0.113.5"})
-    instructor.sign_in("instructor", ADMIN_PASSWORD)
-    assert instructor.is_signed_in()
-    instructor.get("/hub/logout")
-    assert not instructor.is_signed_in()
+    without limit. Now: the name is locked everywhere but in the browsers it has signed in from, each
+    counting its own (guesses from a classroom computer the instructor once used lock that one only),
+    whatever copies of the cookie a page on the hub's origin adds; the stranger's guesses stop at the
+    limit whatever address they claim."""
+    laptop, classroom = (Browser(hub.url, headers={"X-Forwarded-For": "203.0.113.5"}) for _ in range(2))
+    mallory = Browser(hub.url)
+    mallory.sign_up("mallory4", STUDENT_PASSWORD)
+    signed_in(hub, "instructor", ADMIN_PASSWORD).set_approval("mallory4")
+    mallory.sign_in("mallory4", STUDENT_PASSWORD)
+    for browser in (laptop, classroom):
+        browser.sign_in("instructor", ADMIN_PASSWORD)
+        assert browser.is_signed_in()
+        browser.get("/hub/logout")
+        assert not browser.is_signed_in()
     for guess in range(6):  # a new address and a new browser for each guess
         guesser = Browser(hub.url, headers={"X-Forwarded-For": f"198.51.100.{guess + 1}", "X-Real-Ip": "203.0.113.5"})
         guesser.sign_in("INSTRUCTOR", "a-wrong-guess-1")
@@ -400,8 +410,31 @@ def test_lockout_by_a_strangers_guesses_keeps_the_instructor_in_and_the_guesses_
     for stranger in (Browser(hub.url), Browser(hub.url, headers={"X-Forwarded-For": "203.0.113.5"})):
         stranger.sign_in("instructor", ADMIN_PASSWORD)  # even the right password: the name is locked there
         assert not stranger.is_signed_in()
-    instructor.sign_in("instructor", ADMIN_PASSWORD)
-    assert instructor.is_signed_in()
+    for guess in range(6):  # a student at the classroom computer
+        classroom.sign_in("instructor", "a-wrong-guess-2")
+    classroom.sign_in("instructor", ADMIN_PASSWORD)
+    assert not classroom.is_signed_in()
+    # A page of a student's server adds copies of the cookie (its own and garbage), after the real one or before
+    theirs, ours = device_cookie(mallory), device_cookie(laptop)
+    for order in ((ours, "garbage", theirs), (theirs, "garbage", ours)):
+        tossed = Browser(hub.url, headers={"Cookie": "; ".join(f"classimage-signed-in-here={v}" for v in order)})
+        page = tossed.sign_in("instructor", ADMIN_PASSWORD)
+        assert "Invalid username or password" not in text_of(page), order
+        assert any(c.name == "jupyterhub-hub-login" for c in tossed.jar), order  # the hub signed it in
+    laptop.sign_in("instructor", ADMIN_PASSWORD)
+    assert laptop.is_signed_in()
+
+
+def test_pending_signup_password_cannot_be_guessed_past_the_lockout(shared_hub):
+    """NativeAuthenticator's sign-in page told "not authorized yet" for the right password of a signup
+    awaiting approval, checked outside the lockout: guessed without limit, then used once approved.
+    Said now only while the name's guesses are not used up."""
+    hub = shared_hub
+    Browser(hub.url).sign_up("pending5", STUDENT_PASSWORD)
+    assert "has not been authorized" in text_of(Browser(hub.url).sign_in("pending5", STUDENT_PASSWORD))
+    for _ in range(6):
+        assert "Invalid username or password" in text_of(Browser(hub.url).sign_in("pending5", "a-wrong-guess-3"))
+    assert "has not been authorized" not in text_of(Browser(hub.url).sign_in("pending5", STUDENT_PASSWORD))
 
 
 def test_first_use_change_password_by_a_same_origin_page_needs_the_current_one(tmp_path, hashes, target):
