@@ -13,6 +13,8 @@ student becomes admin or root).
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ import pytest
 import testdroplet
 from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, assert_ready, browser, droplets, explain, listening, render_for
 from hubclient import Browser, signed_in, wait_for
-from classimage import plan
+from classimage import plan, tljh
 
 pytestmark = pytest.mark.droplet
 DEVICE = "/dev/disk/by-id/virtio-classdata"
@@ -205,16 +207,22 @@ def test_demoted_admin_on_the_same_droplet_re_provisioned_loses_root(course_clas
 
 
 def test_demoted_admin_on_a_new_droplet_on_the_same_device_loses_root(course_class):
-    """The TA made an admin again in the admin panel (by an instructor: JupyterHub's flag, TLJH's
-    group and sudo at the next server start), the droplet destroyed, and a new one made from the
-    spec that does not list the TA, on the same device: the database and homes come with it."""
+    """The TA made an admin again (the admin panel refuses it now; an older hub took it, or a hand
+    edit of the database: JupyterHub's flag, TLJH's group and sudo at the next server start), the
+    droplet destroyed, and a new one made from the spec that does not list the TA, on the same
+    device: the database and homes come with it."""
     droplet = course_class.droplet
     instructor = signed_in(f"http://{droplet.ip}", "instructor", ADMIN_PASSWORD)
     instructor.get("/hub/admin")
-    assert instructor.api("PATCH", "/hub/api/users/ta", {"admin": True})[0] == 200
+    assert instructor.api("PATCH", "/hub/api/users/ta", {"admin": True})[0] == 403
     instructor.api("DELETE", "/hub/api/users/ta/server")
     wait_for(lambda: not droplet.sh("systemctl is-active jupyter-ta").stdout.startswith("active"), 60,
              "the TA's server stops")
+    droplet.sh("systemctl stop jupyterhub.service", check=True)
+    with contextlib.closing(sqlite3.connect(droplet.path(tljh.DATABASE.removeprefix("sqlite:///")))) as db, db:
+        db.execute("UPDATE users SET admin = 1 WHERE name = 'ta'")
+    droplet.sh("systemctl start jupyterhub.service", check=True)
+    wait_for(lambda: browser(droplet).get("/hub/api").code == 200, 120, "the hub answers after its restart")
     ta = with_server(droplet, "ta", ADMIN_PASSWORD)
     assert ta_is_root(droplet, ta) == {"server": True, "unix user": True, "in jupyterhub-admins": True}
     droplet.shutdown(timeout=120)
