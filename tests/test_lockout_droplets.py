@@ -13,8 +13,6 @@ student becomes admin or root).
 
 from __future__ import annotations
 
-import contextlib
-import sqlite3
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,8 +217,12 @@ def test_demoted_admin_on_a_new_droplet_on_the_same_device_loses_root(course_cla
     wait_for(lambda: not droplet.sh("systemctl is-active jupyter-ta").stdout.startswith("active"), 60,
              "the TA's server stops")
     droplet.sh("systemctl stop jupyterhub.service", check=True)
-    with contextlib.closing(sqlite3.connect(droplet.path(tljh.DATABASE.removeprefix("sqlite:///")))) as db, db:
-        db.execute("UPDATE users SET admin = 1 WHERE name = 'ta'")
+    # Inside the droplet: the database is on the class's device, mounted there, not in the rootfs.
+    droplet.path("/var/tmp/make-ta-admin.py").write_text(
+        "import sqlite3\n"
+        f"with sqlite3.connect({tljh.DATABASE.removeprefix('sqlite:///')!r}) as db:\n"
+        "    assert db.execute(\"UPDATE users SET admin = 1 WHERE name = 'ta'\").rowcount == 1\n")
+    droplet.sh(f"{tljh.HUB_PYTHON} /var/tmp/make-ta-admin.py", check=True)
     droplet.sh("systemctl start jupyterhub.service", check=True)
     wait_for(lambda: browser(droplet).get("/hub/api").code == 200, 120, "the hub answers after its restart")
     ta = with_server(droplet, "ta", ADMIN_PASSWORD)
