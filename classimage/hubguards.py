@@ -76,9 +76,10 @@ class CourseNames(Authenticator):
         return None
 
 
-def _not_an_admin(handler, name: str) -> None:
+def _not_an_admin(handler, name: str, what: str = "nobody approves, discards or resets it here") -> None:
+    """Refuse `what` for an admin's name: the spec's to change (hub.admins), or nobody's."""
     if handler.authenticator.normalize_username(name) in handler.authenticator.course_admins:
-        raise web.HTTPError(403, "%s is an admin of this course: nobody approves, discards or resets it here.", name)
+        raise web.HTTPError(403, "%s is an admin of this course: %s.", name, what)
 
 
 class SignUp(SignUpHandler):
@@ -190,12 +191,6 @@ def _no_new_admin(handler, names) -> None:
         )
 
 
-def _not_through_the_api(handler, name: str, what: str) -> None:
-    """Refuse `what` for an admin's name: the spec's to change, or nobody's."""
-    if handler.authenticator.normalize_username(name) in handler.authenticator.course_admins:
-        raise web.HTTPError(403, "%s is an admin of this course: %s (hub.admins in the spec says who)", name, what)
-
-
 def _body(handler) -> dict:
     data = handler.get_json_body()
     return data if isinstance(data, dict) else {}
@@ -228,7 +223,7 @@ class OneUser(UserAPIHandler):
         if data.get("admin"):
             _no_new_admin(self, [user_name])
         elif "admin" in data:
-            _not_through_the_api(self, user_name, "no admin is demoted here")
+            _not_an_admin(self, user_name, "no admin is demoted here")
         if "name" in data:
             names = {self.authenticator.normalize_username(n) for n in (user_name, str(data["name"]))}
             if len(names) > 1 and names & self.authenticator.course_admins:
@@ -236,7 +231,7 @@ class OneUser(UserAPIHandler):
         return await super().patch(user_name)
 
     async def delete(self, user_name):
-        _not_through_the_api(self, user_name, "no admin's account is deleted here")
+        _not_an_admin(self, user_name, "no admin's account is deleted here")
         return await super().delete(user_name)
 
 
@@ -245,7 +240,7 @@ class Tokens(UserTokenListAPIHandler):
     holds it after every password change: a page the instructor opens would keep one)."""
 
     async def post(self, user_name):
-        _not_through_the_api(self, user_name, "no token is made in an admin's name")
+        _not_an_admin(self, user_name, "no token is made in an admin's name")
         return await super().post(user_name)
 
 
@@ -253,11 +248,11 @@ class Shares(ServerShareAPIHandler):
     """/hub/api/shares/OWNER/SERVER: no admin's server is shared (TLJH gives admins sudo in it)."""
 
     async def post(self, user_name, server_name=None):
-        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        _not_an_admin(self, user_name, "an admin's server is not shared")
         return await super().post(user_name, server_name)
 
     async def patch(self, user_name, server_name=None):
-        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        _not_an_admin(self, user_name, "an admin's server is not shared")
         return await super().patch(user_name, server_name)
 
 
@@ -265,7 +260,7 @@ class ShareCodes(ServerShareCodeAPIHandler):
     """/hub/api/share-codes/OWNER/SERVER: no code that shares an admin's server."""
 
     async def post(self, user_name, server_name=None):
-        _not_through_the_api(self, user_name, "an admin's server is not shared")
+        _not_an_admin(self, user_name, "an admin's server is not shared")
         return await super().post(user_name, server_name)
 
 
@@ -282,7 +277,17 @@ API_GUARDS = [
 ]
 
 
-def _guarded_routes_are_the_hubs(app) -> None:
+def _with_guards(authenticator: str, handlers, ours: dict) -> list:
+    """An authenticator's `handlers` with `ours` in place of its own for the same routes, after the
+    API's guards; an authenticator whose routes changed is refused rather than left unguarded."""
+    theirs = {route for route, *_ in handlers}
+    if not theirs >= set(ours):
+        raise RuntimeError("%s's routes changed: classimage's guards do not fit it" % authenticator)
+    _guarded_routes_are_the_hubs()
+    return API_GUARDS + [(route, ours.get(route, handler)) for route, handler in handlers]
+
+
+def _guarded_routes_are_the_hubs() -> None:
     """Each guarded pattern is still the one JupyterHub routes to the handler it guards."""
     theirs = {route: handler for route, handler, *_ in apihandlers.default_handlers}
     for route, guard in API_GUARDS:
@@ -411,23 +416,16 @@ class CourseNativeAuthenticator(CourseNames, nativeauthenticator.NativeAuthentic
             "/change-password/([^/]+)": SetPassword,
             "/login": Login,
         }
-        handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
-        if not {route for route, _ in handlers} >= set(ours):  # another NativeAuthenticator: no guard unplaced
-            raise RuntimeError("NativeAuthenticator's routes changed: classimage's guards do not fit it")
-        _guarded_routes_are_the_hubs(app)
-        return API_GUARDS + handlers
+        return _with_guards("NativeAuthenticator", super().get_handlers(app), ours)
 
 
 class CourseFirstUseAuthenticator(CourseNames, FirstUseAuthenticator):
     """An admin deleted in the admin panel loses their password here: the name stays closed."""
 
     def get_handlers(self, app):
-        _guarded_routes_are_the_hubs(app)
-        ours = {"/auth/change-password": ChangeOwnPassword}
-        handlers = [(route, ours.get(route, handler)) for route, handler in super().get_handlers(app)]
-        if not {route for route, _ in handlers} >= set(ours):
-            raise RuntimeError("FirstUseAuthenticator's routes changed: classimage's guards do not fit it")
-        return API_GUARDS + handlers
+        return _with_guards(
+            "FirstUseAuthenticator", super().get_handlers(app), {"/auth/change-password": ChangeOwnPassword}
+        )
 
     async def authenticate(self, handler, data):
         name = self.normalize_username(data["username"])
