@@ -381,7 +381,8 @@ def steps(
             {FULL, BOOT},
             when=provision.AFTER_CHANGES,
             timeout=HUB_WAIT + 60,
-            hub_api=tljh.PUBLIC_HUB_API,
+            hub_api=tljh.public_hub_api(spec)[0],
+            resolve=tljh.public_hub_api(spec)[1],
             wait=HUB_WAIT,
         ),
     ]

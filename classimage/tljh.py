@@ -131,6 +131,17 @@ def _auth(auth: Auth) -> dict:
     }
 
 
+def public_hub_api(spec: Spec) -> tuple[str, str | None]:
+    """The hub's API through the proxy, as students reach it, from the droplet itself, and the name to
+    connect by (curl's --resolve). With HTTPS on, TLJH's traefik only redirects port 80 to HTTPS, so
+    it is port 443, by the hub's name (the certificate Let's Encrypt issues, once it has, is served
+    for that name)."""
+    hostname = spec.https.hostname
+    if hostname is None:
+        return PUBLIC_HUB_API, None
+    return f"https://{hostname}/hub/api", f"{hostname}:443:127.0.0.1"
+
+
 def problems(settings: dict, version: str) -> list[str]:
     """What TLJH `version` would refuse in `settings`: its schema (which tljh-config applies to
     every later change), and the rules its code enforces at hub start."""

@@ -1,11 +1,16 @@
 #!/bin/bash
 # A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
-# Ready when the hub's API answers 200 through the proxy on port 80, as students reach it (the
-# proxy answers 404 for a few seconds while the hub registers its routes).
+# Ready when the hub itself answers through the proxy, as students reach it: the JSON of its API,
+# not any answer (the proxy answers 404 for a few seconds while the hub registers its routes, and
+# with HTTPS on, port 80 answers every request with a redirect).
+answers() {
+  curl --fail --silent --max-time 5 http://127.0.0.1/hub/api |
+    python3 -c 'import json, sys; sys.exit("version" not in json.load(sys.stdin))' 2>/dev/null
+}
 deadline=$((SECONDS + 180))
 while [ "$SECONDS" -lt "$deadline" ]; do
-  if curl --fail --silent --max-time 5 --output /dev/null http://127.0.0.1/hub/api; then
+  if answers; then
     exit 0
   fi
   sleep 2
