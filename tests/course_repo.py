@@ -11,6 +11,7 @@ root filesystem before it boots.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import textwrap
 from pathlib import Path
@@ -86,10 +87,11 @@ WantedBy=multi-user.target
 
 
 class TestCA:
-    """A CA for this test run and a certificate it signs for 127.0.0.1."""
+    """A CA for this test run and a certificate it signs for one IP address (127.0.0.1: the course
+    repository's server inside the droplet) or DNS name."""
 
-    def __init__(self, folder: Path):
-        self.folder = folder
+    def __init__(self, folder: Path, address: str = "127.0.0.1"):
+        self.folder, self.address = folder, address
         folder.mkdir(parents=True, exist_ok=True)
         self.ca_key, self.ca_pem = folder / "ca.key", folder / "ca.pem"
         self.key, self.pem = folder / "server.key", folder / "server.pem"
@@ -102,10 +104,11 @@ class TestCA:
                         "/CN=classimage test course CA", "-keyout", str(self.ca_key), "-out", str(self.ca_pem)],
                        check=True, capture_output=True)
         request = self.folder / "server.csr"
-        subprocess.run([*openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=127.0.0.1",
+        subprocess.run([*openssl, "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={self.address}",
                         "-keyout", str(self.key), "-out", str(request)], check=True, capture_output=True)
         extensions = self.folder / "server.ext"
-        extensions.write_text("subjectAltName = IP:127.0.0.1\nbasicConstraints = CA:FALSE\n"
+        kind = "IP" if re.fullmatch(r"[0-9.]+", self.address) else "DNS"
+        extensions.write_text(f"subjectAltName = {kind}:{self.address}\nbasicConstraints = CA:FALSE\n"
                               "extendedKeyUsage = serverAuth\n")
         subprocess.run([*openssl, "x509", "-req", "-in", str(request), "-CA", str(self.ca_pem), "-CAkey",
                         str(self.ca_key), "-CAcreateserial", "-days", "30", "-extfile", str(extensions),

@@ -38,17 +38,18 @@ def layers(image: Path) -> list[Path]:
     return [image] if tljh_downloads.REAL else [tljh_downloads.layer(image), image]
 
 
-def spec_for(folder: Path, source: Path | dict, ca: course_repo.TestCA | None = None) -> Path:
+def spec_for(folder: Path, source: Path | dict, ca: course_repo.TestCA | None = None, cas: tuple[str, ...] = ()) -> Path:
     """The spec with what this network needs, set through the spec as on any campus network: the
-    proxy (the harness's tinyproxy), the CAs (the one that inspects TLS here, and the test CA of the
-    course repository), and where TLJH's bootstrap is (the stand-in serves it on loopback)."""
+    proxy (the harness's tinyproxy), the CAs (the one that inspects TLS here, the test CA of the
+    course repository, and `cas`: PEM text, such as the CA of the ACME server's own HTTPS), and
+    where TLJH's bootstrap is (the stand-in serves it on loopback)."""
     data = yaml.safe_load(source.read_text()) if isinstance(source, Path) else json.loads(json.dumps(source))
     environment = data.get("environment") or {}
     if isinstance(source, Path) and environment.get("from_repo"):  # the copy lives elsewhere
         environment["from_repo"] = str((source.parent / environment["from_repo"]).resolve())
     network = data.setdefault("network", {})
     network["proxy"] = testdroplet.shared_proxy().url
-    network["ca_certificates"] = testdroplet.host_extra_cas() + ([ca.certificate] if ca else [])
+    network["ca_certificates"] = testdroplet.host_extra_cas() + ([ca.certificate] if ca else []) + list(cas)
     if not tljh_downloads.REAL:
         data.setdefault("tljh", {})["bootstrap_url"] = tljh_downloads.BOOTSTRAP_URL
     folder.mkdir(parents=True, exist_ok=True)
@@ -58,10 +59,10 @@ def spec_for(folder: Path, source: Path | dict, ca: course_repo.TestCA | None = 
 
 
 def render_for(droplet: testdroplet.TestDroplet, source: Path | dict, stage: str = plan.FULL,
-               ca: course_repo.TestCA | None = None) -> tuple[str, Path]:
+               ca: course_repo.TestCA | None = None, cas: tuple[str, ...] = ()) -> tuple[str, Path]:
     """The user data of `stage` for the spec (with this network's settings), rendered by the CLI as
     an instructor renders it, once every admin's password is set (ADMIN_PASSWORD)."""
-    path = spec_for(droplet.workdir, source, ca)
+    path = spec_for(droplet.workdir, source, ca, cas)
     out = droplet.workdir / "rendered"
     names = spec.load_file(path).spec.hub.admins
     hashes = json.dumps({name: admin_hash() for name in names})
@@ -89,8 +90,14 @@ def explain(droplet) -> str:
             f"\n--- cloud-init-output.log\n{tail('/var/log/cloud-init-output.log')}")
 
 
-def browser(droplet) -> Browser:
-    return Browser(f"http://{droplet.ip}")
+def browser(droplet, https: tuple[str, str] | None = None) -> Browser:
+    """The hub as students reach it: at the droplet's address, or with `https` (the hub's name and the
+    root its certificate must chain to) by name, at the droplet's address, over HTTPS checked
+    against that root alone."""
+    if https is None:
+        return Browser(f"http://{droplet.ip}")
+    hostname, root = https
+    return Browser(f"https://{hostname}", trust=root, address=droplet.ip)
 
 
 def mode(droplet, inside: str) -> str:
@@ -98,10 +105,12 @@ def mode(droplet, inside: str) -> str:
     return oct(droplet.file_mode(inside) & 0o777)
 
 
-def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, volume: str | None = None) -> dict:
+def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, volume: str | None = None,
+                 https: tuple[str, str] | None = None) -> dict:
     """Everything 'ready' means, checked on the droplet itself (its files read from inside it, so
     what is mounted there counts: the class's volume) and through its proxy. `volume`: the
-    DigitalOcean volume `classimage up` attached, if any (a spec's `storage.device` needs none)."""
+    DigitalOcean volume `classimage up` attached, if any (a spec's `storage.device` needs none).
+    `https`: the class serves HTTPS (see `browser`)."""
     loaded = spec.load_file(spec_path)
     course = loaded.spec
     if first_boot_clean:
@@ -174,8 +183,8 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, vol
     bundle = droplet.read_text("/etc/ssl/certs/ca-certificates.crt")
     assert all(pem.strip() in bundle for pem in course.network.ca_certificates)
     assert f"proxy = {course.network.proxy}" in droplet.read_text("/etc/pip.conf")
-    # the hub answers through the real traefik on port 80, from outside the droplet, and is open
-    hub = browser(droplet)
+    # the hub answers through the real traefik (on port 80, or 443), from outside the droplet, and is open
+    hub = browser(droplet, https)
     api = hub.get("/hub/api")
     assert api.code == 200 and "version" in json.loads(api.body), api
     assert hub.get("/hub/health").code == 200
@@ -248,7 +257,8 @@ def listening(droplet, port: int) -> bool:
 
 # -- a student's whole first class ----------------------------------------------------------------
 
-def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict:
+def student_journey(droplet, spec_path: Path, student: str = "student1",
+                    https: tuple[str, str] | None = None) -> dict:
     """The instructor signs in; a student signs up and is refused until approved; the instructor
     approves; the student signs in, gets a server (SystemdSpawner, Unix user jupyter-NAME, the
     spec's limits on its unit), follows the launch link `classimage links` prints (the real
@@ -259,19 +269,19 @@ def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict
     name = course.hub.admins[0]
     # A student races for the admin's name: the account exists already, so the signup fails, and
     # the student's password opens nothing.
-    racer = browser(droplet)
+    racer = browser(droplet, https)
     claim = racer.sign_up(name, password)
     assert "belongs to this course" in claim.body, claim
     racer.sign_in(name, password)
     assert racer.get("/hub/home").url.split("?")[0].endswith("/hub/login")
     assert racer.api("GET", "/hub/api/users")[0] in (401, 403)
     # The instructor signs in with the password whose hash the user data carried: no signup.
-    admin = browser(droplet)
+    admin = browser(droplet, https)
     admin.sign_in(name, ADMIN_PASSWORD)
     home = admin.get("/hub/home")
     assert home.code == 200 and "Authorize Users" in home.body, home
 
-    pupil = browser(droplet)
+    pupil = browser(droplet, https)
     assert pupil.sign_up(student, password).code == 200
     refused = pupil.sign_in(student, password)
     assert "not been authorized" in refused.body or "authorized by an admin" in refused.body, refused
@@ -294,7 +304,7 @@ def student_journey(droplet, spec_path: Path, student: str = "student1") -> dict
     if course.hub.cpu_limit:
         assert f"CPUQuotaPerSecUSec={int(course.hub.cpu_limit)}s" in unit, unit
 
-    found = json.loads(cli("links", str(spec_path), "--hub", f"http://{droplet.ip}", "--json").stdout)
+    found = json.loads(cli("links", str(spec_path), "--hub", pupil.base, "--json").stdout)
     content = found["content"][0]
     page, events = pupil.follow_launch_link(content["link"])
     assert events and events[-1]["phase"] == "finished", events

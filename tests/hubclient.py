@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import html
+import http.client
 import http.cookiejar
 import json
 import re
+import socket
 import sqlite3
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -32,13 +36,43 @@ class Page:
         return f"<{self.code} {self.url}: {self.body[:300]!r}>"
 
 
+class _ToAddress(http.client.HTTPSConnection):
+    """HTTPS to a name (its SNI, the name its certificate must carry) at a given address: what a
+    browser does once the name's DNS record points there."""
+
+    def __init__(self, host: str, *, address: str, **kwargs):
+        super().__init__(host, **kwargs)
+        self.address = address
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self._context.wrap_socket(sock, server_hostname=self.host)  # type: ignore[attr-defined]
+
+
+class _HTTPSToAddress(urllib.request.HTTPSHandler):
+    def __init__(self, context: ssl.SSLContext, address: str):
+        super().__init__(context=context)
+        self.context, self.address = context, address
+
+    def https_open(self, req):
+        return self.do_open(functools.partial(_ToAddress, address=self.address), req, context=self.context)
+
+
 class Browser:
-    def __init__(self, base: str, headers: dict | None = None):
+    def __init__(self, base: str, headers: dict | None = None, *, trust: str | None = None,
+                 address: str | None = None):
+        """`base`: the hub's URL; `headers`: sent with every request (a proxy's X-Forwarded-For, say).
+        For https://NAME, `trust`: the root (PEM) its certificate must chain to, and `address`: where
+        NAME resolves (the DNS record the test stands in for)."""
         self.base = base.rstrip("/")
-        self.headers = dict(headers or {})  # sent with every request (a proxy's X-Forwarded-For, say)
+        self.headers = dict(headers or {})
+        self.address = address
+        self.context = ssl.create_default_context(cadata=trust) if trust else None
         self.jar = http.cookiejar.CookieJar()
-        self.opener = urllib.request.build_opener(urllib.request.ProxyHandler({}),
-                                                  urllib.request.HTTPCookieProcessor(self.jar))
+        handlers: list = [urllib.request.ProxyHandler({}), urllib.request.HTTPCookieProcessor(self.jar)]
+        if self.context is not None and address is not None:
+            handlers.append(_HTTPSToAddress(self.context, address))
+        self.opener = urllib.request.build_opener(*handlers)
 
     # -- plain HTTP ------------------------------------------------------------------------------
 
@@ -183,12 +217,18 @@ class Browser:
 
     async def _execute(self, name: str, kernel: str, code: str, timeout: float) -> str:
         from tornado.httpclient import HTTPRequest
+        from tornado.netutil import DefaultLoopResolver, OverrideResolver
         from tornado.websocket import websocket_connect
 
         url = self.base.replace("http", "ws", 1) + f"/user/{name}/api/kernels/{kernel}/channels"
         cookies = "; ".join(f"{c.name}={c.value}" for c in self.jar)
-        request = HTTPRequest(url, headers={"Cookie": cookies, "X-XSRFToken": self.xsrf(f"/user/{name}/") or ""})
-        connection = await asyncio.wait_for(websocket_connect(request), timeout)
+        request = HTTPRequest(url, headers={"Cookie": cookies, "X-XSRFToken": self.xsrf(f"/user/{name}/") or ""},
+                              ssl_options=self.context)
+        resolver = None
+        if self.address is not None:
+            host = urllib.parse.urlsplit(self.base).hostname
+            resolver = OverrideResolver(resolver=DefaultLoopResolver(), mapping={host: self.address})
+        connection = await asyncio.wait_for(websocket_connect(request, resolver=resolver), timeout)
         request = execute_request(code, name, uuid.uuid4().hex)
         await connection.write_message(json.dumps(request))
         printed = []
