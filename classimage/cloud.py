@@ -25,6 +25,7 @@ import hmac
 import json
 import re
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -369,24 +370,117 @@ def changes(
 # -- following provisioning -----------------------------------------------------------------------
 
 
-def read_status(address: str, token: str | None, timeout: float = 5) -> JSON | None:
-    """The droplet's provisioning status (with log tails when the token is ours; None: the public
-    part), or None when nothing answers yet."""
-    headers = {"Accept": "application/json"} | ({"Authorization": f"token {token}"} if token else {})
-    request = urllib.request.Request(f"http://{address}{provision.SERVICE_PATH}", headers=headers)
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+def resolves_to(hostname: str, address: str) -> bool:
+    """Whether `hostname` resolves to `address` here, as it must for Let's Encrypt to certify it."""
     try:
-        with opener.open(request, timeout=timeout) as response:
-            return json.loads(response.read())
+        return address in {info[4][0] for info in socket.getaddrinfo(hostname, 443, type=socket.SOCK_STREAM)}
+    except OSError:
+        return False
+
+
+@dataclass(frozen=True)
+class Answer:
+    """What the droplet answered, where, and, when not by the class's name: why (`note`) and what
+    the instructor can do about it (`fix`)."""
+
+    code: int
+    body: bytes
+    url: str
+    note: str = ""
+    fix: str = ""
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):  # a redirect is an answer of its own (an HTTPError)
+        return None
+
+
+def _once(url: str, headers: dict[str, str], timeout: float, context: ssl.SSLContext | None = None) -> Answer | None:
+    """One request, no redirect followed; None when nothing answers. Raises ssl.SSLCertVerificationError."""
+    opener = urllib.request.build_opener(
+        urllib.request.ProxyHandler({}), _NoRedirect(), urllib.request.HTTPSHandler(context=context)
+    )
+    try:
+        with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            return Answer(response.status, response.read(), url)
     except urllib.error.HTTPError as error:
-        if error.code == 503:
+        return Answer(error.code, error.read(), url)
+    except urllib.error.URLError as error:
+        if isinstance(error.reason, ssl.SSLCertVerificationError):
+            raise error.reason from None
+        return None
+    except OSError:
+        return None
+
+
+def ask(
+    address: str, path: str, hostname: str | None = None, headers: dict[str, str] | None = None, timeout: float = 5
+) -> Answer | None:
+    """GET `path` from the class's droplet as the verbs should: over HTTPS by `hostname`, its
+    certificate checked, once the name resolves to `address`; else at the address, where TLJH's
+    traefik redirects port 80 to HTTPS once HTTPS is on: that redirect is followed to the address
+    with no certificate check (no certificate names an address; what the verbs read there, the
+    status and the health, is what plain HTTP would carry). None when nothing answers."""
+    headers = headers or {}
+    note = fix = ""
+    if hostname is not None:
+        note, fix = f"{hostname} does not resolve to {address} yet", f"create the DNS record {hostname} A {address}"
+        if resolves_to(hostname, address):
             try:
-                return json.loads(error.read())
-            except ValueError:
-                return None
+                answer = _once(f"https://{hostname}{path}", headers, timeout)
+                if answer is not None:
+                    return answer
+                note, fix = f"nothing answers HTTPS at {hostname} yet", ""  # the droplet's own page, on port 80
+            except ssl.SSLCertVerificationError as error:
+                note = f"{hostname} has no valid certificate yet ({error.verify_message})"
+                fix = (
+                    "traefik asks Let's Encrypt for one once the name resolves to the droplet; if this lasts, "
+                    f"see `ssh root@{address} journalctl -u traefik`"
+                )
+    answer = _once(f"http://{address}{path}", headers, timeout)
+    if answer is not None and 300 <= answer.code < 400:
+        unchecked = ssl.create_default_context()
+        unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
+        answer = _once(f"https://{address}{path}", headers, timeout, unchecked)
+    return None if answer is None else Answer(answer.code, answer.body, answer.url, note, fix)
+
+
+def read_status(address: str, token: str | None, timeout: float = 5, hostname: str | None = None) -> JSON | None:
+    """The droplet's provisioning status (with log tails when the token is ours; None: the public
+    part), or None when nothing answers yet. `hostname`: the class's (see `ask`)."""
+    return parse_status(status_answer(address, token, timeout, hostname))
+
+
+def status_answer(address: str, token: str | None, timeout: float = 5, hostname: str | None = None) -> Answer | None:
+    headers = {"Accept": "application/json"} | ({"Authorization": f"token {token}"} if token else {})
+    return ask(address, provision.SERVICE_PATH, hostname, headers, timeout)
+
+
+def parse_status(answer: Answer | None) -> JSON | None:
+    if answer is None or answer.code not in (200, 503):
         return None
-    except (OSError, ValueError):
+    try:
+        return json.loads(answer.body)
+    except ValueError:
         return None
+
+
+def hub_health(address: str, hostname: str | None = None) -> str:
+    """Whether the hub answers, where, and, with HTTPS, why not by name and what to do."""
+    answer = ask(address, "/hub/health", hostname)
+    if answer is None:
+        return f"does not answer at {address}"
+    said = ("answers" if answer.code == 200 else f"answers {answer.code}") + f" at {answer.url}"
+    if hostname is not None and not answer.note:
+        return said + " (HTTPS, its certificate valid)"
+    return said + (f"; not by name: {answer.note}" if answer.note else "") + (f": {answer.fix}" if answer.fix else "")
+
+
+def where(answer: Answer | None, address: str) -> str:
+    """Where the droplet answered, and why there when not by the class's name."""
+    if answer is None:
+        return f"{address}: nothing answers yet"
+    return answer.url.split("/services/")[0] + (f" ({answer.note})" if answer.note else "")
 
 
 def waiting_for_data(status: JSON | None) -> str | None:
@@ -401,13 +495,16 @@ def follow(
     timeout: float,
     poll: float | None = None,
     until: Callable[[JSON], bool] | None = None,
+    hostname: str | None = None,
 ) -> JSON:
     """Print each step as it starts and ends, until the droplet is ready or failed (or `until`
-    says the status is what the caller waits for)."""
+    says the status is what the caller waits for). `hostname`: the class's, followed by name over
+    HTTPS once it resolves to `address` (and said, whenever where it answers changes)."""
     poll = FOLLOW_POLL if poll is None else poll
     started = time.monotonic()
     seen: dict[str, str] = {}
     waiting_said = False
+    said_where = ""
     while True:
         elapsed = time.monotonic() - started
         if elapsed > timeout:
@@ -415,7 +512,11 @@ def follow(
                 f"the droplet was not ready within {timeout / 60:.0f} minutes: see `classimage status`, "
                 f"or `ssh root@{address} classimage-provision status`"
             )
-        status = read_status(address, token)
+        answer = status_answer(address, token, hostname=hostname)
+        status = parse_status(answer)
+        if status is not None and where(answer, address) != said_where:
+            said_where = where(answer, address)
+            echo(f"  answering at {said_where}")
         if status is None or "steps" not in status:
             if not waiting_said:
                 echo(f"  waiting for the droplet at {address} to answer...")
@@ -607,7 +708,9 @@ class Up:
             )
             if not self.dry_run:
                 self.finish_restore(restore, previous, found.volume)
-            outcome.status = read_status(outcome.address, self.token) if outcome.address else None
+            outcome.status = (
+                read_status(outcome.address, self.token, hostname=spec.https.hostname) if outcome.address else None
+            )
             return outcome
         self.say("; ".join(c.why for c in todo))
         if self.dry_run:
@@ -633,7 +736,7 @@ class Up:
             )
         # Whatever changed, the class is ready before `up` says so (an earlier run may have stopped early).
         self.echo(f"following the provisioning of {names.droplet} at {address['ip']}:")
-        status = follow(address["ip"], self.token, self.echo, self.timeout)
+        status = follow(address["ip"], self.token, self.echo, self.timeout, hostname=self.spec.https.hostname)
         outcome.status = status
         if status["state"] == "failed":
             for line in failure_report(status):
@@ -651,6 +754,7 @@ class Up:
         self.finish_restore(restore, previous, found.volume)
         if self.spec.https.hostname:
             self.wait_for_dns(address["ip"])
+            self.echo(f"  hub: {hub_health(address['ip'], self.spec.https.hostname)}")
         return outcome
 
     # -- the steps, each of which reads the state it is for before it acts -------------------------
@@ -973,11 +1077,7 @@ class Up:
         hostname = self.spec.https.hostname
         deadline = time.monotonic() + timeout
         while True:
-            try:
-                resolved = {info[4][0] for info in socket.getaddrinfo(hostname, 443, type=socket.SOCK_STREAM)}
-            except OSError:
-                resolved = set()
-            if address in resolved:
+            if hostname is None or resolves_to(hostname, address):
                 return
             if time.monotonic() > deadline:
                 self.echo(f"  {hostname} does not resolve to {address} yet: HTTPS starts once it does")

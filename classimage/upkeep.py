@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import datetime
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 
 from classimage import plan, pricing
@@ -20,6 +18,7 @@ from classimage.cloud import (
     Names,
     clock,
     discover,
+    hub_health,
     public_address,
     read_status,
     region_of,
@@ -55,17 +54,6 @@ def monthly(found: Found, sizes: list[JSON]) -> tuple[float, list[str]]:
     return sum(item.monthly or 0.0 for item in items), [
         f"  {item.what}: {pricing.money(item.monthly)} ({item.note})" for item in items
     ]
-
-
-def hub_health(address: str) -> str:
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(f"http://{address}/hub/health", timeout=5) as response:
-            return "answers" if response.status == 200 else f"answers {response.status}"
-    except urllib.error.HTTPError as error:
-        return f"answers {error.code}"
-    except OSError:
-        return "does not answer"
 
 
 def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Found:
@@ -113,7 +101,7 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         echo("  backups: none yet (`classimage backup` makes one; the backup workflow does it nightly)")
     address = (found.ip or {}).get("ip")
     if address and found.droplets:
-        provisioning = read_status(address, token)
+        provisioning = read_status(address, token, hostname=spec.https.hostname)
         state = provisioning.get("state") if provisioning else "not answering"
         echo(
             f"  provisioning: {state}"
@@ -129,7 +117,7 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         copied = copy_age(provisioning)
         if copied is not None:
             echo(f"  the hub's database was last copied to the volume {clock(copied)} (min:s) ago")
-        echo(f"  hub: {hub_health(address)} at http://{address}/hub/health")
+        echo(f"  hub: {hub_health(address, spec.https.hostname)}")
     total, lines = monthly(found, api.sizes())
     echo(f"  monthly cost: ${total:.2f}")
     for line in lines:
