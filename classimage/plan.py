@@ -281,7 +281,7 @@ def steps(
             "Write the hub's settings",
             {FULL, BOOT},
             private=tljh.PRIVATE_DIRS,
-            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),),
+            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec, https=False), "0600"),),
             # The hub's Python (its settings, and the sign-in guards its settings import): compressed.
             programs=(
                 (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
@@ -374,6 +374,8 @@ def steps(
             hub_open=provision.HUB_OPEN,
             wait=HUB_WAIT,
             page_pid=provision.PROGRESS_PAGE_PID,
+            # HTTPS only once the class's data (Let's Encrypt's account and certificate) is in place.
+            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),) if spec.https.enabled else (),
         ),
         _step(
             "hub-ready",

@@ -73,8 +73,8 @@ def schema(version: str) -> dict:
     return resources.schema(SCHEMAS.get(version, SCHEMAS[NEWEST]))
 
 
-def config(spec: Spec) -> dict:
-    """config.yaml's content."""
+def config(spec: Spec, https: bool = True) -> dict:
+    """config.yaml's content; `https=False`: without the HTTPS settings (see `config_yaml`)."""
     hub = spec.hub
     result: dict = {
         "users": {"admin": list(hub.admins)},
@@ -93,7 +93,7 @@ def config(spec: Spec) -> dict:
     # Never services.cull.users: with NativeAuthenticator, culling a user deletes their password.
     idle = hub.idle_seconds
     result["services"] = {"cull": {"enabled": True, "timeout": idle} if idle else {"enabled": False}}
-    if spec.https.enabled:
+    if spec.https.enabled and https:
         letsencrypt: dict[str, Any] = {"email": spec.https.email, "domains": [spec.https.hostname]}
         if spec.https.staging:
             letsencrypt["staging"] = True
@@ -180,8 +180,14 @@ def _yaml(settings: dict) -> str:
     return header + yaml.safe_dump(settings, sort_keys=True, default_flow_style=False)
 
 
-def config_yaml(spec: Spec) -> str:
-    return _yaml(config(spec))
+def config_yaml(spec: Spec, https: bool = True) -> str:
+    """config.yaml as written. The hub-config step writes it without HTTPS, and hub-reload with it,
+    once the class's data is in place: TLJH's installer starts traefik at once, which asks Let's
+    Encrypt for a certificate into the droplet's own disk, and on a replacement droplet whose class's
+    data (with Let's Encrypt's account and certificate) is not mounted yet that is a new order for a
+    certificate the class has (Let's Encrypt allows five of the same a week), validated against the
+    old droplet while the name still points there."""
+    return _yaml(config(spec, https))
 
 
 def lockdown_yaml(version: str) -> str:

@@ -357,6 +357,23 @@ def test_until_the_class_is_open_the_hub_says_so_and_starts_no_students_server(u
     assert spawn in applied["spawn"]
 
 
+@pytest.mark.parametrize("stage", [plan.FULL, plan.BOOT])
+def test_https_settings_reach_tljh_only_with_the_class_data(stage, rendered):
+    """TLJH's installer (full) and the snapshot's traefik (boot) run before the class's data, with
+    Let's Encrypt's account and certificate, is mounted: the settings written before it have no
+    HTTPS (traefik would order a certificate into the droplet's own disk); hub-reload, after it,
+    writes them whole."""
+    path = CASES / "tljh" / "signup-https-classic" / "spec.yaml"
+    course = spec.load_file(path).spec
+    files = written_files(rendered[path, stage])
+    early = yaml.safe_load(files[plan.File("hub-config", tljh.CONFIG_YAML, "").staged]["content"])
+    late = yaml.safe_load(files[plan.File("hub-reload", tljh.CONFIG_YAML, "").staged]["content"])
+    assert "https" not in early and late == tljh.config(course) and late["https"]["enabled"] is True
+    names = [step.name for step in plan.steps(course, stage)]
+    assert names.index("class-data") < names.index("hub-reload")
+    assert early == {key: value for key, value in late.items() if key != "https"}
+
+
 def test_no_password_reaches_the_user_data(rendered):
     """No admin is a bootstrap flag (TLJH's `--admin name:password` form), and no setting holds a
     password or secret (an admin's password travels only as a hash, see test_admins.py)."""
