@@ -1,10 +1,7 @@
 #!/bin/bash
 # A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
-# Ready when the hub itself answers through the proxy, as students reach it: the JSON of its API,
-# not any answer (the proxy answers 404 for a few seconds while the hub registers its routes, and
-# with HTTPS on, port 80 answers every request with a redirect). The hub is here: never through the
-# course's proxy (no_proxy names 127.0.0.1, not the hub's name).
+# Ready when the hub itself answers through the proxy, as students reach it: the JSON of its API.
 answers() {
   curl --fail --silent --max-time 5 --noproxy '*' http://127.0.0.1/hub/api |
     python3 -c 'import json, sys; sys.exit("version" not in json.load(sys.stdin))' 2>/dev/null
