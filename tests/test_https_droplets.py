@@ -26,15 +26,13 @@ import course_repo
 import pebble
 import testdroplet
 from firstboot import BOOT_DEADLINE, assert_ready, browser, droplets, explain, render_for, student_journey
-from classimage import classdata, cloud, provision
-from conftest import CASES, REPO
-from hubclient import wait_for
+from classimage import classdata, cloud
+from conftest import CASES
 
 pytestmark = pytest.mark.droplet
 JOURNEY = CASES / "droplet" / "journey.yaml"
 HOSTNAME = "hub.firstclass.test"
-DEVICE = "/dev/disk/by-id/virtio-classdata"
-WATCH = 60  # seconds of watching traefik's orders while the name's record points elsewhere  # the class's device, as another cloud's block device appears
+DEVICE = "/dev/disk/by-id/virtio-classdata"  # the class's device, as another cloud's block device appears
 
 
 class FirstHTTPS(threading.Thread):
@@ -211,45 +209,3 @@ def test_https_students_account_survives_the_replacement(replaced, https_class):
     pupil.sign_in("student1", "student-password-1")
     assert pupil.is_signed_in()
 
-
-def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows_it(image, tmp_path_factory):
-    """A droplet booted before its name's record points at it (Let's Encrypt's validation reaches
-    another address and fails): the class opens all the same (hub-ready waits for the hub, not the
-    certificate), serving traefik's own certificate, while traefik orders one again and again; once
-    the record points at the droplet, traefik gets the certificate by itself, with no restart."""
-    folder = tmp_path_factory.mktemp("https-late")
-    source = yaml.safe_load((REPO / "examples" / "minimal.yaml").read_text())
-    source["https"] = {"hostname": HOSTNAME, "email": "instructor@firstclass.test"}
-    with pebble.Pebble(tmp_path_factory.mktemp("pebble-late")) as acme, droplets(image, folder) as make:
-        root = acme.root()
-        droplet = make("late")
-        acme.prepare(droplet)
-        user_data, spec_path = render_for(droplet, source, cas=(acme.listener.certificate,))
-        droplet.seed(user_data, "i-https-late")
-        droplet.boot()
-        cloud_init = droplet.wait_for_cloud_init(BOOT_DEADLINE)
-        assert cloud_init["status"] == "done", explain(droplet)
-        assert droplet.read_json(provision.STATUS)["state"] == "ready"
-        with pytest.raises(ssl.SSLCertVerificationError):
-            certificate(droplet.ip, HOSTNAME, root)
-        # Meanwhile traefik asks again and again (seen here: 44 to 112 orders a minute, each refused).
-        before = acme.orders()
-        time.sleep(WATCH)
-        refused = acme.orders()
-        assert refused > before >= 1 and acme.issued() == 0
-        print(f"https: with the record elsewhere, traefik ordered {(refused - before) * 60 / WATCH:.0f} certificates "
-              "a minute, each refused")
-        pid = droplet.sh("systemctl show -p MainPID --value traefik", check=True).stdout
-        acme.point(HOSTNAME, droplet.ip)
-        pointed = time.monotonic()
-
-        def issued() -> bool:
-            try:
-                return bool(certificate(droplet.ip, HOSTNAME, root))
-            except (ssl.SSLError, OSError):
-                return False
-
-        wait_for(issued, 600, "traefik's certificate once the record points at the droplet", interval=5)
-        print(f"https: certificate {time.monotonic() - pointed:.0f} s after the record pointed at the droplet "
-              f"({acme.orders() - refused} more orders)")
-        assert droplet.sh("systemctl show -p MainPID --value traefik", check=True).stdout == pid  # no restart
