@@ -476,6 +476,31 @@ def hub_health(address: str, hostname: str | None = None) -> str:
     return said + (f"; not by name: {answer.note}" if answer.note else "") + (f": {answer.fix}" if answer.fix else "")
 
 
+def https_said(status: JSON | None, address: str, now: float | None = None) -> str | None:
+    """Where the class's certificate stands, as the droplet's status says (None: no HTTPS, or a
+    droplet that does not say): its expiry, or why traefik has none yet and the record to make."""
+    https = (status or {}).get("https")
+    if not https:
+        return None
+    name, certificate = https.get("hostname"), https.get("certificate")
+    if certificate:
+        try:
+            ends = datetime.datetime.strptime(certificate.get("expires"), "%Y-%m-%dT%H:%M:%SZ")
+        except (TypeError, ValueError):
+            return f"{name}: traefik holds a certificate (its expiry unreadable)"
+        ends = ends.replace(tzinfo=datetime.timezone.utc)
+        verb = "valid until" if ends.timestamp() > (time.time() if now is None else now) else "EXPIRED on"
+        return f"{name}: certificate {verb} {ends:%Y-%m-%d %H:%M} UTC"
+    seen = https.get("resolves_to") or []
+    if address in seen:  # the record is right: Let's Encrypt's turn (or its hourly limit of failures)
+        return (
+            f"{name}: no certificate yet; it resolves to {address}, traefik asks Let's Encrypt again and "
+            f"again: if this lasts an hour, see `ssh root@{address} journalctl -u traefik`"
+        )
+    found = f"resolves to {', '.join(seen)}" if seen else "does not resolve"
+    return f"{name}: no certificate yet (from the droplet it {found}): create the DNS record {name} A {address}"
+
+
 def where(answer: Answer | None, address: str) -> str:
     """Where the droplet answered, and why there when not by the class's name."""
     if answer is None:

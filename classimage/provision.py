@@ -32,6 +32,7 @@ plan's format (Plan, PlanStep) is defined here once, for the writer and the read
 from __future__ import annotations
 
 import argparse
+import base64
 import contextlib
 import datetime
 import fcntl
@@ -43,6 +44,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -93,6 +95,7 @@ CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
 # them (config.yaml over its defaults), with the hub's Python: its YAML, its defaults, its merge.
 TLJH_PYTHON = "/opt/tljh/hub/bin/python3"
 TLJH_CONFIG = "/opt/tljh/config/config.yaml"
+ACME = "/opt/tljh/state/acme.json"  # traefik's Let's Encrypt account and certificates (on the class's device)
 CULL_PROBE = (
     "import json; from tljh.configurer import load_config; print(json.dumps(load_config()['services']['cull']))"
 )
@@ -195,6 +198,7 @@ class Plan:
     steps: tuple[PlanStep, ...]
     # sha256 of a token whose holder may read log tails over HTTP (`classimage up` makes one)
     status_token_sha256: str | None = None
+    https_hostname: str | None = None  # the spec's https.hostname: the status says where its certificate stands
     format: int = FORMAT
 
     def to_json(self) -> str:
@@ -359,6 +363,7 @@ def public_status(status: dict[str, Any]) -> dict[str, Any]:
         for step in status.get("steps", [])
     ]
     public["warnings"] = list(status.get("warnings") or [])
+    public["https"] = status.get("https")  # a certificate and a DNS answer: both public anyway
     # the class's data device, as classimage-class-data keeps its record. Times only, whether it
     # failed, and what the droplet waits for before its data is in place (`classimage up` moves the
     # volume once it says so): its notes, warnings and error name students, files and devices, and
@@ -379,6 +384,32 @@ def data_warnings(data: dict[str, Any] | None) -> list[str]:
     """The warnings the class's data record keeps for the instructor, each with its time."""
     kept = (data or {}).get("warnings") or []
     return ["%s (%s)" % (str(w.get("message")).replace("WARNING: ", "", 1), w.get("at")) for w in kept]
+
+
+def acme_certificate(acme: Any, hostname: str) -> str | None:
+    """The PEM chain traefik holds for `hostname` in its acme.json (any resolver), or None."""
+    try:
+        for resolver in acme.values():
+            for held in resolver.get("Certificates") or []:
+                domain = held["domain"]
+                if hostname == domain.get("main") or hostname in (domain.get("sans") or []):
+                    return base64.b64decode(held["certificate"]).decode("ascii")
+    except (AttributeError, KeyError, TypeError, ValueError):  # not traefik's format: none it can serve
+        pass
+    return None
+
+
+def https_state(
+    hostname: str | None, acme: Any, expiry: Callable[[str], str | None], resolve: Callable[[str], list[str]]
+) -> dict[str, Any] | None:
+    """Where HTTPS stands: the certificate's expiry once traefik holds one; until then, what the
+    name resolves to from here (the instructor must point it at the class's address)."""
+    if not hostname:
+        return None
+    pem = acme_certificate(acme, hostname)
+    if pem:
+        return {"hostname": hostname, "certificate": {"expires": expiry(pem)}, "resolves_to": None}
+    return {"hostname": hostname, "certificate": None, "resolves_to": resolve(hostname)}
 
 
 def token_allows(plan: Plan | None, header: str | None) -> bool:
@@ -703,6 +734,34 @@ def cull_users(paths: Paths) -> bool:
         return False
 
 
+def certificate_expiry(pem: str) -> str | None:
+    """When the chain's first certificate expires (UTC). openssl reads it (every droplet has it: the
+    standard library parses no certificate but the peer's of a connection) and ssl reads openssl's
+    date format."""
+    try:
+        result = subprocess.run(
+            ["openssl", "x509", "-noout", "-enddate"], input=pem.encode(), stdout=subprocess.PIPE, timeout=10
+        )
+        seconds = ssl.cert_time_to_seconds(result.stdout.decode().strip().partition("=")[2])
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(seconds))
+
+
+def addresses(hostname: str) -> list[str]:
+    try:
+        return sorted({str(info[4][0]) for info in socket.getaddrinfo(hostname, 443, type=socket.SOCK_STREAM)})
+    except (OSError, UnicodeError):
+        return []
+
+
+def read_acme(paths: Paths) -> Any:
+    try:
+        return read_json(paths.at(ACME))
+    except (OSError, ValueError):  # traefik's empty file before its first certificate
+        return None
+
+
 # -------------------------------------------------------------------------------------------------
 # The status over HTTP, and the page students see while the class is being prepared
 
@@ -744,6 +803,9 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = read_plan(paths)
             except PlanError:
                 plan = None
+            if status is not None:
+                hostname = plan.https_hostname if plan else None
+                status["https"] = https_state(hostname, read_acme(paths), certificate_expiry, addresses)
             if status is None:
                 document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):

@@ -18,6 +18,7 @@ from classimage.cloud import (
     Names,
     clock,
     discover,
+    https_said,
     hub_health,
     public_address,
     read_status,
@@ -118,6 +119,9 @@ def status(loaded: Loaded, api: DigitalOcean, echo: Callable[[str], None]) -> Fo
         if copied is not None:
             echo(f"  the hub's database was last copied to the volume {clock(copied)} (min:s) ago")
         echo(f"  hub: {hub_health(address, spec.https.hostname)}")
+        https = https_said(provisioning, address)
+        if https:
+            echo(f"  https: {https}")
     total, lines = monthly(found, api.sizes())
     echo(f"  monthly cost: ${total:.2f}")
     for line in lines:

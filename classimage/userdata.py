@@ -61,6 +61,7 @@ def plan_document(
             for number, step in enumerate(steps, 1)
         ),
         status_token_sha256=status_token_sha256,
+        https_hostname=spec.https.hostname,
     )
 
 
