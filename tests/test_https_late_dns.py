@@ -53,7 +53,7 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
         before = acme.orders()
         time.sleep(WATCH)
         refused = acme.orders()
-        assert refused > before >= 1 and acme.issued() == 0
+        assert refused - before >= 2 and acme.issued() == 0  # before: maybe none yet (traefik asks after its start)
         print(f"https: with the record elsewhere, traefik ordered {(refused - before) * 60 / WATCH:.0f} certificates "
               "a minute, each refused")
         pid = droplet.sh("systemctl show -p MainPID --value traefik", check=True).stdout
