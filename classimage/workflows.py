@@ -83,7 +83,7 @@ def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
         "requirement_cloud": with_extra(requirement(spec), "cloud"),
         "spec": spec_relative,
         "paths": paths,
-        "hub": f"https://{spec.https.hostname}" if spec.https.hostname else None,
+        "hostname": spec.https.hostname,
         "status_path": provision.SERVICE_PATH,
     }
     return {f"{FOLDER}/{name}.yml": templating.render(f"workflows/{name}.yaml.j2", **values) for name in NAMES}

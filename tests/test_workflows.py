@@ -9,12 +9,15 @@ import json
 import re
 import shutil
 import subprocess
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 import yaml
 
+import course_repo
+import playhub
 from conftest import CASES, REPO, cli
 from classimage import provision, release, spec, workflows
 
@@ -227,32 +230,10 @@ def test_only_the_default_branch_runs_a_job_that_holds_the_token(repository, git
         assert files[name]["on"]["push"]["branches"] == ["**"] and "tags" not in files[name]["on"]["push"]
 
 
-class Hub(http.server.BaseHTTPRequestHandler):
-    """Plays the class hub for the health check: /hub/health, /hub/api and the status service."""
-
-    state = "ready"
-
-    def do_GET(self):
-        answers = {"/hub/health": {}, "/hub/api": {"version": "5.2.1"},
-                   f"/services/{provision.SERVICE}/": {"state": Hub.state, "stage": "full", "failed_step":
-                                                         None if Hub.state == "ready" else "pip-packages"}}
-        if self.path not in answers:
-            self.send_error(404)
-            return
-        body = json.dumps(answers[self.path]).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_the_health_check_script_fails_unless_the_hub_is_ready(repository):
     health = yaml.safe_load(render(repository)["classimage-health"].read_text())
     step = health["jobs"]["health"]["steps"][0]
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hub)
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), playhub.Hub)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     hub = f"http://127.0.0.1:{server.server_port}"
 
@@ -261,11 +242,11 @@ def test_the_health_check_script_fails_unless_the_hub_is_ready(repository):
         return subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True)
 
     try:
-        Hub.state = "ready"
+        playhub.Hub.state = "ready"
         ok = check(hub)
         assert ok.returncode == 0, ok.stdout + ok.stderr
         assert "provisioning: ready" in ok.stdout and "JupyterHub 5.2.1" in ok.stdout
-        Hub.state = "failed"
+        playhub.Hub.state = "failed"
         failed = check(hub)
         assert failed.returncode == 1 and "::error::provisioning is failed at step pip-packages" in failed.stdout
         assert check("").returncode == 1  # no address: says how to set one
@@ -274,3 +255,124 @@ def test_the_health_check_script_fails_unless_the_hub_is_ready(repository):
         server.server_close()
     down = check(hub)  # nothing answers any more
     assert down.returncode != 0
+
+
+# -- the health check over HTTPS ---------------------------------------------------------------------------------
+# Each run in a network namespace of its own (bubblewrap), whose loopback is the class's address, whose /etc/hosts
+# is the DNS (read for real by getent and curl) and whose trusted CAs (CURL_CA_BUNDLE, read by curl) are what the
+# runner trusts: Let's Encrypt's stand-in is a test CA. The play hub answers on port 443 (HTTPS, the certificate
+# given), on port 80 as classimage's page does while TLJH installs (the status; 503 for the rest), or not at all.
+
+NAME = "hub.course.test"
+SANDBOXED_HUB = r"""
+import http.server, json, ssl, subprocess, sys, threading
+sys.path.insert(0, sys.argv[1])
+from playhub import Hub
+ports, Hub.state, cert, key, status_path, name, trusted = sys.argv[2:9]
+
+for port in [int(p) for p in ports.split(",") if p]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), type("Page", (Hub,), {"page": port == 80}))
+    if port == 443:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(cert, key)
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+result = subprocess.run(["bash", "-e", "-c", open("/tmp/sandbox/health.sh").read()], stdout=subprocess.PIPE,
+                        stderr=subprocess.STDOUT, text=True,
+                        env={"PATH": "/usr/bin:/bin", "HUB_NAME": name, "STATUS_PATH": status_path,
+                             "CURL_CA_BUNDLE": trusted})
+print(json.dumps({"code": result.returncode, "out": result.stdout}))
+"""
+
+
+@pytest.fixture(scope="module")
+def https_health(tmp_path_factory):
+    """The health check rendered for a spec with https.hostname, and the CAs of the sandbox."""
+    if not shutil.which("bwrap"):
+        pytest.fail("bubblewrap (bwrap) is needed: apt-get install bubblewrap (.ci/run does)")
+    folder = tmp_path_factory.mktemp("health-https")
+    repository = folder / "course"
+    shutil.copytree(CASES / "tljh" / "from-repo", repository)
+    with (repository / "spec.yaml").open("a") as spec_file:
+        spec_file.write(f"https: {{hostname: {NAME}, email: instructor@course.test}}\n")
+    step = yaml.safe_load(render(repository)["classimage-health"].read_text())["jobs"]["health"]["steps"][0]
+    sandbox = folder / "sandbox"
+    sandbox.mkdir()
+    (sandbox / "health.sh").write_text(step["run"])
+    (sandbox / "hub.py").write_text(SANDBOXED_HUB)
+    course_repo.TestCA(sandbox / "issuer", address=NAME)  # what Let's Encrypt would issue for the name
+    course_repo.TestCA(sandbox / "other", address=NAME)  # a CA the runner does not trust
+    course_repo.TestCA(sandbox / "misnamed", address="other.course.test")  # trusted, for another name
+    return step, sandbox
+
+
+def health_over_https(https_health, *, resolves: bool = True, ports: str = "443", state: str = "ready",
+                      served: str = "issuer", trusted: str = "issuer") -> tuple[int, str]:
+    """The health check's exit code and output, run by bash against the sandbox's play hub."""
+    step, sandbox = https_health
+    hosts = sandbox / f"hosts-{resolves}"
+    hosts.write_text("127.0.0.1 localhost\n" + (f"127.0.0.1 {NAME}\n" if resolves else ""))
+    result = subprocess.run(
+        ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+         "--ro-bind", str(sandbox), "/tmp/sandbox", "--ro-bind", str(hosts), "/etc/hosts", "--unshare-all",
+         "--die-with-parent", sys.executable, "/tmp/sandbox/hub.py", str(Path(__file__).parent), ports, state, f"/tmp/sandbox/{served}/server.pem",
+         f"/tmp/sandbox/{served}/server.key", step["env"]["STATUS_PATH"], step["env"]["HUB_NAME"],
+         f"/tmp/sandbox/{trusted}/ca.pem"],
+        capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    said = json.loads(result.stdout)
+    return said["code"], said["out"]
+
+
+def test_https_health_check_by_name_with_the_certificate_checked(https_health):
+    step, _ = https_health
+    assert step["env"] == {"HUB_NAME": NAME, "STATUS_PATH": provision.SERVICE_PATH} == {"HUB_NAME": NAME,
+                                                                                "STATUS_PATH": playhub.STATUS_PATH}
+    code, out = health_over_https(https_health)
+    assert code == 0, out
+    assert "JupyterHub 5.2.1" in out and "provisioning: ready" in out and "::error::" not in out
+
+
+def test_https_health_check_says_the_name_does_not_resolve(https_health):
+    code, out = health_over_https(https_health, resolves=False)
+    assert code == 1
+    assert out.strip() == (f"::error::{NAME} does not resolve: create the DNS record {NAME} A (the class's address: "
+                           "classimage status prints it)")
+
+
+@pytest.mark.parametrize("served, trusted, verdict", [
+    ("other", "issuer", "curl: (60) SSL certificate problem: unable to get local issuer certificate"),
+    ("misnamed", "misnamed", f"curl: (60) SSL: no alternative certificate subject name matches target host name '{NAME}'"),
+])
+def test_https_health_check_tells_an_uncertified_class_that_is_up_from_one_that_is_not(https_health, served, trusted,
+                                                                                        verdict):
+    problem = f"{NAME} has no valid certificate ({verdict})"
+    code, out = health_over_https(https_health, served=served, trusted=trusted)
+    assert code == 1, out
+    assert f"{problem}: checking the hub at 127.0.0.1, where {NAME} resolves, its certificate unchecked" in out
+    assert "JupyterHub 5.2.1" in out and "provisioning: ready" in out
+    assert out.strip().endswith(f"::error::{problem}; at 127.0.0.1 the hub answers and is ready: the class is up, "
+                                "but not by name over HTTPS"), out
+    code, out = health_over_https(https_health, served=served, trusted=trusted, state="failed")
+    assert code == 1 and "::error::provisioning is failed at step pip-packages" in out
+    assert out.strip().endswith(f"::error::{problem}; at 127.0.0.1 the hub is not ready either (above)"), out
+
+
+def test_https_health_check_says_nothing_answers_https(https_health):
+    """The name resolves, but nothing listens on 443: classimage's own page on port 80 (TLJH still
+    installing) is read at the address, or nothing answers at all."""
+    problem = f"{NAME} resolves to 127.0.0.1, but nothing answers HTTPS there (curl: (7) Failed to connect to {NAME} port 443"
+    for ports in ("80", ""):
+        code, out = health_over_https(https_health, ports=ports, state="running")
+        assert code == 1 and problem in out, out
+        assert ": checking the hub at http://127.0.0.1\n" in out
+        assert out.strip().endswith("; at 127.0.0.1 the hub is not ready either (above)"), out
+
+
+def test_the_health_check_passes_shellcheck(repository, https_health):
+    """Both of its forms: by the hub's name (https.hostname) and by the repository variable."""
+    plain = yaml.safe_load(render(repository)["classimage-health"].read_text())["jobs"]["health"]["steps"][0]
+    for step in (plain, https_health[0]):
+        result = subprocess.run(["shellcheck", "--shell=bash", "--severity=style", "-"], input=step["run"],
+                                capture_output=True, text=True)
+        assert result.returncode == 0, result.stdout
