@@ -38,7 +38,9 @@ TRAEFIK_EXTRA = "/opt/tljh/config/traefik_config.d/test-acme-server.toml"
 
 
 class Pebble:
-    def __init__(self, folder: Path):
+    def __init__(self, folder: Path, validity: int | None = None):
+        """`validity`: the seconds each certificate it issues is valid (Pebble 2.4's
+        `certificateValidityPeriod`; unset, Pebble's default of 5 years)."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.address = testdroplet.shared_proxy().address
@@ -49,6 +51,8 @@ class Pebble:
             "certificate": str(self.listener.pem), "privateKey": str(self.listener.key),
             "httpPort": 80, "tlsPort": 443,  # where Let's Encrypt connects to validate
             "ocspResponderURL": "", "externalAccountBindingRequired": False}}
+        if validity is not None:
+            config["pebble"]["certificateValidityPeriod"] = validity
         (self.folder / "pebble.json").write_text(json.dumps(config, indent=1))
         self.log = self.folder / "pebble.log"
         # No random 0-15 s sleep before each validation (PEBBLE_VA_NOSLEEP: Pebble's own switch for
@@ -111,14 +115,20 @@ class Pebble:
     def issued(self) -> int:
         return len(re.findall(r"Issued certificate serial", self.log.read_text())) if self.log.exists() else 0
 
-    def prepare(self, droplet: testdroplet.TestDroplet) -> None:
+    def prepare(self, droplet: testdroplet.TestDroplet, certificates_duration: int | None = None) -> None:
         """Before `droplet` boots: its traefik's ACME client goes to this Pebble. TLJH makes
-        traefik_config.d 0700 itself (and classimage's hub-config step its parent)."""
+        traefik_config.d 0700 itself (and classimage's hub-config step its parent).
+        `certificates_duration`: the hours traefik takes its certificates to last (its
+        `certificatesDuration`, which sets when it renews them; unset, traefik's default of 90 days,
+        Let's Encrypt's)."""
         extra = droplet.path(TRAEFIK_EXTRA)
         for folder in (extra.parent.parent, extra.parent):
             folder.mkdir(mode=0o700, exist_ok=True)
             os.chmod(folder, 0o700)
-        extra.write_text(f'[certificatesResolvers.letsencrypt.acme]\ncaServer = "{self.directory}"\n')
+        settings = f'caServer = "{self.directory}"\n'
+        if certificates_duration is not None:
+            settings += f"certificatesDuration = {certificates_duration}\n"
+        extra.write_text(f"[certificatesResolvers.letsencrypt.acme]\n{settings}")
         extra.chmod(0o600)
 
     def close(self) -> None:
