@@ -216,6 +216,14 @@ class Browser:
             self.api("DELETE", f"/user/{name}/api/kernels/{kernel['id']}")
 
     async def _execute(self, name: str, kernel: str, code: str, timeout: float) -> str:
+        connection = await self.kernel_channel(name, kernel, timeout)
+        try:
+            return await run_cell(connection, name, code, timeout)
+        finally:
+            connection.close()
+
+    async def kernel_channel(self, name: str, kernel: str, timeout: float = 60):
+        """The websocket a notebook holds to its kernel (tornado's client), open until closed."""
         from tornado.httpclient import HTTPRequest
         from tornado.netutil import DefaultLoopResolver, OverrideResolver
         from tornado.websocket import websocket_connect
@@ -228,23 +236,27 @@ class Browser:
         if self.address is not None:
             host = urllib.parse.urlsplit(self.base).hostname
             resolver = OverrideResolver(resolver=DefaultLoopResolver(), mapping={host: self.address})
-        connection = await asyncio.wait_for(websocket_connect(request, resolver=resolver), timeout)
-        request = execute_request(code, name, uuid.uuid4().hex)
-        await connection.write_message(json.dumps(request))
-        printed = []
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            raw = await asyncio.wait_for(connection.read_message(), deadline - time.monotonic())
-            if raw is None:
-                break
-            said = kernel_said(json.loads(raw), request["header"]["msg_id"])
-            if said is None:
-                continue
-            if said[0] == "idle":
-                break
-            printed.append(said[1])
-        connection.close()
-        return "".join(printed)
+        return await asyncio.wait_for(websocket_connect(request, resolver=resolver), timeout)
+
+
+async def run_cell(connection, name: str, code: str, timeout: float = 60) -> str:
+    """Run `code` through a kernel's open websocket; what it printed (or its error). A websocket
+    the server closed reads as None: the cell's output so far."""
+    request = execute_request(code, name, uuid.uuid4().hex)
+    await connection.write_message(json.dumps(request))
+    printed = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        raw = await asyncio.wait_for(connection.read_message(), deadline - time.monotonic())
+        if raw is None:
+            break
+        said = kernel_said(json.loads(raw), request["header"]["msg_id"])
+        if said is None:
+            continue
+        if said[0] == "idle":
+            break
+        printed.append(said[1])
+    return "".join(printed)
 
 
 def execute_request(code: str, username: str, session: str) -> dict:
