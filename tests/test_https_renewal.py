@@ -102,8 +102,8 @@ class Renewal:
     pids: tuple[str, str]
     cookies: tuple[dict, dict]
     signed_in_after: bool
-    kernel: tuple[str, str]  # what the kernel printed through one websocket: before, after
-    held: tuple[dict, dict, bytes]  # /hub/api on one connection before and after; the certificate it opened under
+    kernel: tuple[str, str]  # what the kernel printed through one websocket: before, after (or its failure)
+    held: tuple[dict, dict | str, bytes]  # /hub/api on one connection before and after; the certificate it opened under
     same_socket: bool
     orders: int  # Pebble's orders while watching
     why: str  # what to read when no renewal came
@@ -139,8 +139,8 @@ async def watch(droplet, root: str, pupil, kernel_id: str, acme: pebble.Pebble) 
                    f"{before.not_after - before.not_before:.0f} s (the test expects {VALIDITY} s); Pebble took "
                    f"{acme.orders() - orders} orders meanwhile. traefik's renewals:\n"
                    + droplet.sh("journalctl -u traefik --no-pager | grep -i renew | tail -n 20").stdout)
-        kernel_after = await run_cell(channel, STUDENT, "print(pid)")
-        held_after = hub_api(held)
+        kernel_after = await said(run_cell(channel, STUDENT, "print(pid)"))
+        held_after = await said(asyncio.to_thread(hub_api, held))
         same_socket = held.sock is socket_before
         held.close()
     finally:
@@ -150,6 +150,14 @@ async def watch(droplet, root: str, pupil, kernel_id: str, acme: pebble.Pebble) 
                    (cookies_before, {c.name: c.value for c in pupil.jar}), signed_in_after,
                    (kernel_before, kernel_after), (held_before, held_after, held_cert), same_socket,
                    acme.orders() - orders, why)
+
+
+async def said(awaitable):
+    """What a connection answers, or how it failed (for the test's message, not the fixture's error)."""
+    try:
+        return await awaitable
+    except Exception as error:  # any failure is the finding
+        return f"{type(error).__name__}: {error}"
 
 
 @pytest.fixture(scope="module")
@@ -217,7 +225,7 @@ def test_https_connections_opened_before_the_renewal_still_answer(renewal):
     printed_before, printed_after = renewal.kernel
     assert printed_before.strip() and printed_after.strip() == printed_before.strip(), renewal.kernel
     held_before, held_after, held_cert = renewal.held
-    assert held_before == held_after and "version" in held_after
+    assert held_before == held_after and "version" in held_after, held_after
     assert renewal.same_socket, "the keep-alive connection was opened again"
     assert held_cert != renewal.after.der  # it was opened under a certificate since replaced
 
