@@ -108,11 +108,17 @@ def files(
                 ),
             )
         )
+    staged: dict[str, str] = {}
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:
             written.append(WrittenFile(script_path(number, step, "check.sh"), "0700", step.check))
-        written += [WrittenFile(f.staged, "0600", f.content, f.compressed) for f in step.files]
+        for file in step.files:
+            # A file a step installs in several places (the metadata guard's drop-in) is staged once.
+            if staged.setdefault(file.staged, file.content) != file.content:
+                raise ValueError(f"two different files staged at {file.staged}")
+            if not any(w.path == file.staged for w in written):
+                written.append(WrittenFile(file.staged, "0600", file.content, file.compressed))
     return written
 
 

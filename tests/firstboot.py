@@ -49,7 +49,9 @@ def spec_for(folder: Path, source: Path | dict, ca: course_repo.TestCA | None = 
         environment["from_repo"] = str((source.parent / environment["from_repo"]).resolve())
     network = data.setdefault("network", {})
     network["proxy"] = testdroplet.shared_proxy().url
-    network["ca_certificates"] = testdroplet.host_extra_cas() + ([ca.certificate] if ca else []) + list(cas)
+    # Each once: the course's CA may sign the ACME server's listener too.
+    trusted = testdroplet.host_extra_cas() + ([ca.certificate] if ca else []) + list(cas)
+    network["ca_certificates"] = list(dict.fromkeys(trusted))
     if not tljh_downloads.REAL:
         data.setdefault("tljh", {})["bootstrap_url"] = tljh_downloads.BOOTSTRAP_URL
     folder.mkdir(parents=True, exist_ok=True)

@@ -38,13 +38,14 @@ TRAEFIK_EXTRA = "/opt/tljh/config/traefik_config.d/test-acme-server.toml"
 
 
 class Pebble:
-    def __init__(self, folder: Path, validity: int | None = None):
+    def __init__(self, folder: Path, validity: int | None = None, ca: course_repo.TestCA | None = None):
         """`validity`: the seconds each certificate it issues is valid (Pebble 2.4's
-        `certificateValidityPeriod`; unset, Pebble's default of 5 years)."""
+        `certificateValidityPeriod`; unset, Pebble's default of 5 years). `ca`: the test CA that
+        signs its listener's certificate (the course repository's, say), rather than one of its own."""
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.address = testdroplet.shared_proxy().address
-        self.listener = course_repo.TestCA(self.folder / "listener", address=self.address)
+        self.listener = course_repo.TestCA(self.folder / "listener", address=self.address, issuer=ca)
         config = {"pebble": {
             "listenAddress": f"{self.address}:{ACME_PORT}",
             "managementListenAddress": f"{self.address}:{MANAGEMENT_PORT}",

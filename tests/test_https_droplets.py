@@ -95,7 +95,9 @@ def https_class(image, tmp_path_factory):
     ca = course_repo.TestCA(folder / "ca")
     try:
         # Pebble's folder is not the droplets': their teardown finds every process left under theirs.
-        with pebble.Pebble(tmp_path_factory.mktemp("pebble")) as acme, droplets(image, folder) as make:
+        # One test CA for the course's repository and Pebble's listener: the journey's user data, with
+        # this network's CAs, has no room for another (64 KiB).
+        with pebble.Pebble(tmp_path_factory.mktemp("pebble"), ca=ca) as acme, droplets(image, folder) as make:
             https = (HOSTNAME, acme.root())
             droplet = make("first", ca=ca)
             droplet.extra_nspawn.append(f"--bind={loop}:{DEVICE}")

@@ -19,7 +19,7 @@ source "digitalocean" "course" {
   region           = "nyc3"
   size             = "s-2vcpu-4gb"
   snapshot_regions = ["nyc3"]
-  snapshot_name    = format("%s-%s-%s", "data101", "cb042edf46e2ee2f", local.timestamp)
+  snapshot_name    = format("%s-%s-%s", "data101", "f2cb017deeb8a4cf", local.timestamp)
   droplet_name     = "data101-bake"
   tags             = ["classimage", "classimage-bake:data101"]
   user_data_file   = "${path.root}/../bake/user-data.yaml"

@@ -19,7 +19,7 @@ source "digitalocean" "course" {
   region           = "nyc3"
   size             = "s-2vcpu-4gb"
   snapshot_regions = ["nyc3"]
-  snapshot_name    = format("%s-%s-%s", "underworld", "1ef75969ef3ff010", local.timestamp)
+  snapshot_name    = format("%s-%s-%s", "underworld", "5f07646d6b520d67", local.timestamp)
   droplet_name     = "underworld-bake"
   tags             = ["classimage", "classimage-bake:underworld"]
   user_data_file   = "${path.root}/../bake/user-data.yaml"

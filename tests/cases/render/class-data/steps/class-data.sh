@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 install -D --mode=0644 /usr/local/lib/classimage/files/class-data/classimage-data.service /etc/systemd/system/classimage-data.service
 install -D --mode=0644 /usr/local/lib/classimage/files/class-data/classimage-data-copy.service /etc/systemd/system/classimage-data-copy.service

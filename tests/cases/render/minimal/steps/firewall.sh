@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # In: SSH for the operator, HTTP and HTTPS for the hub (and Let's Encrypt's challenge); nothing else.
 ufw allow 22/tcp

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # The snapshot holds no secrets: this droplet makes its own. The proxy's API secret is made the way
 # TLJH's installer makes it; JupyterHub makes its cookie secret and database when they are missing.

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # This user data finishes droplets made from the course's snapshot; on any other droplet it stops here.
-/usr/local/sbin/classimage-provision check-image --bake-digest cb042edf46e2ee2f
+/usr/local/sbin/classimage-provision check-image --bake-digest f2cb017deeb8a4cf

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 systemctl is-enabled --quiet classimage-metadata-guard.service
 [ -f /etc/systemd/system/jupyterhub.service.d/classimage-metadata-guard.conf ]

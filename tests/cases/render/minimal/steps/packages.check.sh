@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # Done when every package is installed.
 for package in python3 python3-dev python3-venv git curl ca-certificates iptables ufw iproute2 e2fsprogs; do

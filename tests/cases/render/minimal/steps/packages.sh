@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 export DEBIAN_FRONTEND=noninteractive
 # On a fresh droplet cloud-init and unattended-upgrades may hold apt's locks for a while, and a

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # Every droplet made from the snapshot starts with these updates in place.
 export DEBIAN_FRONTEND=noninteractive

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 install -D --mode=0644 /usr/local/lib/classimage/files/ssh/classimage-no-students.conf /etc/ssh/sshd_config.d/classimage-no-students.conf
 if ! command -v sshd >/dev/null; then

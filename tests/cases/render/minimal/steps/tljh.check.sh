@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # Done when TLJH's installation finished (it links tljh-config last, after its units run the hub)...
 [ -L /usr/bin/tljh-config ] && systemctl cat jupyterhub.service traefik.service >/dev/null 2>&1 || exit 1

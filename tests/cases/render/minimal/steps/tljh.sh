@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # TLJH's bootstrap installs the hub at the pinned version; re-running it is TLJH's own upgrade path.
 mkdir -p /var/lib/classimage

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # TLJH keeps its user environment owned by root and writable by nobody else, and restores both
 # after every install into it; so does classimage.

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # Done when ufw is on and lets SSH, HTTP and HTTPS in.
 rules=$(ufw status)

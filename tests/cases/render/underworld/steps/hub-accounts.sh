@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 install -D --mode=0600 /usr/local/lib/classimage/files/hub-accounts/hub-accounts.json /usr/local/lib/classimage/hub-accounts.json
 install -D --mode=0644 /usr/local/lib/classimage/files/hub-accounts/hub-accounts.py /usr/local/lib/classimage/hub-accounts.py

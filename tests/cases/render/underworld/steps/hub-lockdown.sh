@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # TLJH creates its config folders 0700 but keeps the mode of one that exists: make them as TLJH would.
 install -d --mode=0700 /opt/tljh/config /opt/tljh/config/jupyterhub_config.d

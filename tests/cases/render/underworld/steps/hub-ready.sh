@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # Ready when the hub itself answers through the proxy, as students reach it: the JSON of its API.
 answers() {

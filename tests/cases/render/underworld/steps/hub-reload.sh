@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # classimage's progress page holds port 80 while the class is prepared (classimage-provision gives
 # steps its process id); a step that starts the proxy takes the port back first.

@@ -1,5 +1,4 @@
 #!/bin/bash
-# A classimage provisioning step, run by classimage-provision. Safe to run again.
 set -euo pipefail
 # This user data finishes droplets made from the course's snapshot; on any other droplet it stops here.
-/usr/local/sbin/classimage-provision check-image --bake-digest 1ef75969ef3ff010
+/usr/local/sbin/classimage-provision check-image --bake-digest 5f07646d6b520d67
