@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime
 import hashlib
 import hmac
+import http.client
 import json
 import re
 import socket
@@ -395,6 +396,9 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+ANSWER_MOST = 1 << 20  # bytes read of an answer: the status is a few KiB
+
+
 def _once(url: str, headers: dict[str, str], timeout: float, context: ssl.SSLContext | None = None) -> Answer | None:
     """One request, no redirect followed; None when nothing answers. Raises ssl.SSLCertVerificationError."""
     opener = urllib.request.build_opener(
@@ -402,14 +406,14 @@ def _once(url: str, headers: dict[str, str], timeout: float, context: ssl.SSLCon
     )
     try:
         with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
-            return Answer(response.status, response.read(), url)
+            return Answer(response.status, response.read(ANSWER_MOST), url)
     except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(), url)
+        return Answer(error.code, error.read(ANSWER_MOST), url)
     except urllib.error.URLError as error:
         if isinstance(error.reason, ssl.SSLCertVerificationError):
             raise error.reason from None
         return None
-    except OSError:
+    except (OSError, http.client.HTTPException):  # a broken answer (cut short, garbled) is no answer
         return None
 
 
@@ -420,7 +424,8 @@ def ask(
     certificate checked, once the name resolves to `address`; else at the address, where TLJH's
     traefik redirects port 80 to HTTPS once HTTPS is on: that redirect is followed to the address
     with no certificate check (no certificate names an address; what the verbs read there, the
-    status and the health, is what plain HTTP would carry). None when nothing answers."""
+    status and the health, is what plain HTTP would carry), and without the `Authorization` header:
+    a connection nobody vouches for gets the public status only. None when nothing answers."""
     headers = headers or {}
     note = fix = ""
     if hostname is not None:
@@ -441,7 +446,8 @@ def ask(
     if answer is not None and 300 <= answer.code < 400:
         unchecked = ssl.create_default_context()
         unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
-        answer = _once(f"https://{address}{path}", headers, timeout, unchecked)
+        public = {key: value for key, value in headers.items() if key.lower() != "authorization"}
+        answer = _once(f"https://{address}{path}", public, timeout, unchecked)
     return None if answer is None else Answer(answer.code, answer.body, answer.url, note, fix)
 
 
@@ -476,22 +482,28 @@ def hub_health(address: str, hostname: str | None = None) -> str:
     return said + (f"; not by name: {answer.note}" if answer.note else "") + (f": {answer.fix}" if answer.fix else "")
 
 
+def printable(value: object) -> str:
+    return "".join(c if c.isprintable() else "?" for c in str(value))
+
+
 def https_said(status: JSON | None, address: str, now: float | None = None) -> str | None:
     """Where the class's certificate stands, as the droplet's status says (None: no HTTPS, or a
     droplet that does not say): its expiry, or why traefik has none yet and the record to make."""
     https = (status or {}).get("https")
-    if not https:
+    if not isinstance(https, dict) or not https:
         return None
-    name, certificate = https.get("hostname"), https.get("certificate")
-    if certificate:
+    # What the droplet says is printed as text only: no terminal escapes.
+    name, certificate = printable(https.get("hostname")), https.get("certificate")
+    if isinstance(certificate, dict):
         try:
-            ends = datetime.datetime.strptime(certificate.get("expires"), "%Y-%m-%dT%H:%M:%SZ")
+            ends = datetime.datetime.strptime(str(certificate.get("expires")), "%Y-%m-%dT%H:%M:%SZ")
         except (TypeError, ValueError):
             return f"{name}: traefik holds a certificate (its expiry unreadable)"
         ends = ends.replace(tzinfo=datetime.timezone.utc)
         verb = "valid until" if ends.timestamp() > (time.time() if now is None else now) else "EXPIRED on"
         return f"{name}: certificate {verb} {ends:%Y-%m-%d %H:%M} UTC"
-    seen = https.get("resolves_to") or []
+    said = https.get("resolves_to")
+    seen = [printable(each) for each in said] if isinstance(said, list) else []
     if address in seen:  # the record is right: Let's Encrypt's turn (or its hourly limit of failures)
         return (
             f"{name}: no certificate yet; it resolves to {address}, traefik asks Let's Encrypt again and "

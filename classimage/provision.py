@@ -36,6 +36,7 @@ import base64
 import contextlib
 import datetime
 import fcntl
+import functools
 import hashlib
 import hmac
 import html
@@ -48,6 +49,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import IO, Any, Callable
@@ -734,6 +736,7 @@ def cull_users(paths: Paths) -> bool:
         return False
 
 
+@functools.lru_cache(maxsize=8)  # once a certificate: the status is public, and openssl a process
 def certificate_expiry(pem: str) -> str | None:
     """When the chain's first certificate expires (UTC). openssl reads it (every droplet has it: the
     standard library parses no certificate but the peer's of a connection) and ssl reads openssl's
@@ -753,6 +756,28 @@ def addresses(hostname: str) -> list[str]:
         return sorted({str(info[4][0]) for info in socket.getaddrinfo(hostname, 443, type=socket.SOCK_STREAM)})
     except (OSError, UnicodeError):
         return []
+
+
+_lookups: dict[str, dict[str, Any]] = {}
+
+
+def addresses_soon(hostname: str, fresh: float = 10, wait: float = 2) -> list[str]:
+    """`addresses`, as last known: looked up again at most every `fresh` seconds, one lookup at a
+    time, waited for at most `wait`: a slow nameserver delays no answer of the public status, and a
+    stranger's requests make no lookup each."""
+    known = _lookups.get(hostname)
+    if known is not None and (not known["done"] or time.monotonic() < known["at"] + fresh):
+        return known["value"]
+    entry = {"at": time.monotonic(), "done": False, "value": known["value"] if known else []}
+    _lookups[hostname] = entry
+
+    def look() -> None:
+        entry["value"], entry["done"] = addresses(hostname), True
+
+    lookup = threading.Thread(target=look, daemon=True)
+    lookup.start()
+    lookup.join(wait)
+    return entry["value"]
 
 
 def read_acme(paths: Paths) -> Any:
@@ -805,7 +830,7 @@ def status_handler(paths: Paths, page: bool) -> type:
                 plan = None
             if status is not None:
                 hostname = plan.https_hostname if plan else None
-                status["https"] = https_state(hostname, read_acme(paths), certificate_expiry, addresses)
+                status["https"] = https_state(hostname, read_acme(paths), certificate_expiry, addresses_soon)
             if status is None:
                 document: dict[str, Any] = {"state": "not started"}
             elif token_allows(plan, self.headers.get("Authorization")):

@@ -39,7 +39,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("Location", "https://" + self.headers["Host"] + self.path)
             self.end_headers()
             return
-        body = json.dumps({"state": "ready", "steps": [], "port": self.server.server_address[1]}).encode()
+        body = json.dumps({"state": "ready", "steps": [], "port": self.server.server_address[1],
+                           "token": self.headers["Authorization"]}).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.end_headers()
@@ -95,7 +96,7 @@ def test_https_by_name_once_the_name_resolves_and_the_certificate_is_valid(folde
     said = verbs(folder, hostname=NAME)
     assert said["health"] == f"answers at https://{NAME}/hub/health (HTTPS, its certificate valid)"
     assert said["where"] == f"https://{NAME}"
-    assert said["status"]["port"] == 443
+    assert said["status"]["port"] == 443 and said["status"]["token"] == "token t"  # a checked connection
 
 
 def test_https_at_the_address_with_the_record_to_make_while_the_name_does_not_resolve(folder):
@@ -104,6 +105,7 @@ def test_https_at_the_address_with_the_record_to_make_while_the_name_does_not_re
                               f"127.0.0.1 yet: create the DNS record {NAME} A 127.0.0.1")
     assert said["where"] == f"https://127.0.0.1 ({NAME} does not resolve to 127.0.0.1 yet)"
     assert said["status"]["port"] == 443  # the redirect followed to the address
+    assert said["status"]["token"] is None  # a connection nobody vouches for: the public status only
 
 
 def test_https_at_the_address_while_the_certificate_is_not_valid(folder):
@@ -113,7 +115,7 @@ def test_https_at_the_address_while_the_certificate_is_not_valid(folder):
     assert said["health"].startswith(f"answers at https://127.0.0.1/hub/health; not by name: {NAME} has no valid "
                                      "certificate yet (")
     assert "traefik asks Let's Encrypt for one once the name resolves" in said["health"]
-    assert said["status"]["port"] == 443
+    assert said["status"]["port"] == 443 and said["status"]["token"] is None
 
 
 def test_https_class_while_it_installs_is_read_on_port_80(folder):

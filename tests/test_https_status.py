@@ -110,6 +110,38 @@ def test_https_said_by_classimage_status(https, said):
     assert cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW) == said
 
 
+@pytest.mark.parametrize("https", ["a string", {"hostname": NAME, "certificate": "a string"},
+                                   {"hostname": NAME, "certificate": None, "resolves_to": [1, None]},
+                                   {"hostname": NAME, "certificate": None, "resolves_to": "203.0.113.7"}])
+def test_https_said_of_a_droplet_that_says_nonsense_is_no_traceback(https):
+    said = cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
+    assert said is None or "create the DNS record" in said  # a string is no list of addresses
+
+
+def test_https_said_prints_no_terminal_escapes_of_the_droplets():
+    https = {"hostname": "\x1b[2Jhub.ok", "certificate": None, "resolves_to": ["\x1b[31m1.2.3.4"]}
+    said = cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
+    assert said is not None and "\x1b" not in said and "?[2Jhub.ok" in said
+
+
+def test_https_addresses_soon_waits_for_no_slow_nameserver(monkeypatch):
+    """A lookup that hangs (a nameserver that never answers) delays a status answer by `wait` once;
+    the answers after it wait for none, and make no second lookup while the first hangs."""
+    lookups = []
+
+    def hangs(name):
+        lookups.append(name)
+        time.sleep(5)
+        return ["192.0.2.9"]
+
+    monkeypatch.setattr(provision, "addresses", hangs)
+    monkeypatch.setattr(provision, "_lookups", {})
+    started = time.monotonic()
+    assert provision.addresses_soon(NAME, wait=0.5) == []
+    assert provision.addresses_soon(NAME, wait=0.5) == []
+    assert time.monotonic() - started < 2 and lookups == [NAME]
+
+
 def test_https_said_of_a_droplet_that_says_nothing():
     assert cloud.https_said(None, "203.0.113.7") is None
     assert cloud.https_said({"state": "ready"}, "203.0.113.7") is None  # a droplet of an older classimage
