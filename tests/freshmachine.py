@@ -50,6 +50,9 @@ def machine(workdir: Path, image: Path, *, cached_packages: bool = True):
         droplet.path(PROFILE).write_text(  # for everything else (npm, curl), as a login shell reads it
             f"export http_proxy={proxy} https_proxy={proxy} no_proxy=localhost,127.0.0.1\n"
             f"export NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt\n")
+        hosts = droplet.path("/etc/hosts")
+        if not hosts.exists():  # debootstrap writes none; Debian's installer (netcfg) and its cloud images do
+            hosts.write_text("127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n")
         cas = droplet.path("/usr/local/share/ca-certificates")
         cas.mkdir(parents=True, exist_ok=True)
         for number, pem in enumerate(testdroplet.host_extra_cas()):
