@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from classimage import artifacts, plan, pricing, provision
 from classimage.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
 from classimage.spec import Loaded
+from classimage.yamlsource import shown
 
 FIREWALL_PORTS = ("22", "80", "443")
 # "Attempt a shutdown, with a reasonable timeout, followed by a power_off action" (DigitalOcean's API
@@ -482,10 +483,6 @@ def hub_health(address: str, hostname: str | None = None) -> str:
     return said + (f"; not by name: {answer.note}" if answer.note else "") + (f": {answer.fix}" if answer.fix else "")
 
 
-def printable(value: object) -> str:
-    return "".join(c if c.isprintable() else "?" for c in str(value))
-
-
 def https_said(status: JSON | None, address: str, now: float | None = None) -> str | None:
     """Where the class's certificate stands, as the droplet's status says (None: no HTTPS, or a
     droplet that does not say): its expiry, or why traefik has none yet and the record to make."""
@@ -493,7 +490,7 @@ def https_said(status: JSON | None, address: str, now: float | None = None) -> s
     if not isinstance(https, dict) or not https:
         return None
     # What the droplet says is printed as text only: no terminal escapes.
-    name, certificate = printable(https.get("hostname")), https.get("certificate")
+    name, certificate = shown(str(https.get("hostname"))), https.get("certificate")
     if isinstance(certificate, dict):
         try:
             ends = datetime.datetime.strptime(str(certificate.get("expires")), "%Y-%m-%dT%H:%M:%SZ")
@@ -503,7 +500,7 @@ def https_said(status: JSON | None, address: str, now: float | None = None) -> s
         verb = "valid until" if ends.timestamp() > (time.time() if now is None else now) else "EXPIRED on"
         return f"{name}: certificate {verb} {ends:%Y-%m-%d %H:%M} UTC"
     said = https.get("resolves_to")
-    seen = [printable(each) for each in said] if isinstance(said, list) else []
+    seen = [shown(str(each)) for each in said] if isinstance(said, list) else []
     if address in seen:  # the record is right: Let's Encrypt's turn (or its hourly limit of failures)
         return (
             f"{name}: no certificate yet; it resolves to {address}, traefik asks Let's Encrypt again and "

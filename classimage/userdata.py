@@ -115,10 +115,12 @@ def files(
             written.append(WrittenFile(script_path(number, step, "check.sh"), "0700", step.check))
         for file in step.files:
             # A file a step installs in several places (the metadata guard's drop-in) is staged once.
-            if staged.setdefault(file.staged, file.content) != file.content:
-                raise ValueError(f"two different files staged at {file.staged}")
-            if not any(w.path == file.staged for w in written):
-                written.append(WrittenFile(file.staged, "0600", file.content, file.compressed))
+            if file.staged in staged:
+                if staged[file.staged] != file.content:
+                    raise ValueError(f"two different files staged at {file.staged}")
+                continue
+            staged[file.staged] = file.content
+            written.append(WrittenFile(file.staged, "0600", file.content, file.compressed))
     return written
 
 

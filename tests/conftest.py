@@ -3,6 +3,7 @@ sys.path); test_cli.py also checks an installed wheel from another directory."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -73,6 +74,23 @@ def cli(*args: str, cwd: Path | str = REPO, env: dict | None = None, python: str
     environment = dict(os.environ, PYTHONPATH=str(REPO), **(env or {}))
     return subprocess.run([python, "-m", "classimage", *args], cwd=cwd, env=environment, input=stdin,
                           capture_output=True, timeout=120)
+
+
+def in_a_network_of_its_own(folder: Path, names: list[str], argv: list[str], env: dict[str, str] | None = None,
+                            timeout: float = 120):
+    """What a Python program run in a network namespace of its own (bubblewrap) prints, as JSON:
+    `folder` is its /tmp/sandbox (read-only), its loopback the only network, and its /etc/hosts (the
+    DNS the C library resolves by, for real) names 127.0.0.1 localhost and each of `names`."""
+    hosts = folder / f"hosts-{'-'.join(names)}"
+    hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {name}\n" for name in names))
+    settings = [word for key, value in (env or {}).items() for word in ("--setenv", key, value)]
+    result = subprocess.run(
+        ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
+         "--ro-bind", str(folder), "/tmp/sandbox", "--ro-bind", str(hosts), "/etc/hosts", "--unshare-all",
+         "--die-with-parent", *settings, sys.executable, *argv],
+        capture_output=True, text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
 
 
 def written_files(user_data: str) -> dict[str, dict]:

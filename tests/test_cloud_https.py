@@ -10,16 +10,13 @@ stand-in is a test CA."""
 
 from __future__ import annotations
 
-import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import course_repo
-from conftest import REPO
+from conftest import REPO, in_a_network_of_its_own
 
 NAME = "hub.course.test"
 # The droplet: with "https", port 80 redirects to 443 (TLJH's traefik with HTTPS on), which serves the
@@ -78,18 +75,13 @@ def folder(tmp_path_factory):
 def verbs(folder: Path, *, hostname: str | None, resolves: bool = True, mode: str = "https",
           trusted: bool = True) -> dict:
     """What `status` and `up` read and say of a droplet at 127.0.0.1 serving `mode`."""
-    hosts = folder / f"hosts-{resolves}"
-    hosts.write_text("127.0.0.1 localhost\n" + (f"127.0.0.1 {hostname}\n" if hostname and resolves else ""))
     trust = folder / ("issuer" if trusted else "other") / "ca.pem"
-    result = subprocess.run(
-        ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-         "--ro-bind", str(folder), "/tmp/sandbox", "--ro-bind", str(hosts), "/etc/hosts", "--unshare-all",
-         "--die-with-parent", "--setenv", "SSL_CERT_FILE", f"/tmp/sandbox/{trust.relative_to(folder)}",
-         "--setenv", "PATH", "/usr/sbin:/usr/bin:/sbin:/bin", sys.executable, "/tmp/sandbox/droplet.py", str(REPO), mode,
-         "/tmp/sandbox/issuer/server.pem", "/tmp/sandbox/issuer/server.key", hostname or ""],
-        capture_output=True, text=True, timeout=60)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout)
+    return in_a_network_of_its_own(
+        folder, [hostname] if hostname and resolves else [],
+        ["/tmp/sandbox/droplet.py", str(REPO), mode, "/tmp/sandbox/issuer/server.pem", "/tmp/sandbox/issuer/server.key",
+         hostname or ""],
+        {"SSL_CERT_FILE": f"/tmp/sandbox/{trust.relative_to(folder)}", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"},
+        timeout=60)
 
 
 def test_https_by_name_once_the_name_resolves_and_the_certificate_is_valid(folder):

@@ -9,7 +9,6 @@ import json
 import re
 import shutil
 import subprocess
-import sys
 import threading
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import yaml
 
 import course_repo
 import playhub
-from conftest import CASES, REPO, cli
+from conftest import CASES, REPO, cli, in_a_network_of_its_own
 from classimage import provision, release, spec, workflows
 
 
@@ -310,17 +309,11 @@ def health_over_https(https_health, *, resolves: bool = True, ports: str = "443"
                       served: str = "issuer", trusted: str = "issuer") -> tuple[int, str]:
     """The health check's exit code and output, run by bash against the sandbox's play hub."""
     step, sandbox = https_health
-    hosts = sandbox / f"hosts-{resolves}"
-    hosts.write_text("127.0.0.1 localhost\n" + (f"127.0.0.1 {NAME}\n" if resolves else ""))
-    result = subprocess.run(
-        ["bwrap", "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
-         "--ro-bind", str(sandbox), "/tmp/sandbox", "--ro-bind", str(hosts), "/etc/hosts", "--unshare-all",
-         "--die-with-parent", sys.executable, "/tmp/sandbox/hub.py", str(Path(__file__).parent), ports, state, f"/tmp/sandbox/{served}/server.pem",
+    said = in_a_network_of_its_own(
+        sandbox, [NAME] if resolves else [],
+        ["/tmp/sandbox/hub.py", str(Path(__file__).parent), ports, state, f"/tmp/sandbox/{served}/server.pem",
          f"/tmp/sandbox/{served}/server.key", step["env"]["STATUS_PATH"], step["env"]["HUB_NAME"],
-         f"/tmp/sandbox/{trusted}/ca.pem"],
-        capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    said = json.loads(result.stdout)
+         f"/tmp/sandbox/{trusted}/ca.pem"])
     return said["code"], said["out"]
 
 
