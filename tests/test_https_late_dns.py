@@ -44,7 +44,8 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
             certificate(droplet.ip, HOSTNAME, root)
         # The droplet's own DNS answers as Pebble's does: the name resolves elsewhere (the host).
         dns(droplet, acme.address)
-        said = status(droplet)
+        # The status service looks the name up at most every 10 s (provision.addresses_soon): its next look.
+        said = wait_for(lambda: resolved(status(droplet)), 30, "the status's lookup of the name", interval=2)
         assert said["https"] == {"hostname": HOSTNAME, "certificate": None, "resolves_to": [acme.address]}, said
         assert cloud.https_said(said, droplet.ip) == (
             f"{HOSTNAME}: no certificate yet (from the droplet it resolves to {acme.address}): "
@@ -82,6 +83,11 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
 def dns(droplet, address: str) -> None:
     """The droplet's resolver answers for the hub's name as the public DNS would: `address`."""
     droplet.sh(f"sed -i '/ {HOSTNAME}$/d' /etc/hosts && echo '{address} {HOSTNAME}' >> /etc/hosts", check=True)
+
+
+def resolved(said: dict) -> dict | None:
+    """The status once it says what the name resolves to from the droplet."""
+    return said if (said.get("https") or {}).get("resolves_to") else None
 
 
 def status(droplet) -> dict:
