@@ -42,7 +42,7 @@ import testdroplet  # noqa: E402
 from conftest import cli  # noqa: E402
 from firstboot import ADMIN_PASSWORD, boot, droplets, explain  # noqa: E402
 
-from classimage import provision  # noqa: E402
+from classimage.droplet import provision# noqa: E402
 
 PASSWORD = "student-password-1"
 SPEC = {

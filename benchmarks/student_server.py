@@ -34,7 +34,7 @@ sys.path[:0] = [str(REPO / "tests"), str(REPO)]
 import testdroplet  # noqa: E402
 from firstboot import ADMIN_PASSWORD, boot, browser, droplets, explain  # noqa: E402
 
-from classimage import provision  # noqa: E402
+from classimage.droplet import provision# noqa: E402
 
 SPEC = {
     "course": {"name": "Sizing", "slug": "sizing"},

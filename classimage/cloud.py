@@ -33,8 +33,9 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from classimage import artifacts, plan, pricing, provision
+from classimage import artifacts, plan, pricing
 from classimage.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
+from classimage.droplet import provision
 from classimage.spec import Loaded
 from classimage.yamlsource import shown
 

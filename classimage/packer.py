@@ -12,7 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classimage import plan, provision, templating
+from classimage import plan, templating
+from classimage.droplet import provision
 from classimage.model import Spec
 
 TEMPLATE = "classimage.pkr.hcl"

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from classimage import network, provision, templating, tljh
+from classimage import network, templating, tljh
+from classimage.droplet import provision
 from classimage.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
@@ -123,7 +124,7 @@ def _step(
 def shipped(module: str) -> str:
     """The source of one of classimage's modules that run on the droplet, read, not imported (the
     command line need not load what only a droplet runs), made lean for the user data."""
-    origin = importlib.util.find_spec(f"classimage.{module}").origin  # type: ignore[union-attr]
+    origin = importlib.util.find_spec(f"classimage.droplet.{module}").origin  # type: ignore[union-attr]
     return lean(Path(origin).read_text(encoding="utf-8"))  # type: ignore[arg-type]
 
 
@@ -392,7 +393,7 @@ def steps(
 
 
 def class_data(spec: Spec, device: str) -> Step:
-    """The class's data on its own device, before the hub first starts (classimage/classdata.py)."""
+    """The class's data on its own device, before the hub first starts (classimage/droplet/classdata.py)."""
     unit = PurePosixPath(provision.DATA_UNIT).name
     values: dict[str, Any] = {
         "program": provision.CLASS_DATA,

@@ -14,7 +14,8 @@ from typing import Any
 import jsonschema
 import yaml
 
-from classimage import __version__, links, network, provision, resources, templating
+from classimage import __version__, links, network, resources, templating
+from classimage.droplet import provision
 from classimage.model import Auth, Spec
 
 PREFIX = "/opt/tljh"
@@ -235,7 +236,7 @@ def accounts_method(spec: Spec) -> str:
 
 
 def accounts_plan(spec: Spec, hashes: Mapping[str, str | None]) -> str:
-    """What classimage/hubaccounts.py makes on the droplet: the admins' accounts, with the hashes
+    """What classimage/droplet/hubaccounts.py makes on the droplet: the admins' accounts, with the hashes
     of their passwords (None: reserved, with a password nobody knows)."""
     plan = {
         "method": accounts_method(spec),

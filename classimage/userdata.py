@@ -1,5 +1,5 @@
 """The plan as cloud-init user data: one #cloud-config document that writes the runner (the
-classimage.provision module, as it is), its plan and the step scripts, and runs it from runcmd."""
+classimage.droplet.provision module, as it is), its plan and the step scripts, and runs it from runcmd."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from classimage import __version__, network, plan, provision, templating, tljh
+from classimage import __version__, network, plan, templating, tljh
+from classimage.droplet import provision
 from classimage.model import Spec
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data

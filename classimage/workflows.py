@@ -8,7 +8,8 @@ import os
 import re
 from pathlib import Path
 
-from classimage import __version__, provision, release, templating
+from classimage import __version__, release, templating
+from classimage.droplet import provision
 from classimage.model import Spec
 
 FOLDER = ".github/workflows"

@@ -228,7 +228,7 @@ def values(spec: Spec, admin_hashes: Mapping[str, str | None]) -> dict:
     hub, auth = spec.hub, spec.hub.auth
     # The authenticator's own settings are the droplet's, as TLJH's config.yaml carries them.
     droplet = tljh.config(spec)["auth"]
-    # The admins, the names' rule and the authenticator's class: hub.extraConfig (classimage/hubguards.py).
+    # The admins, the names' rule and the authenticator's class: hub.extraConfig (classimage/droplet/hubguards.py).
     config: dict = {"JupyterHub": {"authenticator_class": droplet["type"]}}
     if auth.method == "allowed-users":
         config["Authenticator"] = {"allowed_users": list(auth.allowed_users)}

@@ -21,7 +21,8 @@ import testdroplet
 import tljh_downloads
 from conftest import cli
 from hubclient import Browser, wait_for
-from classimage import admins, artifacts, classdata, plan, provision, spec, tljh
+from classimage import admins, artifacts, plan, spec, tljh
+from classimage.droplet import classdata, provision
 
 BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
 ADMIN_PASSWORD = "correct-horse-battery-staple"

@@ -40,7 +40,8 @@ import yaml
 
 import tljh_downloads
 from hubclient import Browser
-from classimage import hubaccounts, plan, provision, spec, tljh, z2jh
+from classimage import plan, spec, tljh, z2jh
+from classimage.droplet import hubaccounts, provision
 
 HERE = Path(__file__).resolve().parent
 STANDINS = "zz-classimage-test-standins.py"

@@ -1,6 +1,6 @@
 """The admins' passwords: set on the instructor's machine (only a bcrypt hash is kept, outside the
 repository), carried as a hash in the user data, and made into approved accounts on the droplet by
-classimage/hubaccounts.py, here run against the real JupyterHub and NativeAuthenticator models."""
+classimage/droplet/hubaccounts.py, here run against the real JupyterHub and NativeAuthenticator models."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, cli, written_files
-from classimage import admins, artifacts, hubaccounts, plan, provision, spec, tljh
+from classimage import admins, artifacts, plan, spec, tljh
+from classimage.droplet import hubaccounts, provision
 
 MINIMAL = EXAMPLES[0]
 PASSWORD = "correct-horse-battery-staple"

@@ -23,7 +23,8 @@ import pytest
 
 from conftest import EXAMPLES
 from hubprocess import tljh_source
-from classimage import plan, provision, spec, tljh, userdata
+from classimage import plan, spec, tljh, userdata
+from classimage.droplet import provision
 
 RECORDER = textwrap.dedent("""\
     #!/bin/bash

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
-from classimage import plan, provision, spec, templating
+from classimage import plan, spec, templating
+from classimage.droplet import provision
 
 COMMANDS = ("ufw", "dpkg-query", "systemctl", "iptables")
 # A stand-in for each command the checks ask: it answers from /tmp/facts.json, by the command's name and

@@ -1,4 +1,4 @@
-"""The class-data program (classimage/classdata.py), in-process and without root: its decisions as
+"""The class-data program (classimage/droplet/classdata.py), in-process and without root: its decisions as
 tables, the real blkid and mkfs on files, and the real SQLite for the hub database's copy and its
 repair. The test droplets prove it end to end (a volume moved between droplets, backup and restore)."""
 
@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from classimage import classdata, provision, tljh
+from classimage import tljh
+from classimage.droplet import classdata, provision
 
 NOBODY = {"root": (0, 0), "ubuntu": (1000, 1000)}
 NOBODY_UIDS = {0: "root", 1000: "ubuntu"}

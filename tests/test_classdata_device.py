@@ -1,4 +1,4 @@
-"""Which device holds the class's data, and waiting for it (classimage/classdata.py's device part):
+"""Which device holds the class's data, and waiting for it (classimage/droplet/classdata.py's device part):
 user data pasted by hand at DigitalOcean takes the one volume attached whatever its name (issue 19:
 the control panel proposes `volume-nyc3-01`), refuses two naming them; a droplet `up` made while the
 old one still has the class's volume waits for it, saying so in the record the status service
@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from classimage import classdata, plan, provision
+from classimage import plan
+from classimage.droplet import classdata, provision
 
 ANY, ANY_OR_OWN = classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK
 

@@ -21,7 +21,7 @@ from conftest import CASES, REPO
 from firstboot import (BOOT_DEADLINE, ProgressWatcher, assert_ready, boot, browser, droplets, explain, render_for,
                        student_journey)
 from hubclient import wait_for
-from classimage import provision
+from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet
 JOURNEY = CASES / "droplet" / "journey.yaml"

@@ -1,6 +1,6 @@
 """Attacks on the hub (issue 16), each performed against the real JupyterHub 5 with the real
 NativeAuthenticator 1.3.0 and FirstUseAuthenticator, on both hubs classimage configures (one source
-of guards, classimage/hubguards.py): a droplet's, configured by TLJH 2.0.0's own config code from
+of guards, classimage/droplet/hubguards.py): a droplet's, configured by TLJH 2.0.0's own config code from
 what classimage renders, and a cluster's, configured by Zero to JupyterHub's chart 4.4.0 from the
 values `render --target z2jh` writes (tests/hubprocess.py: hubs on loopback; each test named
 [droplet] or [z2jh]; tests/test_hub_attacks_droplet.py runs the CSRF and deleted-admin attacks
@@ -35,7 +35,8 @@ import pytest
 import hubclient
 from hubclient import Browser, text_of
 from hubprocess import HUBS, Hub, HubExited, free_port
-from classimage import admins, model, provision, spec
+from classimage import admins, model, spec
+from classimage.droplet import provision
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 TA_PASSWORD = "another-long-ta-password"

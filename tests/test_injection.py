@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from conftest import written_files
 from hubprocess import tljh_source
-from classimage import links, model, plan, provision, spec, templating, tljh, userdata
+from classimage import links, model, plan, spec, templating, tljh, userdata
+from classimage.droplet import provision
 
 HOSTILE = (
     "$(touch /tmp/canary/dollar)",

@@ -25,7 +25,8 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from conftest import CASES, REPO, written_files
-from classimage import artifacts, packer, plan, provision, resources, spec, userdata, workflows
+from classimage import artifacts, packer, plan, resources, spec, userdata, workflows
+from classimage.droplet import provision
 from classimage.problems import SpecError
 
 EXAMPLES = int(os.environ.get("CLASSIMAGE_PROPERTY_EXAMPLES", "100"))

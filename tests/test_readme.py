@@ -140,7 +140,8 @@ def test_the_readmes_lost_password_procedure_sets_the_password_and_keeps_the_cla
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
-    from classimage import admins, hubaccounts, provision, tljh
+    from classimage import admins, tljh
+    from classimage.droplet import hubaccounts, provision
 
     paragraph = " ".join(README.split("A lost admin password", 1)[1].split("\n\n", 1)[0].split())
     assert f"in `{provision.HUB_ACCOUNTS_PLAN}` replace the admin's hash (or `null`)" in paragraph

@@ -24,7 +24,8 @@ import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
 from hubprocess import tljh_source
-from classimage import artifacts, classdata, hubaccounts, hubguards, links, network, packer, plan, provision, spec, tljh, userdata
+from classimage import artifacts, links, network, packer, plan, spec, tljh, userdata
+from classimage.droplet import classdata, hubaccounts, hubguards, provision
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
 # Every spec whose rendering the real tools must accept: the examples and the TLJH table's specs.
@@ -484,7 +485,7 @@ def test_every_name_the_schema_allows_fits_the_class_data_units():
 def test_a_shipped_program_is_its_source_line_for_line_without_comments_or_docstrings(name):
     """The droplet's programs go lean (the user data holds 64 KiB): a traceback there names the line
     of the file in this commit, every statement is where it was, and what is gone is only prose."""
-    source = (REPO / "classimage" / f"{name}.py").read_text()
+    source = (REPO / "classimage" / "droplet" / f"{name}.py").read_text()
     lean = plan.shipped(name)
     assert lean.count("\n") == source.count("\n")
 

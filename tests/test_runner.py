@@ -1,4 +1,4 @@
-"""The provisioning runner (classimage/provision.py), in-process and without root: its decisions as
+"""The provisioning runner (classimage/droplet/provision.py), in-process and without root: its decisions as
 tables (facts in, verdict out), the plan's format as the writer writes it, and real runs of real
 bash steps against a temporary root (status file, log, lock, timeouts, the page on a free port)."""
 
@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
-from classimage import classdata, plan, provision, spec, userdata
-from classimage.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
+from classimage import plan, spec, userdata
+from classimage.droplet import classdata, provision
+from classimage.droplet.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
 
 DONE = {"state": "done", "digest": "d1"}
 

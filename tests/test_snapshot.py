@@ -22,7 +22,8 @@ import tljh_downloads
 from conftest import CASES
 from firstboot import BOOT_DEADLINE, assert_failed, assert_ready, browser, droplets, explain, render_for, \
     student_journey
-from classimage import plan, provision, spec, tljh
+from classimage import plan, spec, tljh
+from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet
 BAKEABLE = CASES / "droplet" / "journey.yaml"

@@ -69,7 +69,7 @@ DEVICE_WAIT = 60  # seconds a device may take to appear after boot (DigitalOcean
 # How DigitalOcean volumes appear on a droplet, by name (classimage/plan.py VOLUME_DEVICE).
 VOLUMES = "/dev/disk/by-id"
 VOLUME_PREFIX = "scsi-0DO_Volume_"
-# The devices of pasted user data (classimage/provision.py has the same words), and the recorded choice
+# The devices of pasted user data (classimage/droplet/provision.py has the same words), and the recorded choice
 # of the droplet's own disk.
 ANY_VOLUME = "any-digitalocean-volume"
 ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"

@@ -74,10 +74,10 @@ METADATA_GUARD = LIB + "/metadata-guard"
 METADATA_GUARD_UNIT = "/etc/systemd/system/classimage-metadata-guard.service"
 IMAGE_CLEANUP = LIB + "/image-cleanup"
 POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
-HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/hubaccounts.py, run with the hub's Python
+HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/droplet/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
-HUB_GUARDS = LIB + "/hubguards.py"  # classimage/hubguards.py, which the hub's config imports from LIB
-CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/classdata.py
+HUB_GUARDS = LIB + "/hubguards.py"  # classimage/droplet/hubguards.py, which the hub's config imports from LIB
+CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/droplet/classdata.py
 # The class's data device of user data pasted at DigitalOcean, where the volume's name is the
 # instructor's: the one volume attached, whatever its name (classdata.py has the same words).
 ANY_VOLUME = "any-digitalocean-volume"

@@ -1,0 +1,77 @@
+"""The droplet's world (classimage/droplet/): every module there is shipped into the user data as it
+is and runs on the droplet, where the package is not installed. So none imports the package (nor
+anything relative), and none imports beyond the standard library of the droplet's Python 3.9, but
+for the hub's programs, which run with the hub's own Python and may use the hub's packages."""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+DROPLET = REPO / "classimage" / "droplet"
+PROGRAMS = sorted(path for path in DROPLET.glob("*.py") if path.name != "__init__.py")
+# Python 3.10 and 3.12 added no module; 3.11 added tomllib. The running Python's list, less those.
+STDLIB_39 = frozenset(sys.stdlib_module_names) - {"tomllib"}
+# Run by the hub's Python (TLJH's hub environment; a z2jh hub image): JupyterHub and the
+# authenticators TLJH's requirements-hub-env.txt installs, and what those depend on.
+HUB_PROGRAMS = {"hubaccounts", "hubguards"}
+HUB_PACKAGES = frozenset({"jupyterhub", "nativeauthenticator", "firstuseauthenticator", "tornado", "traitlets", "bcrypt"})
+
+
+def imported(source: str) -> list[tuple[int, str]]:
+    """(line, top-level name) of every import anywhere in `source`; a relative import is named by
+    its dots, a dynamic one (__import__, importlib.import_module) by the call."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.partition(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            found.append((node.lineno, "." * node.level if node.level else (node.module or "").partition(".")[0]))
+        elif isinstance(node, ast.Call):
+            called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
+            if called in ("__import__", "import_module"):
+                found.append((node.lineno, f"{called}()"))
+    return found
+
+
+def refused(path: Path) -> list[str]:
+    allowed = STDLIB_39 | (HUB_PACKAGES if path.stem in HUB_PROGRAMS else frozenset())
+    return [f"{path.name}:{line} imports {name}" for line, name in imported(path.read_text(encoding="utf-8"))
+            if name not in allowed or name == "classimage"]
+
+
+def test_the_droplet_folder_holds_the_programs():
+    assert {path.stem for path in PROGRAMS} >= {"provision", "classdata", "hubaccounts", "hubguards"}
+
+
+@pytest.mark.parametrize("path", PROGRAMS, ids=lambda path: path.stem)
+def test_a_droplet_program_imports_only_the_standard_library(path):
+    assert refused(path) == []
+
+
+@pytest.mark.parametrize("line", [
+    "from classimage import plan",
+    "import classimage.droplet.provision",
+    "from . import provision",
+    "from .provision import PLAN",
+    "import yaml",
+    "import tomllib",
+    "from jupyterhub import orm",  # the runner is no hub program
+    "def later():\n    import jsonschema",
+    "importlib.import_module('yaml')",
+    "__import__('requests')",
+])
+def test_an_import_beyond_it_is_refused(tmp_path, line):
+    program = tmp_path / "provision.py"
+    program.write_text((DROPLET / "provision.py").read_text(encoding="utf-8") + "\n" + line + "\n")
+    assert len(refused(program)) == 1
+
+
+def test_the_hub_programs_may_use_the_hubs_packages_but_not_others(tmp_path):
+    program = tmp_path / "hubguards.py"
+    program.write_text("import bcrypt\nfrom jupyterhub import orm\nimport kubernetes\nfrom classimage import plan\n")
+    assert refused(program) == ["hubguards.py:3 imports kubernetes", "hubguards.py:4 imports classimage"]
