@@ -20,6 +20,8 @@ MOVED = {
     "classdata": "droplet",
     "hubaccounts": "droplet",
     "hubguards": "droplet",
+    "digitalocean": "cloud",
+    "upkeep": "cloud",
 }
 
 

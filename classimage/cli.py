@@ -29,7 +29,6 @@ from classimage import (  # noqa: E402 (after the import declined above)
     admins,
     artifacts,
     checks,
-    digitalocean,
     init,
     links,
     packer,
@@ -43,6 +42,7 @@ from classimage import (  # noqa: E402 (after the import declined above)
     workflows,
     yamlsource,
 )
+from classimage.cloud import digitalocean  # noqa: E402
 from classimage.files import write_atomically  # noqa: E402
 from classimage.model import Spec  # noqa: E402
 from classimage.problems import Problem, SpecError  # noqa: E402
@@ -472,7 +472,7 @@ def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]
 
 
 def _build(args) -> int:
-    from classimage import cloud  # the cloud verbs' own: not loaded to render
+    from classimage.cloud import deploy  # the cloud verbs' own: not loaded to render
 
     loaded = _load(args.spec, warnings=True)
     packer.find()  # before anything else: the one thing the instructor must install
@@ -484,9 +484,9 @@ def _build(args) -> int:
             "Nothing was built (--dry-run validates without one)"
         )
     if args.if_missing and not args.dry_run:
-        names, api, droplet = cloud.Names(loaded.spec.course.slug), _account(), loaded.spec.droplet
+        names, api, droplet = deploy.Names(loaded.spec.course.slug), _account(), loaded.spec.droplet
         size = next((s for s in api.sizes() if s["slug"] == droplet.size), {})
-        baked = cloud.choose_snapshot(  # one DigitalOcean can make this spec's droplet from
+        baked = deploy.choose_snapshot(  # one DigitalOcean can make this spec's droplet from
             sorted(api.droplet_snapshots(), key=lambda s: s["created_at"], reverse=True),
             names,
             plan.bake_digest(loaded.spec),
@@ -673,7 +673,7 @@ def _restore(args) -> int:
 
 def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
     """`up`, or `restore` (`backup`: the id or name of the backup the class comes back from)."""
-    from classimage import cloud, upkeep  # the cloud verbs' own: not loaded to render
+    from classimage.cloud import deploy, upkeep  # the cloud verbs' own: not loaded to render
 
     course = loaded.spec
     hashes = admins.for_admins(course.hub.admins, course.course.slug)
@@ -684,7 +684,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
             f"{args.spec}` first (the class's server needs a way for you to sign in)"
         )
     api = _account()
-    token = hashlib.sha256(cloud.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
+    token = hashlib.sha256(deploy.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
     _artifacts(loaded, args.spec, hashes, token, _longest_volume(course))  # stops here, before anything is made
     _cost(course, api.sizes())  # before anything is spent
 
@@ -692,7 +692,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
         return _artifacts(loaded, args.spec, hashes, token, volume)
 
     started = time.monotonic()
-    up = cloud.Up(loaded, api, render, _echo, timeout=args.timeout * 60, dry_run=args.dry_run)
+    up = deploy.Up(loaded, api, render, _echo, timeout=args.timeout * 60, dry_run=args.dry_run)
     outcome = up.run(upkeep.find_backup(loaded, api, backup) if backup else None, getattr(args, "again", False))
     if args.dry_run:
         print(f"(dry run: {api.requests} requests to DigitalOcean, none changing anything)")
@@ -721,7 +721,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
 
 
 def _backup(args) -> int:
-    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+    from classimage.cloud import upkeep  # the cloud verbs' own: not loaded to render
 
     loaded = _load(args.spec)
     started = time.monotonic()
@@ -735,7 +735,7 @@ def _backup(args) -> int:
 
 
 def _status(args) -> int:
-    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+    from classimage.cloud import upkeep  # the cloud verbs' own: not loaded to render
 
     loaded = _load(args.spec)
     found = upkeep.status(loaded, _account(), _echo)
@@ -743,7 +743,7 @@ def _status(args) -> int:
 
 
 def _down(args) -> int:
-    from classimage import upkeep  # the cloud verbs' own: not loaded to render
+    from classimage.cloud import upkeep  # the cloud verbs' own: not loaded to render
 
     loaded = _load(args.spec)
     slug = loaded.spec.course.slug

@@ -135,7 +135,8 @@ def _child(request: dict) -> None:
 
 def serve() -> None:
     """The server: single-threaded, so that forking it is safe."""
-    from classimage import cli, cloud, digitalocean, upkeep  # noqa: F401 (loaded once, for every run)
+    from classimage import cli  # noqa: F401 (loaded once, for every run)
+    from classimage.cloud import deploy, digitalocean, upkeep  # noqa: F401 (loaded once, for every run)
 
     import azure.core.pipeline.policies  # noqa: F401
     import pydo  # noqa: F401

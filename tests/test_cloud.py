@@ -24,8 +24,9 @@ import cloudrun
 import course_repo
 import do_standin
 from conftest import EXAMPLES
-from classimage import cloud, digitalocean, packer, plan, spec
-from classimage.cloud import Change, Deployment, Found, Names
+from classimage import packer, plan, spec
+from classimage.cloud import deploy, digitalocean
+from classimage.cloud.deploy import Change, Deployment, Found, Names
 
 NAMES = Names("geo101")
 WANTED = Deployment("debian-12-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
@@ -61,11 +62,11 @@ FIREWALL = {"id": "f1", "name": NAMES.firewall}
     (Found([TAGGED], VOLUME, IP_ON_7, FIREWALL, []), ("example.edu", "hub"), [{"data": "203.0.113.9"}], ["dns"]),
 ])
 def test_what_up_changes(found, dns, records, expected):
-    assert [c.what for c in cloud.changes(found, WANTED, NAMES, dns, records)] == expected
+    assert [c.what for c in deploy.changes(found, WANTED, NAMES, dns, records)] == expected
 
 
 def test_the_droplet_the_class_runs_on_is_kept_of_twins():
-    current, others = cloud.serving(Found([TWIN, TAGGED], VOLUME, IP_ON_7, FIREWALL, []), WANTED, NAMES)
+    current, others = deploy.serving(Found([TWIN, TAGGED], VOLUME, IP_ON_7, FIREWALL, []), WANTED, NAMES)
     assert [d["id"] for d in current] == [7, 8] and others == []  # 7 has the volume
 
 
@@ -78,7 +79,7 @@ def test_the_droplet_the_class_runs_on_is_kept_of_twins():
 ])
 def test_what_up_does_with_the_class_volume(volume, size, expected):
     found = Found([TAGGED] if volume else [], volume, IP_ON_7 if volume else None, FIREWALL if volume else None, [])
-    assert [c.what for c in cloud.changes(found, WANTED, NAMES, None, None, size)] == expected
+    assert [c.what for c in deploy.changes(found, WANTED, NAMES, None, None, size)] == expected
 
 
 RESTORED = {"id": "v2", "name": NAMES.restored("20261020-101010"), "droplet_ids": [], "created_at": "2026-10-20T10:10:10Z"}
@@ -92,7 +93,7 @@ OLDER = {"id": "v0", "name": NAMES.volume, "droplet_ids": [], "created_at": "202
     ([OLDER, VOLUME | {"droplet_ids": [99]}], [TAGGED], "v1"),  # attached elsewhere still beats older
 ])
 def test_which_volume_holds_the_class(volumes, droplets, expected):
-    assert (cloud.current_volume(volumes, droplets) or {}).get("id") == expected
+    assert (deploy.current_volume(volumes, droplets) or {}).get("id") == expected
 
 
 @pytest.mark.parametrize("name, volume, backup", [
@@ -113,9 +114,9 @@ def test_a_newer_snapshot_is_taken_only_when_baked_from_this_spec():
                  {"name": "geo101-bbbb-20261125", "created_at": "2026-11-25T00:00:00Z"},
                  {"name": "geo101-aaaa-20261124", "created_at": "2026-11-24T00:00:00Z"}]
     ordered = sorted(snapshots, key=lambda s: s["created_at"], reverse=True)
-    assert cloud.choose_snapshot(ordered, NAMES, "aaaa")["name"] == "geo101-aaaa-20261124"
-    assert cloud.choose_snapshot(ordered, NAMES, "cccc") is None
-    assert cloud.choose_snapshot(ordered, Names("geo"), "aaaa") is None  # geo101's are not geo's
+    assert deploy.choose_snapshot(ordered, NAMES, "aaaa")["name"] == "geo101-aaaa-20261124"
+    assert deploy.choose_snapshot(ordered, NAMES, "cccc") is None
+    assert deploy.choose_snapshot(ordered, Names("geo"), "aaaa") is None  # geo101's are not geo's
 
 
 SNAP = {"name": "geo101-aaaa-20261124", "regions": ["nyc3", "fra1"], "min_disk_size": 25}
@@ -129,9 +130,9 @@ SNAP = {"name": "geo101-aaaa-20261124", "regions": ["nyc3", "fra1"], "min_disk_s
     (SNAP | {"name": "geo101-bbbb-20261124"}, "nyc3", 80, "another spec's software"),
 ])
 def test_a_snapshot_is_chosen_by_region_and_min_disk_size(snapshot, region, disk, problem):
-    found = cloud.snapshot_problem(snapshot, NAMES, "aaaa", region, disk)
+    found = deploy.snapshot_problem(snapshot, NAMES, "aaaa", region, disk)
     assert (found is None) if problem is None else (problem in found), found
-    assert (cloud.choose_snapshot([snapshot], NAMES, "aaaa", region, disk) is snapshot) is (problem is None)
+    assert (deploy.choose_snapshot([snapshot], NAMES, "aaaa", region, disk) is snapshot) is (problem is None)
 
 
 def test_the_deployment_digest_follows_what_the_droplet_is_made_with():
@@ -142,9 +143,9 @@ def test_the_deployment_digest_follows_what_the_droplet_is_made_with():
 
 
 def test_the_status_token_is_derived_not_stored():
-    token = cloud.status_token("dop_v1_secret", "geo101", "abc")
-    assert token == cloud.status_token("dop_v1_secret", "geo101", "abc")
-    assert token != cloud.status_token("dop_v1_other", "geo101", "abc") != cloud.status_token("dop_v1_secret", "x", "abc")
+    token = deploy.status_token("dop_v1_secret", "geo101", "abc")
+    assert token == deploy.status_token("dop_v1_secret", "geo101", "abc")
+    assert token != deploy.status_token("dop_v1_other", "geo101", "abc") != deploy.status_token("dop_v1_secret", "x", "abc")
     assert "dop_v1_secret" not in token
 
 
@@ -177,7 +178,7 @@ NYC_VOLUME = {"name": "geo101-data", "region": {"slug": "nyc3"}, "droplet_ids": 
 ])
 def test_a_region_change_is_refused_with_the_way(elsewhere, ip, refused):
     found = Found([], None, ip, None, [], elsewhere=elsewhere)
-    refusal = cloud.region_refusal(found, "fra1")
+    refusal = deploy.region_refusal(found, "fra1")
     assert (refusal is not None) is refused
     if refused:
         assert "cannot move a volume, its backups or a reserved IP to another region" in refusal
@@ -469,7 +470,7 @@ def test_make_before_break_waits_for_the_old_droplet_to_be_off_and_powers_a_hung
     assert steps.index((f"/v2/droplets/{old['id']}/actions", "shutdown")) \
         < steps.index((f"/v2/droplets/{old['id']}/actions", "power_off")) \
         < steps.index((f"/v2/volumes/{volume['id']}/actions", "detach"))
-    assert f"did not shut down within {cloud.SHUTDOWN_WAIT:.0f} s: powering it off" in result.stdout
+    assert f"did not shut down within {deploy.SHUTDOWN_WAIT:.0f} s: powering it off" in result.stdout
     # the power was cut with the class's data mounted: the one hazard, which the fixture would refuse
     assert standin.machines.hazards == [f"droplet {old['id']} powered off with the class's data mounted"]
     standin.machines.hazards.clear()

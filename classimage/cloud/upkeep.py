@@ -2,7 +2,7 @@
 and what it all costs; `down` shuts the droplet down (its last copy of the hub's database goes onto
 the class's volume) and removes it (and with `--delete-data` the class's data); `backup` snapshots
 the class's volume once a consistent copy of the hub's database is on it, and keeps the newest few.
-Like cloud.py, it finds everything by the course's tag and keeps no state; each verb stopped half
+Like deploy.py, it finds everything by the course's tag and keeps no state; each verb stopped half
 way is finished by running it again.
 """
 
@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable
 
 from classimage import plan, pricing
-from classimage.cloud import (
+from classimage.cloud.deploy import (
     Found,
     Names,
     clock,
@@ -28,7 +28,7 @@ from classimage.cloud import (
     stop,
     waiting_for_data,
 )
-from classimage.digitalocean import JSON, CloudError, DigitalOcean
+from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean
 from classimage.spec import Loaded
 
 # -- status and down -------------------------------------------------------------------------------

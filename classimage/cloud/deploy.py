@@ -34,7 +34,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from classimage import artifacts, plan, pricing
-from classimage.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
+from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
 from classimage.droplet import provision
 from classimage.spec import Loaded
 from classimage.yamlsource import shown
