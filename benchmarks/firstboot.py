@@ -27,7 +27,7 @@ import testdroplet  # noqa: E402
 import tljh_downloads  # noqa: E402
 from firstboot import droplets, render_for  # noqa: E402
 
-from classimage import plan# noqa: E402
+from classimage.pipeline import plan  # noqa: E402
 from classimage.droplet import provision# noqa: E402
 
 

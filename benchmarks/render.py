@@ -45,7 +45,7 @@ def main() -> None:
         print(f"{example.stem:<12} {v_median * 1000:>7.0f} / {v_min * 1000:>4.0f} ms"
               f" {r_median * 1000:>9.0f} / {r_min * 1000:>4.0f} ms {size:>22}")
     sys.path.insert(0, str(REPO))
-    from classimage import artifacts, plan, spec
+    from classimage.pipeline import artifacts, plan, spec
 
     print("user data with the class's data on a volume (what `classimage up` renders), one-piece / boot:")
     for example in EXAMPLES:

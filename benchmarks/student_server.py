@@ -13,7 +13,7 @@ Memory per process from /proc/PID/smaps_rollup: RSS (all it maps), PSS (shared p
 their users) and USS (its private pages: what one more student adds). CPU from /proc/PID/stat. The
 droplet's memory limits are not enforced on this host (cgroup v1; see IN-THE-TEST-DROPLET.md),
 which changes nothing here: every figure is far under the default 1G limit. Prints; asserts nothing.
-Root only. classimage/sizing.py takes its figures from a run of this script.
+Root only. classimage/pipeline/sizing.py takes its figures from a run of this script.
 
     python3 benchmarks/student_server.py [--students N] [--idle-seconds S] [--json FILE]
 """

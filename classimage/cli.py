@@ -24,8 +24,9 @@ from pathlib import Path
 # no classimage schema uses. The command line is our own process, so it declines that import.
 sys.modules.setdefault("rfc3987_syntax", None)  # type: ignore[arg-type]
 
-from classimage import (  # noqa: E402 (after the import declined above)
-    __version__,
+from classimage import __version__  # noqa: E402 (after the import declined above)
+from classimage.cloud import digitalocean  # noqa: E402
+from classimage.pipeline import (  # noqa: E402
     admins,
     artifacts,
     checks,
@@ -42,10 +43,9 @@ from classimage import (  # noqa: E402 (after the import declined above)
     workflows,
     yamlsource,
 )
-from classimage.cloud import digitalocean  # noqa: E402
-from classimage.files import write_atomically  # noqa: E402
-from classimage.model import Spec  # noqa: E402
-from classimage.problems import Problem, SpecError  # noqa: E402
+from classimage.pipeline.files import write_atomically  # noqa: E402
+from classimage.pipeline.model import Spec  # noqa: E402
+from classimage.pipeline.problems import Problem, SpecError  # noqa: E402
 
 OK, INVALID, USAGE, FAILED, CLOUD, INTERNAL = 0, 1, 2, 3, 4, 70
 DROPLET, Z2JH = "droplet", "z2jh"
@@ -445,7 +445,7 @@ def _cost(course: Spec, api_sizes: list | None) -> None:
 
 def _z2jh_files(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None]) -> dict[str, str]:
     """The z2jh target's files, after its own checks (refusals reported as validation problems)."""
-    from classimage import z2jh  # the z2jh target's own: not loaded for a droplet
+    from classimage.pipeline import z2jh  # the z2jh target's own: not loaded for a droplet
 
     for warning in z2jh.check(loaded, filename):
         print(warning.format(filename), file=sys.stderr)
@@ -453,7 +453,7 @@ def _z2jh_files(loaded: spec.Loaded, filename: str, hashes: dict[str, str | None
 
 
 def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]) -> int:
-    from classimage import z2jh
+    from classimage.pipeline import z2jh
 
     files = _z2jh_files(loaded, filename, _admin_hashes(loaded, filename))
     if args.stdout:

@@ -140,7 +140,7 @@ def serve() -> None:
 
     import azure.core.pipeline.policies  # noqa: F401
     import pydo  # noqa: F401
-    from classimage import artifacts, spec
+    from classimage.pipeline import artifacts, spec
 
     # Jinja compiles each template the first time it renders: once here, not in every run.
     example = spec.load_file(HERE.parent / "examples" / "minimal.yaml")

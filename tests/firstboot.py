@@ -21,7 +21,7 @@ import testdroplet
 import tljh_downloads
 from conftest import cli
 from hubclient import Browser, wait_for
-from classimage import admins, artifacts, plan, spec, tljh
+from classimage.pipeline import admins, artifacts, plan, spec, tljh
 from classimage.droplet import classdata, provision
 
 BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
@@ -302,7 +302,7 @@ def student_journey(droplet, spec_path: Path, student: str = "student1",
     uid = droplet.sh(f"id -u {unix}", check=True).stdout.strip()
     assert "ActiveState=active" in unit and f"User={uid}" in unit, unit
     if course.hub.memory_limit:
-        from classimage import units
+        from classimage.pipeline import units
         assert f"MemoryMax={units.memory_bytes(course.hub.memory_limit)}" in unit, unit
     if course.hub.cpu_limit:
         assert f"CPUQuotaPerSecUSec={int(course.hub.cpu_limit)}s" in unit, unit

@@ -40,7 +40,7 @@ import yaml
 
 import tljh_downloads
 from hubclient import Browser
-from classimage import plan, spec, tljh, z2jh
+from classimage.pipeline import plan, spec, tljh, z2jh
 from classimage.droplet import hubaccounts, provision
 
 HERE = Path(__file__).resolve().parent

@@ -15,7 +15,7 @@ import pytest
 import yaml
 
 from conftest import EXAMPLES, cli, written_files
-from classimage import admins, artifacts, plan, spec, tljh
+from classimage.pipeline import admins, artifacts, plan, spec, tljh
 from classimage.droplet import hubaccounts, provision
 
 MINIMAL = EXAMPLES[0]

@@ -23,7 +23,7 @@ import pytest
 
 from conftest import EXAMPLES
 from hubprocess import tljh_source
-from classimage import plan, spec, tljh, userdata
+from classimage.pipeline import plan, spec, tljh, userdata
 from classimage.droplet import provision
 
 RECORDER = textwrap.dedent("""\

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
-from classimage import plan, spec, templating
+from classimage.pipeline import plan, spec, templating
 from classimage.droplet import provision
 
 COMMANDS = ("ufw", "dpkg-query", "systemctl", "iptables")

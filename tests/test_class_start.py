@@ -22,7 +22,7 @@ import course_repo
 from conftest import cli
 from firstboot import ADMIN_PASSWORD, boot, droplets, explain
 from hubclient import approvals
-from classimage import spec, tljh
+from classimage.pipeline import spec, tljh
 from classimage.droplet import provision
 
 pytestmark = [pytest.mark.droplet, pytest.mark.storm]  # alone: pytest -m storm (tests/conftest.py)

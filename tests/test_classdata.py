@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from classimage import tljh
+from classimage.pipeline import tljh
 from classimage.droplet import classdata, provision
 
 NOBODY = {"root": (0, 0), "ubuntu": (1000, 1000)}

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from classimage import plan
+from classimage.pipeline import plan
 from classimage.droplet import classdata, provision
 
 ANY, ANY_OR_OWN = classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK
@@ -143,7 +143,7 @@ def test_the_words_and_paths_are_the_ones_everything_else_uses():
 def test_the_user_data_names_the_device_or_takes_the_one_attached(kind, volume, device):
     from dataclasses import replace
 
-    from classimage import spec
+    from classimage.pipeline import spec
     from conftest import EXAMPLES
 
     course = spec.load_file(EXAMPLES[0]).spec

@@ -192,7 +192,7 @@ def test_an_api_address_without_https_is_refused_before_the_token_is_sent(tmp_pa
 
 
 def test_explain_names_every_keys_type():
-    from classimage import reference
+    from classimage.pipeline import reference
 
     assert [key.path for key in reference.keys() if "any" in key.kind] == []
 
@@ -214,7 +214,7 @@ def test_the_https_warning_is_said_once_by_the_verbs_that_check_and_points_at_ht
 def test_admin_password_asks_again_after_a_slip(tmp_path, monkeypatch, capsys):
     import getpass
 
-    from classimage import admins
+    from classimage.pipeline import admins
     from classimage import cli as classimage_cli
 
     typed = iter(["short", "correct horse battery", "correct horse batteyr", "correct horse battery",
@@ -240,7 +240,7 @@ def test_a_hub_from_a_repository_gets_its_admins_password_with_the_command_rende
     assert done.returncode == 0, done.stderr
     again = cli("render", "--repo", str(repo), "--admin", "alice", "--out", str(tmp_path / "out"))
     assert "no password yet" not in again.stderr.decode()
-    from classimage import admins, spec
+    from classimage.pipeline import admins, spec
 
     hashed = admins.load(spec.for_repo(repo, ["alice"]).spec.course.slug)[0]["alice"]
     assert hashed in (tmp_path / "out" / "user-data.yaml").read_text()  # the droplet makes alice's account with it

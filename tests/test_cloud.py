@@ -24,7 +24,7 @@ import cloudrun
 import course_repo
 import do_standin
 from conftest import EXAMPLES
-from classimage import packer, plan, spec
+from classimage.pipeline import packer, plan, spec
 from classimage.cloud import deploy, digitalocean
 from classimage.cloud.deploy import Change, Deployment, Found, Names
 

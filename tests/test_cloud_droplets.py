@@ -27,7 +27,7 @@ import do_standin
 from conftest import CASES, REPO
 from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, admin_hash, assert_ready, droplets, explain, layers, spec_for
 from hubclient import Browser, wait_for
-from classimage import artifacts, plan, spec
+from classimage.pipeline import artifacts, plan, spec
 from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet

@@ -22,7 +22,7 @@ import testdroplet
 from conftest import REPO
 from firstboot import BOOT_DEADLINE, assert_ready, browser, droplets, explain, render_for
 from hubclient import wait_for
-from classimage import plan
+from classimage.pipeline import plan
 from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet

@@ -13,7 +13,7 @@ import tljh_downloads
 from conftest import CASES, REPO
 from firstboot import assert_failed, assert_ready, boot, browser, explain, listening
 from hubclient import wait_for
-from classimage import spec
+from classimage.pipeline import spec
 from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet

@@ -35,7 +35,7 @@ import pytest
 import hubclient
 from hubclient import Browser, text_of
 from hubprocess import HUBS, Hub, HubExited, free_port
-from classimage import admins, model, spec
+from classimage.pipeline import admins, model, spec
 from classimage.droplet import provision
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"

@@ -18,7 +18,7 @@ import pytest
 from firstboot import ADMIN_PASSWORD, assert_ready, boot, browser, droplets, explain
 import hubclient
 from hubclient import Browser, text_of, wait_for
-from classimage import tljh
+from classimage.pipeline import tljh
 
 pytestmark = pytest.mark.droplet
 COURSE = {"course": {"name": "Security 101", "slug": "sec101"}, "hub": {"admins": ["instructor", "ta"]}}

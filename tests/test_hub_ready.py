@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import course_repo
-from classimage import network, plan, spec, templating, tljh
+from classimage.pipeline import network, plan, spec, templating, tljh
 from conftest import CASES, REPO
 
 # Answers port 80 and 443 (TLS, the certificate given) per the first argument: "api" the hub's JSON,

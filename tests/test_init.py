@@ -14,7 +14,8 @@ import yaml
 
 from conftest import REPO, cli
 from classimage import cli as classimage_cli
-from classimage import init, links, release, resources, spec, workflows
+from classimage import release, resources
+from classimage.pipeline import init, links, spec, workflows
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from conftest import written_files
 from hubprocess import tljh_source
-from classimage import links, model, plan, spec, templating, tljh, userdata
+from classimage.pipeline import links, model, plan, spec, templating, tljh, userdata
 from classimage.droplet import provision
 
 HOSTILE = (

@@ -10,8 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import CASES, EXAMPLES, cli
-from classimage import links, spec
-from classimage.model import ContentRepo
+from classimage.pipeline import links, spec
+from classimage.pipeline.model import ContentRepo
 
 HUB = "https://hub.example.edu"
 

@@ -22,7 +22,7 @@ import pytest
 import testdroplet
 from firstboot import ADMIN_PASSWORD, BOOT_DEADLINE, assert_ready, browser, droplets, explain, listening, render_for
 from hubclient import Browser, signed_in, wait_for
-from classimage import plan, tljh
+from classimage.pipeline import plan, tljh
 
 pytestmark = pytest.mark.droplet
 DEVICE = "/dev/disk/by-id/virtio-classdata"

@@ -16,7 +16,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from conftest import EXAMPLES, cli
-from classimage import packer, templating
+from classimage.pipeline import packer, templating
 
 pytestmark = pytest.mark.skipif(not shutil.which("packer"), reason="packer is not installed (.ci/run installs it)")
 

@@ -1,4 +1,4 @@
-"""What a class costs (classimage/pricing.py) and what a droplet holds (classimage/sizing.py), on
+"""What a class costs (classimage/pipeline/pricing.py) and what a droplet holds (classimage/pipeline/sizing.py), on
 DigitalOcean's own JSON shapes (the API description's size fields) and the spec's defaults."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from conftest import REPO, cli
-from classimage import pricing, sizing
+from classimage.pipeline import pricing, sizing
 
 API_SIZE = {"slug": "g-2vcpu-8gb", "memory": 8192, "vcpus": 2, "disk": 25, "transfer": 4.0, "price_monthly": 63.0,
             "price_hourly": 0.09375, "regions": ["nyc3"], "available": True, "description": "General Purpose"}
@@ -79,7 +79,7 @@ def test_render_prints_the_cost_and_what_the_droplet_holds(tmp_path):
 
 
 def test_the_class_size_changes_nothing_on_a_droplet_so_not_the_spec_digest(tmp_path):
-    from classimage import spec
+    from classimage.pipeline import spec
 
     text = "course: {name: X, slug: xx}\nhub: {admins: [a]}\n"
     sized = text.replace("slug: xx}", "slug: xx, students: 40}")

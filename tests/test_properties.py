@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from conftest import CASES, REPO, written_files
-from classimage import artifacts, packer, plan, resources, spec, userdata, workflows
+from classimage import resources
+from classimage.pipeline import artifacts, packer, plan, spec, userdata, workflows
 from classimage.droplet import provision
-from classimage.problems import SpecError
+from classimage.pipeline.problems import SpecError
 
 EXAMPLES = int(os.environ.get("CLASSIMAGE_PROPERTY_EXAMPLES", "100"))
 COUNTS = {"generated": 0, "valid": 0, "refused": 0}

@@ -14,7 +14,7 @@ from dataclasses import replace
 import pytest
 
 from conftest import REPO, cli
-from classimage import plan, spec
+from classimage.pipeline import plan, spec
 
 README = (REPO / "README.md").read_text()
 
@@ -113,7 +113,8 @@ def test_every_help_names_the_program_as_it_is_run(verb, tmp_path):
 
 
 def test_what_the_help_and_the_readme_say_is_what_the_program_does():
-    from classimage import admins, cli as classimage_cli, pricing, workflows
+    from classimage import cli as classimage_cli
+    from classimage.pipeline import admins, pricing, workflows
 
     render = cli("render", "--help").stdout.decode()
     named = re.search(r"also write the GitHub workflows \(([^;]+);", " ".join(render.split())).group(1)
@@ -140,7 +141,7 @@ def test_the_readmes_lost_password_procedure_sets_the_password_and_keeps_the_cla
     from jupyterhub import orm
     from nativeauthenticator.orm import UserInfo
 
-    from classimage import admins, tljh
+    from classimage.pipeline import admins, tljh
     from classimage.droplet import hubaccounts, provision
 
     paragraph = " ".join(README.split("A lost admin password", 1)[1].split("\n\n", 1)[0].split())
@@ -171,9 +172,9 @@ def test_the_readmes_lost_password_procedure_sets_the_password_and_keeps_the_cla
 
 
 def test_the_sizing_and_cost_tables_are_the_programs():
-    """The README's sizing table is what classimage/sizing.py computes, its cost table what
-    classimage/pricing.py prices for the defaults: a change of either shows here."""
-    from classimage import pricing, sizing
+    """The README's sizing table is what classimage/pipeline/sizing.py computes, its cost table what
+    classimage/pipeline/pricing.py prices for the defaults: a change of either shows here."""
+    from classimage.pipeline import pricing, sizing
 
     assert sizing.table() in README
     section = README.split("## What it costs", 1)[1].split("\n## ", 1)[0]
@@ -187,13 +188,14 @@ def test_the_sizing_and_cost_tables_are_the_programs():
 
 
 def test_the_sizing_figures_in_prose_are_sizing_pys():
-    from classimage import sizing
+    from classimage.pipeline import sizing
 
     section = " ".join(README.split("## How big a droplet", 1)[1].split("\n## ", 1)[0].split())
     assert (f"Counting {sizing.WORKING_MIB} MiB for each working student, {sizing.IDLE_MIB} MiB for each idle one, "
             f"{sizing.SYSTEM_MIB} MiB for the hub and the system, and {sizing.HEADROOM:.0%} of the droplet") in section
     # The schema's own word on the class its defaults suit (explain, docs/spec.md) is the same figure.
-    from classimage import pricing, resources
+    from classimage import resources
+    from classimage.pipeline import pricing
 
     default = sizing.fit(pricing.SIZES[spec.with_defaults(
         {"course": {"name": "X", "slug": "xx"}, "hub": {"admins": ["a"]}})["droplet"]["size"]], None)
@@ -218,7 +220,7 @@ def test_the_health_checks_actions_minutes_are_its_schedules():
     repository is its rendered schedule's: a run every N minutes, each billed as at least a minute."""
     import yaml
 
-    from classimage import workflows
+    from classimage.pipeline import workflows
 
     minimal = REPO / "examples" / "minimal.yaml"
     flows = workflows.render(spec.load_file(minimal).spec, minimal, REPO / "examples")

@@ -24,7 +24,7 @@ import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
 from hubprocess import tljh_source
-from classimage import artifacts, links, network, packer, plan, spec, tljh, userdata
+from classimage.pipeline import artifacts, links, network, packer, plan, spec, tljh, userdata
 from classimage.droplet import classdata, hubaccounts, hubguards, provision
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())

@@ -9,7 +9,7 @@ import subprocess
 import yaml
 
 from conftest import EXAMPLES, cli
-from classimage import admins, spec
+from classimage.pipeline import admins, spec
 
 HASH = "$2b$12$" + "b" * 53
 

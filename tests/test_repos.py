@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import CASES, check_golden, cli, validate_report, written_files
-from classimage import spec
+from classimage.pipeline import spec
 
 REPO_CASES = sorted(p.name for p in (CASES / "repos").iterdir() if p.is_dir())
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES
-from classimage import plan, spec, userdata
+from classimage.pipeline import plan, spec, userdata
 from classimage.droplet import classdata, provision
 from classimage.droplet.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
 

@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 
 from conftest import REPO, cli
-from classimage import model, reference, resources
+from classimage import resources
+from classimage.pipeline import model, reference
 
 PYTHON_TYPES = {str: "string", int: "integer", float: "number", bool: "boolean"}
 

@@ -22,7 +22,7 @@ import tljh_downloads
 from conftest import CASES
 from firstboot import BOOT_DEADLINE, assert_failed, assert_ready, browser, droplets, explain, render_for, \
     student_journey
-from classimage import plan, spec, tljh
+from classimage.pipeline import plan, spec, tljh
 from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet

@@ -22,7 +22,7 @@ import yaml
 import course_repo
 import do_standin
 from conftest import CASES, REPO, cli
-from classimage import workflows
+from classimage.pipeline import workflows
 
 CANARY = "dop_v1_" + "c4n4ry" * 10  # what a DigitalOcean token looks like
 REFUSED = "repo/binder/postBuild: cannot read it: it is a symlink to /proc/self/environ, which leads outside the " \

@@ -26,8 +26,9 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
 from hubprocess import tljh_source
-from classimage import resources, schemaerrors, spec, tljh
-from classimage.problems import SpecError
+from classimage import resources
+from classimage.pipeline import schemaerrors, spec, tljh
+from classimage.pipeline.problems import SpecError
 
 EXAMPLES = int(os.environ.get("CLASSIMAGE_NAME_EXAMPLES", "2000"))
 USERNAME = resources.schema()["$defs"]["username"]

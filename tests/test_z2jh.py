@@ -20,7 +20,7 @@ import yaml
 
 from conftest import CASES, EXAMPLES, REPO, cli
 from hubprocess import chart_source, helm_values, hub_pod, pod_sandbox, unpack
-from classimage import reference, spec, units, workflows, z2jh
+from classimage.pipeline import reference, spec, units, workflows, z2jh
 
 TLJH_ARCHIVE = "the-littlest-jupyterhub-2.0.0.tar.gz"
 PASSWORD = "correct horse battery staple"

@@ -33,11 +33,11 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from classimage import artifacts, plan, pricing
 from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
 from classimage.droplet import provision
-from classimage.spec import Loaded
-from classimage.yamlsource import shown
+from classimage.pipeline import artifacts, plan, pricing
+from classimage.pipeline.spec import Loaded
+from classimage.pipeline.yamlsource import shown
 
 FIREWALL_PORTS = ("22", "80", "443")
 # "Attempt a shutdown, with a reasonable timeout, followed by a power_off action" (DigitalOcean's API

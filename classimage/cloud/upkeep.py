@@ -12,7 +12,6 @@ import datetime
 import time
 from collections.abc import Callable
 
-from classimage import plan, pricing
 from classimage.cloud.deploy import (
     Found,
     Names,
@@ -29,7 +28,8 @@ from classimage.cloud.deploy import (
     waiting_for_data,
 )
 from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean
-from classimage.spec import Loaded
+from classimage.pipeline import plan, pricing
+from classimage.pipeline.spec import Loaded
 
 # -- status and down -------------------------------------------------------------------------------
 

@@ -66,7 +66,7 @@ KEEP = "mode,ownership,timestamps,links,xattr"
 ZEROS = 1 << 20  # bytes at the start of a device that must read as zeros before it is formatted
 PREFIX = "jupyter-"
 DEVICE_WAIT = 60  # seconds a device may take to appear after boot (DigitalOcean attaches volumes before it)
-# How DigitalOcean volumes appear on a droplet, by name (classimage/plan.py VOLUME_DEVICE).
+# How DigitalOcean volumes appear on a droplet, by name (classimage/pipeline/plan.py VOLUME_DEVICE).
 VOLUMES = "/dev/disk/by-id"
 VOLUME_PREFIX = "scsi-0DO_Volume_"
 # The devices of pasted user data (classimage/droplet/provision.py has the same words), and the recorded choice

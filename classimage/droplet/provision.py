@@ -93,7 +93,7 @@ DATA_COPY_TIMER = "/etc/systemd/system/classimage-data-copy.timer"
 DATA_MISSING_SOCKET = "/etc/systemd/system/classimage-data-missing.socket"
 DATA_MISSING_UNIT = "/etc/systemd/system/classimage-data-missing.service"
 CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
-# TLJH's own (classimage/tljh.py names the same for the pipeline), and its settings as TLJH reads
+# TLJH's own (classimage/pipeline/tljh.py names the same for the pipeline), and its settings as TLJH reads
 # them (config.yaml over its defaults), with the hub's Python: its YAML, its defaults, its merge.
 TLJH_PYTHON = "/opt/tljh/hub/bin/python3"
 TLJH_CONFIG = "/opt/tljh/config/config.yaml"

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from classimage.files import write_atomically
+from classimage.pipeline.files import write_atomically
 
 ENVIRONMENT = "CLASSIMAGE_ADMIN_HASHES"
 FOLDER = "CLASSIMAGE_SECRETS"

@@ -8,9 +8,10 @@ import os
 import re
 from pathlib import Path
 
-from classimage import __version__, release, templating
+from classimage import __version__, release
 from classimage.droplet import provision
-from classimage.model import Spec
+from classimage.pipeline import templating
+from classimage.pipeline.model import Spec
 
 FOLDER = ".github/workflows"
 # Third-party actions, pinned to full commit SHAs: (uses, the release it is).
@@ -93,7 +94,7 @@ def render(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
 def image(spec: Spec, spec_path: Path, repository: Path) -> dict[str, str]:
     """The z2jh target's workflow: the course's environment as a container image, built by the
     repo2docker action from the files `render --target z2jh` writes, pushed to z2jh.image."""
-    from classimage import z2jh
+    from classimage.pipeline import z2jh
 
     if spec.z2jh.image is None:
         raise WorkflowError("the image workflow needs z2jh.image in the spec: where it pushes the image")

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 
 import yaml
 
-from classimage import __version__, links, plan, templating, tljh, units
-from classimage.model import Spec
-from classimage.problems import Problem, SpecError, short
-from classimage.spec import Loaded
-from classimage.yamlsource import format_path
+from classimage import __version__
+from classimage.pipeline import links, plan, templating, tljh, units
+from classimage.pipeline.model import Spec
+from classimage.pipeline.problems import Problem, SpecError, short
+from classimage.pipeline.spec import Loaded
+from classimage.pipeline.yamlsource import format_path
 
 CHART = "4.4.0"  # Zero to JupyterHub's chart release; its hub image runs JupyterHub 5.5.0
 CHART_REPOSITORY = "https://hub.jupyter.org/helm-chart/"

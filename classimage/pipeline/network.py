@@ -13,10 +13,10 @@ from pathlib import Path
 
 import yaml
 
-from classimage import yamlsource
-from classimage.model import Spec
-from classimage.problems import Problem, short
-from classimage.yamlsource import Document, format_path
+from classimage.pipeline import yamlsource
+from classimage.pipeline.model import Spec
+from classimage.pipeline.problems import Problem, short
+from classimage.pipeline.yamlsource import Document, format_path
 
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # what update-ca-certificates builds
 NO_PROXY = "localhost,127.0.0.1,::1,169.254.169.254"

@@ -11,9 +11,10 @@ from collections.abc import Callable
 import jsonschema
 from packaging.requirements import InvalidRequirement, Requirement
 
-from classimage import environment, model, resources, sizing, tljh, units
-from classimage.problems import Problem, short
-from classimage.yamlsource import Document, format_path
+from classimage import resources
+from classimage.pipeline import environment, model, sizing, tljh, units
+from classimage.pipeline.problems import Problem, short
+from classimage.pipeline.yamlsource import Document, format_path
 
 
 def problems(document: Document) -> list[Problem]:

@@ -8,9 +8,10 @@ import gzip
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
-from classimage import __version__, network, plan, templating, tljh
+from classimage import __version__
 from classimage.droplet import provision
-from classimage.model import Spec
+from classimage.pipeline import network, plan, templating, tljh
+from classimage.pipeline.model import Spec
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
 

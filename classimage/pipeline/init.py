@@ -14,9 +14,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classimage import links, pricing, release, resources, sizing, spec, templating, workflows
-from classimage.files import write_atomically
-from classimage.problems import SpecError
+from classimage import release, resources
+from classimage.pipeline import links, pricing, sizing, spec, templating, workflows
+from classimage.pipeline.files import write_atomically
+from classimage.pipeline.problems import SpecError
 
 SPEC = "course.yaml"
 README = "README.md"

@@ -15,8 +15,9 @@ from pathlib import Path
 
 import yaml
 
-from classimage import checks, environment, model, network, resources, schemaerrors, yamlsource
-from classimage.problems import Problem, SpecError
+from classimage import resources
+from classimage.pipeline import checks, environment, model, network, schemaerrors, yamlsource
+from classimage.pipeline.problems import Problem, SpecError
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ import typing
 from dataclasses import dataclass
 from typing import Literal
 
-from classimage import units
+from classimage.pipeline import units
 
 
 @dataclass(frozen=True)
@@ -128,7 +128,7 @@ class Workflows:
 
 @dataclass(frozen=True)
 class Z2jh:
-    """The z2jh target's own settings (classimage/z2jh.py); the droplet target reads none of them."""
+    """The z2jh target's own settings (classimage/pipeline/z2jh.py); the droplet target reads none of them."""
 
     image: str | None
     home_gigabytes: int

@@ -12,9 +12,10 @@ from typing import Any, cast
 
 import jsonschema
 
-from classimage import resources, units
-from classimage.problems import Problem, clip, describe, short
-from classimage.yamlsource import Document, format_path
+from classimage import resources
+from classimage.pipeline import units
+from classimage.pipeline.problems import Problem, clip, describe, short
+from classimage.pipeline.yamlsource import Document, format_path
 
 
 def _pattern(validator, pattern: str, instance, schema) -> Iterator[jsonschema.ValidationError]:

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
-from classimage.model import ContentRepo, Spec
+from classimage.pipeline.model import ContentRepo, Spec
 
 BADGE = "https://img.shields.io/badge/open%20in-the%20class%20hub-F37726?logo=jupyter"
 _HUB = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~%+-]+)*/?$")

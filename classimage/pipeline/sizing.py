@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from classimage import pricing, units
+from classimage.pipeline import pricing, units
 
 # Measured with benchmarks/student_server.py (two runs of two students, 2026-11-27), PSS in MiB:
 # each process's own pages and its share of those it shares, so N servers add up to N times this.

@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from classimage import plan, templating
 from classimage.droplet import provision
-from classimage.model import Spec
+from classimage.pipeline import plan, templating
+from classimage.pipeline.model import Spec
 
 TEMPLATE = "classimage.pkr.hcl"
 PLUGINS = "plugins.pkr.hcl"  # required_plugins, which Packer 1.6 rejects: a file of its own

@@ -16,9 +16,10 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from classimage import resources, schemaerrors, yamlsource
-from classimage.problems import Problem, SpecError, describe, short
-from classimage.yamlsource import Document, format_path, shown
+from classimage import resources
+from classimage.pipeline import schemaerrors, yamlsource
+from classimage.pipeline.problems import Problem, SpecError, describe, short
+from classimage.pipeline.yamlsource import Document, format_path, shown
 
 CONFIG_FOLDERS = ("binder", ".binder")
 # repo2docker files classimage does not turn into a server: (name, error?, why and what to do).
@@ -462,7 +463,7 @@ def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, l
                         file=item.file,
                     )
                 )
-    from classimage.checks import requirement_problem
+    from classimage.pipeline.checks import requirement_problem
 
     for item in found.pip:
         problem = requirement_problem(item.value)

@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from classimage import network, templating, tljh
 from classimage.droplet import provision
-from classimage.model import Spec
+from classimage.pipeline import network, templating, tljh
+from classimage.pipeline.model import Spec
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
 STAGES = (FULL, BAKE, BOOT)

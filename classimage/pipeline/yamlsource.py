@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import yaml
 
-from classimage.problems import Problem, SpecError
+from classimage.pipeline.problems import Problem, SpecError
 
 MAX_BYTES = 1 << 20
 MAX_NODES = 20_000

@@ -14,9 +14,10 @@ from typing import Any
 import jsonschema
 import yaml
 
-from classimage import __version__, links, network, resources, templating
+from classimage import __version__, resources
 from classimage.droplet import provision
-from classimage.model import Auth, Spec
+from classimage.pipeline import links, network, templating
+from classimage.pipeline.model import Auth, Spec
 
 PREFIX = "/opt/tljh"
 CONFIG_DIR = f"{PREFIX}/config"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from classimage import packer, plan, userdata
-from classimage.spec import Loaded
+from classimage.pipeline import packer, plan, userdata
+from classimage.pipeline.spec import Loaded
 
 ONE_PIECE = "user-data.yaml"
 USER_DATA = {plan.FULL: ONE_PIECE, plan.BAKE: "bake/user-data.yaml", plan.BOOT: "boot/user-data.yaml"}
@@ -25,7 +25,7 @@ def render(
     volume: str | None = None,
 ) -> dict[str, str]:
     """{relative path: text}: the user data of every stage and the Packer template. `admin_hashes`:
-    the bcrypt hash of each admin's password (classimage.admins); an admin without one is reserved.
+    the bcrypt hash of each admin's password (classimage.pipeline.admins); an admin without one is reserved.
     `volume`: the DigitalOcean volume that holds the class's data (the cloud verbs know which)."""
     files = {
         USER_DATA[stage]: userdata.render(loaded.spec, loaded.digest, stage, admin_hashes, status_token_sha256, volume)
