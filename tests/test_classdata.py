@@ -547,7 +547,7 @@ def droplet_accounts(tmp_path):
         result = subprocess.run(
             ["bwrap", "--ro-bind", "/", "/", "--bind", str(tmp_path), str(tmp_path), "--bind", str(etc), "/etc",
              "--bind", str(tmp_path / "home"), "/home", "--tmpfs", "/var/log", "--proc", "/proc", "--dev", "/dev",
-             "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--die-with-parent", "--setenv", "PYTHONPATH", str(REPO / "classimage"),
+             "--unshare-pid", "--unshare-ipc", "--unshare-net", "--unshare-uts", "--die-with-parent", "--setenv", "PYTHONPATH", str(REPO / "classimage" / "droplet"),
              "/bin/bash", "-c", command], capture_output=True, text=True, timeout=120)
         assert not check or result.returncode == 0, result.stdout + result.stderr
         return result
