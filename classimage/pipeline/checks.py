@@ -5,11 +5,9 @@ release the spec pins. They run on data that may still be invalid, so every look
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Callable
 
 import jsonschema
-from packaging.requirements import InvalidRequirement, Requirement
 
 from classimage import resources
 from classimage.pipeline import environment, model, sizing, tljh, units
@@ -51,7 +49,7 @@ def problems(document: Document) -> list[Problem]:
                 seen[name] = item_path
 
     for item_path, item in document.strings(("environment", "pip")):
-        problem = requirement_problem(item)
+        problem = environment.requirement_problem(item)
         if problem:
             at(item_path, *problem)
 
@@ -242,27 +240,3 @@ def _tljh_release(document: Document, version: str) -> list[Problem]:
                 )
             ]
     return []
-
-
-def requirement_problem(item: str) -> tuple[str, str] | None:
-    """(what, fix) when `item` is not one pip requirement, or None."""
-    try:
-        Requirement(item)
-        return None
-    except InvalidRequirement as error:
-        reason = str(error).splitlines()[0]
-    vcs = re.fullmatch(r"^(git|hg|svn|bzr)\+[a-z]+://\S+?/([A-Za-z0-9._-]+?)(\.git)?(@\S*)?$", item)
-    if vcs:
-        return (
-            f"{short(item)} is a bare URL, not a pip requirement",
-            f"name the package: write `{vcs.group(2)} @ {item}`",
-        )
-    if item.startswith("-"):
-        return (
-            f"{short(item)} is a pip option, not a requirement",
-            "write one requirement per item, such as jupytext>=1.16; options are not allowed here",
-        )
-    return (
-        f"{short(item)} is not a pip requirement: {reason}",
-        "write one requirement such as lavavu or jupytext>=1.16",
-    )

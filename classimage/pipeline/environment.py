@@ -406,6 +406,30 @@ def pip_name(requirement: str) -> str:
         return requirement
 
 
+def requirement_problem(item: str) -> tuple[str, str] | None:
+    """(what, fix) when `item` is not one pip requirement, or None."""
+    try:
+        Requirement(item)
+        return None
+    except InvalidRequirement as error:
+        reason = str(error).splitlines()[0]
+    vcs = re.fullmatch(r"^(git|hg|svn|bzr)\+[a-z]+://\S+?/([A-Za-z0-9._-]+?)(\.git)?(@\S*)?$", item)
+    if vcs:
+        return (
+            f"{short(item)} is a bare URL, not a pip requirement",
+            f"name the package: write `{vcs.group(2)} @ {item}`",
+        )
+    if item.startswith("-"):
+        return (
+            f"{short(item)} is a pip option, not a requirement",
+            "write one requirement per item, such as jupytext>=1.16; options are not allowed here",
+        )
+    return (
+        f"{short(item)} is not a pip requirement: {reason}",
+        "write one requirement such as lavavu or jupytext>=1.16",
+    )
+
+
 def conda_name(spec: str) -> str:
     """The package a conda MatchSpec names (`conda-forge::numpy>=1` -> numpy)."""
     return re.split(r"[ =<>!~]", spec.rsplit("::", 1)[-1], maxsplit=1)[0].lower()
@@ -463,8 +487,6 @@ def read_repo(document: Document, base: Path) -> tuple[RepoEnvironment | None, l
                         file=item.file,
                     )
                 )
-    from classimage.pipeline.checks import requirement_problem
-
     for item in found.pip:
         problem = requirement_problem(item.value)
         if problem:
