@@ -1,4 +1,9 @@
-"""classimage: one course spec in, a ready classroom JupyterHub server out."""
+"""classimage: one course spec in, a ready classroom JupyterHub server out.
+
+The library's entry points (docs/design.md): `load_file(path)` reads and checks a course spec (a
+`Loaded`, or `SpecError` with every problem) and `render(loaded, ...)` makes every artifact of it
+as {relative path: text}. The worlds are folders: pipeline/, cloud/, droplet/.
+"""
 
 from __future__ import annotations
 
@@ -69,3 +74,17 @@ class _Moved(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 sys.meta_path.append(_Moved())
+
+# The entry points, loaded when first asked for: the command line need not load what it does not use.
+PUBLIC = {
+    "load_file": "pipeline.spec",
+    "Loaded": "pipeline.spec",
+    "SpecError": "pipeline.problems",
+    "render": "pipeline.artifacts",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name not in PUBLIC:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{PUBLIC[name]}"), name)
