@@ -1,5 +1,7 @@
 """What happens on a droplet, in order: the course as one list of Steps (data), each tagged with
 the stages it belongs to. The one-piece, bake and boot user data render this one list, filtered.
+`PLAN`, at the end, declares the steps top to bottom: each with its stages, the function that makes
+it (above it, in the same order) and, where not every course has it, what it needs.
 
 - full: everything on a plain droplet's first boot (for instructors who skip Packer);
 - bake: the heavy, shared part, on Packer's build droplet: no admins, no secrets, a locked hub;
@@ -13,8 +15,8 @@ import hashlib
 import importlib.util
 import io
 import tokenize
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -87,38 +89,6 @@ class Step:
         """Changes whenever what the step does changes, so a changed step runs again."""
         parts = [self.run, self.check or ""] + [f"{f.path}\0{f.mode}\0{f.content}" for f in self.files]
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
-
-
-def _step(
-    name: str,
-    title: str,
-    stages: set[str],
-    *,
-    check: bool = False,
-    files: tuple[tuple[str, str, str], ...] = (),
-    programs: tuple[tuple[str, str, str], ...] = (),
-    when: str = provision.ONCE,
-    timeout: int = 1800,
-    template: str | None = None,
-    **values: object,
-) -> Step:
-    """A step from its template(s); `files` (path, content, mode) and `programs` (path, Python
-    source: one of classimage's own modules or the hub's config, shipped compressed, mode) are what
-    it installs."""
-    template = template or name
-    staged = tuple(File(name, path, content, mode) for path, content, mode in files) + tuple(
-        File(name, path, content, mode, compressed=True) for path, content, mode in programs
-    )
-    return Step(
-        name=name,
-        title=title,
-        stages=frozenset(stages),
-        run=templating.render(f"steps/{template}.sh.j2", files=staged, **values),
-        check=templating.render(f"steps/{template}.check.sh.j2", files=(), **values) if check else None,
-        files=staged,
-        when=when,
-        timeout=timeout,
-    )
 
 
 def shipped(module: str) -> str:
@@ -197,6 +167,51 @@ def waits_for_volume(device: str) -> bool:
     return device in (provision.ANY_VOLUME, provision.ANY_VOLUME_OR_OWN_DISK) or device.startswith(VOLUME_DEVICE)
 
 
+def bake_digest(spec: Spec) -> str:
+    """Identifies what a snapshot holds: changes whenever a step that only the bake runs would
+    change (a step the boot stage runs again, like the network settings, is the boot's to decide)."""
+    joined = " ".join(step.digest for step in steps(spec, BAKE) if BOOT not in step.stages)
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Needs:
+    """What the steps are made from: the spec, the admins' password hashes, the class's data device
+    (None: the droplet's own disk)."""
+
+    spec: Spec
+    admin_hashes: Mapping[str, str | None]
+    device: str | None
+
+    @property
+    def packages(self) -> tuple[str, ...]:
+        return PREREQUISITES + tuple(p for p in self.spec.environment.apt if p not in PREREQUISITES)
+
+    @property
+    def conda(self) -> tuple[str, ...]:
+        env = self.spec.environment
+        return env.conda.packages + ((f"python={env.python}",) if env.python else ())
+
+
+@dataclass(frozen=True)
+class Declared:
+    """One step of the plan: the stages that run it, how it is made, and when a course has it."""
+
+    stages: frozenset[str]
+    make: Callable[[Needs], Step]
+    only_if: Callable[[Needs], object]  # truthy when the course has the step
+
+
+def _every_course(needs: Needs) -> bool:
+    return True
+
+
+def _declare(
+    stages: set[str], make: Callable[[Needs], Step], only_if: Callable[[Needs], object] = _every_course
+) -> Declared:
+    return Declared(frozenset(stages), make, only_if)
+
+
 def steps(
     spec: Spec,
     stage: str | None = FULL,
@@ -209,197 +224,188 @@ def steps(
     if stage is not None and stage not in STAGES:
         raise ValueError(f"no stage {stage!r}")
     device = data_device(spec, volume)
-    env = spec.environment
-    packages = PREREQUISITES + tuple(p for p in env.apt if p not in PREREQUISITES)
-    user_env: dict[str, Any] = {"user_env": tljh.USER_ENV, "user_bin": tljh.USER_BIN}
-    every = []
-    if stage in (BOOT, None):
-        # First: refuse a droplet not made from a classimage snapshot, warn about another spec's.
-        every.append(
-            _step(
-                "image-check",
-                "Check this droplet was made from the course's snapshot",
-                {BOOT},
-                runner=provision.RUNNER,
-                bake_digest=bake_digest(spec),
-            )
-        )
-    guard_unit = PurePosixPath(provision.METADATA_GUARD_UNIT).name
-    guard_requires = templating.render("requires-metadata-guard.service.j2", unit=guard_unit)
-    guard_dropins = [
-        (f"/etc/systemd/system/{unit}.d/classimage-metadata-guard.conf", guard_requires, "0644")
-        for unit in GUARDED_UNITS
+    if device is None and stage is None:  # the documentation shows the class-data step too
+        device = VOLUME_DEVICE + volume_name(spec.course.slug)
+    needs = Needs(spec, admin_hashes or {}, device)
+    return [
+        replace(declared.make(needs), stages=declared.stages)
+        for declared in PLAN
+        if (stage is None or stage in declared.stages) and declared.only_if(needs)
     ]
-    network_files = network.files(spec)
-    if network_files:
-        # First: apt, pip, conda and the TLJH bootstrap all download through this network.
-        every.append(
-            _step(
-                "network",
-                "Configure the proxy and trusted CAs",
-                {FULL, BAKE, BOOT},
-                files=tuple(network_files),
-                certificates=bool(spec.network.ca_certificates),
-            )
-        )
-    every += [
-        _step("packages", f"Install {len(packages)} system packages", {FULL, BAKE}, check=True, packages=packages),
-        _step("security-updates", "Apply security updates", {BAKE}),
-        # Also at boot: a droplet from the snapshot opens no class unless the guard is in place (and
-        # the hub, cron and at never start without it: the guard fails closed).
-        _step(
-            "metadata-guard",
-            "Block non-root users from the metadata service",
-            {FULL, BAKE, BOOT},
-            check=True,
-            guard=provision.METADATA_GUARD,
-            dropins=tuple(path for path, _, _ in guard_dropins),
-            files=(
-                (provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
-                (
-                    provision.METADATA_GUARD_UNIT,
-                    templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
-                    "0644",
-                ),
-                *guard_dropins,
-            ),
-        ),
-        _step("firewall", "Allow only SSH, HTTP and HTTPS in", {FULL, BAKE}, check=True),
-        # Also at boot: a snapshot baked before this step existed gets it too.
-        _step(
-            "ssh",
-            "Keep students out of SSH",
-            {FULL, BAKE, BOOT},
-            # As `sshd -T` prints them: one line a group.
-            denied=[f"denyusers {tljh.UNIX_PREFIX}*", *(f"denygroups {group}" for group in tljh.CLASS_GROUPS)],
-            files=((SSHD_DROPIN, templating.static("sshd-no-students.conf"), "0644"),),
-        ),
-    ]
-    every += [
-        # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
-        _step(
-            "hub-config",
-            "Write the hub's settings",
-            {FULL, BOOT},
-            private=tljh.PRIVATE_DIRS,
-            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec, https=False), "0600"),),
-            # The hub's Python (its settings, and the sign-in guards its settings import): compressed.
-            programs=(
-                (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(spec), "0600"),
-                (provision.HUB_GUARDS, shipped("hubguards"), "0644"),  # no secret: the hub's code
-            ),
-        ),
-        # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
-        _step(
-            "hub-lockdown",
-            "Lock the build droplet's hub",
-            {BAKE},
-            template="hub-config",
-            private=tljh.PRIVATE_DIRS,
-            files=((tljh.CONFIG_YAML, tljh.lockdown_yaml(spec.tljh.version), "0600"),),
-        ),
-    ]
-    for variant in (FULL, BAKE):
-        every.append(
-            _step(
-                "tljh",
-                f"Install The Littlest JupyterHub {spec.tljh.version}",
-                {variant},
-                check=True,
-                url=spec.tljh.bootstrap_url,
-                version=spec.tljh.version,
-                hub_python=tljh.HUB_PYTHON,
-                commit=tljh.is_commit(spec.tljh.version),
-                page_pid=provision.PROGRESS_PAGE_PID,
-                args=tljh.bootstrap_args(spec),
-            )
-        )
-    conda = env.conda.packages + ((f"python={env.python}",) if env.python else ())
-    if conda:
-        channels = [word for channel in env.conda.channels for word in ("--channel", channel)]
-        every.append(
-            _step(
-                "conda-packages",
-                f"Install {len(conda)} conda packages",
-                {FULL, BAKE},
-                channels=channels,
-                packages=conda,
-                timeout=3600,
-                **user_env,
-            )
-        )
-    if env.pip:
-        every.append(
-            _step(
-                "pip-packages", f"Install {len(env.pip)} pip packages", {FULL, BAKE}, requirements=env.pip, **user_env
-            )
-        )
-    if env.post_build:
-        every.append(
-            _step(
-                "post-build",
-                "Run the course's postBuild",
-                {FULL, BAKE},
-                files=((provision.POST_BUILD, env.post_build, "0700"),),  # root runs it; students never read it
-                script=provision.POST_BUILD,
-                timeout=3600,
-                **user_env,
-            )
-        )
-    if device is not None or stage is None:
-        # After the software, so that a droplet made while another still has the class's volume (make
-        # before break) is ready but for its data; before anything is written into the hub's state.
-        every.append(class_data(spec, device or VOLUME_DEVICE + volume_name(spec.course.slug)))
-    every += [
-        _step("hub-secrets", "Make this droplet's own hub secrets", {BOOT}, state=tljh.STATE, secret=tljh.PROXY_SECRET),
-        # After the software, before the class opens: nobody can claim an admin's name meanwhile.
-        _step(
-            "hub-accounts",
-            "Make the admins' accounts",
-            {FULL, BOOT},
-            hub_python=tljh.HUB_PYTHON,
-            state=tljh.STATE,
-            program=provision.HUB_ACCOUNTS,
-            plan=provision.HUB_ACCOUNTS_PLAN,
-            hub_health=tljh.HUB_HEALTH,
-            wait=HUB_WAIT,
-            programs=((provision.HUB_ACCOUNTS, shipped("hubaccounts"), "0644"),),  # run by the hub's Python
-            files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(spec, admin_hashes or {}), "0600"),),
-        ),
-        _step(
-            "hub-reload",
-            "Restart the proxy and hub with the course's settings",
-            {FULL, BOOT},
-            when=provision.AFTER_CHANGES,
-            timeout=HUB_WAIT + 60,
-            hub_open=provision.HUB_OPEN,
-            wait=HUB_WAIT,
-            page_pid=provision.PROGRESS_PAGE_PID,
-            # HTTPS only once the class's data (Let's Encrypt's account and certificate) is in place.
-            files=((tljh.CONFIG_YAML, tljh.config_yaml(spec), "0600"),) if spec.https.enabled else (),
-        ),
-        _step(
-            "hub-ready",
-            "Wait for the hub to answer",
-            {FULL, BOOT},
-            when=provision.AFTER_CHANGES,
-            timeout=HUB_WAIT + 60,
-            hub_api=tljh.public_hub_api(spec)[0],
-            resolve=tljh.public_hub_api(spec)[1],
-            wait=HUB_WAIT,
-        ),
-    ]
-    return [step for step in every if stage is None or stage in step.stages]
 
 
-def class_data(spec: Spec, device: str) -> Step:
+def _step(
+    name: str,
+    title: str,
+    *,
+    check: bool = False,
+    files: tuple[tuple[str, str, str], ...] = (),
+    programs: tuple[tuple[str, str, str], ...] = (),
+    when: str = provision.ONCE,
+    timeout: int = 1800,
+    template: str | None = None,
+    **values: object,
+) -> Step:
+    """A step from its template(s) (its stages come from its declaration in PLAN); `files` (path,
+    content, mode) and `programs` (path, Python source: one of classimage's own modules or the hub's
+    config, shipped compressed, mode) are what it installs."""
+    template = template or name
+    staged = tuple(File(name, path, content, mode) for path, content, mode in files) + tuple(
+        File(name, path, content, mode, compressed=True) for path, content, mode in programs
+    )
+    return Step(
+        name=name,
+        title=title,
+        stages=frozenset(),
+        run=templating.render(f"steps/{template}.sh.j2", files=staged, **values),
+        check=templating.render(f"steps/{template}.check.sh.j2", files=(), **values) if check else None,
+        files=staged,
+        when=when,
+        timeout=timeout,
+    )
+
+
+def _image_check(c: Needs) -> Step:
+    return _step(
+        "image-check",
+        "Check this droplet was made from the course's snapshot",
+        runner=provision.RUNNER,
+        bake_digest=bake_digest(c.spec),
+    )
+
+
+def _network(c: Needs) -> Step:
+    return _step(
+        "network",
+        "Configure the proxy and trusted CAs",
+        files=tuple(network.files(c.spec)),
+        certificates=bool(c.spec.network.ca_certificates),
+    )
+
+
+def _packages(c: Needs) -> Step:
+    return _step("packages", f"Install {len(c.packages)} system packages", check=True, packages=c.packages)
+
+
+def _security_updates(c: Needs) -> Step:
+    return _step("security-updates", "Apply security updates")
+
+
+def _metadata_guard(c: Needs) -> Step:
+    unit = PurePosixPath(provision.METADATA_GUARD_UNIT).name
+    requires = templating.render("requires-metadata-guard.service.j2", unit=unit)
+    dropins = [(f"/etc/systemd/system/{u}.d/classimage-metadata-guard.conf", requires, "0644") for u in GUARDED_UNITS]
+    return _step(
+        "metadata-guard",
+        "Block non-root users from the metadata service",
+        check=True,
+        guard=provision.METADATA_GUARD,
+        dropins=tuple(path for path, _, _ in dropins),
+        files=(
+            (provision.METADATA_GUARD, templating.static("metadata-guard.sh"), "0755"),
+            (
+                provision.METADATA_GUARD_UNIT,
+                templating.render("classimage-metadata-guard.service.j2", guard=provision.METADATA_GUARD),
+                "0644",
+            ),
+            *dropins,
+        ),
+    )
+
+
+def _firewall(c: Needs) -> Step:
+    return _step("firewall", "Allow only SSH, HTTP and HTTPS in", check=True)
+
+
+def _ssh(c: Needs) -> Step:
+    return _step(
+        "ssh",
+        "Keep students out of SSH",
+        # As `sshd -T` prints them: one line a group.
+        denied=[f"denyusers {tljh.UNIX_PREFIX}*", *(f"denygroups {group}" for group in tljh.CLASS_GROUPS)],
+        files=((SSHD_DROPIN, templating.static("sshd-no-students.conf"), "0644"),),
+    )
+
+
+def _hub_config(c: Needs) -> Step:
+    return _step(
+        "hub-config",
+        "Write the hub's settings",
+        private=tljh.PRIVATE_DIRS,
+        files=((tljh.CONFIG_YAML, tljh.config_yaml(c.spec, https=False), "0600"),),
+        # The hub's Python (its settings, and the sign-in guards its settings import): compressed.
+        programs=(
+            (tljh.CLASSIMAGE_CONFIG, tljh.jupyterhub_config(c.spec), "0600"),
+            (provision.HUB_GUARDS, shipped("hubguards"), "0644"),  # no secret: the hub's code
+        ),
+    )
+
+
+def _hub_lockdown(c: Needs) -> Step:
+    return _step(
+        "hub-lockdown",
+        "Lock the build droplet's hub",
+        template="hub-config",
+        private=tljh.PRIVATE_DIRS,
+        files=((tljh.CONFIG_YAML, tljh.lockdown_yaml(c.spec.tljh.version), "0600"),),
+    )
+
+
+def _tljh(c: Needs) -> Step:
+    return _step(
+        "tljh",
+        f"Install The Littlest JupyterHub {c.spec.tljh.version}",
+        check=True,
+        url=c.spec.tljh.bootstrap_url,
+        version=c.spec.tljh.version,
+        hub_python=tljh.HUB_PYTHON,
+        commit=tljh.is_commit(c.spec.tljh.version),
+        page_pid=provision.PROGRESS_PAGE_PID,
+        args=tljh.bootstrap_args(c.spec),
+    )
+
+
+USER_ENV: dict[str, Any] = {"user_env": tljh.USER_ENV, "user_bin": tljh.USER_BIN}
+
+
+def _conda_packages(c: Needs) -> Step:
+    channels = [word for channel in c.spec.environment.conda.channels for word in ("--channel", channel)]
+    return _step(
+        "conda-packages",
+        f"Install {len(c.conda)} conda packages",
+        channels=channels,
+        packages=c.conda,
+        timeout=3600,
+        **USER_ENV,
+    )
+
+
+def _pip_packages(c: Needs) -> Step:
+    pip = c.spec.environment.pip
+    return _step("pip-packages", f"Install {len(pip)} pip packages", requirements=pip, **USER_ENV)
+
+
+def _post_build(c: Needs) -> Step:
+    assert c.spec.environment.post_build is not None  # declared only_if a postBuild
+    return _step(
+        "post-build",
+        "Run the course's postBuild",
+        files=((provision.POST_BUILD, c.spec.environment.post_build, "0700"),),  # root runs it; students never read it
+        script=provision.POST_BUILD,
+        timeout=3600,
+        **USER_ENV,
+    )
+
+
+def _class_data(c: Needs) -> Step:
     """The class's data on its own device, before the hub first starts (classimage/droplet/classdata.py)."""
+    assert c.device is not None  # declared only_if a device
     unit = PurePosixPath(provision.DATA_UNIT).name
     values: dict[str, Any] = {
         "program": provision.CLASS_DATA,
-        "device": device,
-        "slug": spec.course.slug,
-        "admins": spec.hub.admins,
+        "device": c.device,
+        "slug": c.spec.course.slug,
+        "admins": c.spec.hub.admins,
         "missing": PurePosixPath(provision.DATA_MISSING_SOCKET).name,
         "own_disk": provision.OWN_DISK,
     }
@@ -407,7 +413,6 @@ def class_data(spec: Spec, device: str) -> Step:
     return _step(
         "class-data",
         "Put the class's data on its own device",
-        {FULL, BOOT},
         **values,
         unit=unit,
         timer=PurePosixPath(provision.DATA_COPY_TIMER).name,
@@ -418,7 +423,7 @@ def class_data(spec: Spec, device: str) -> Step:
         ),
         # A DigitalOcean volume may come hours later (an `up` interrupted between making the droplet and
         # moving the volume is finished by the next): the droplet waits, saying so; a day at most.
-        timeout=DATA_WAIT if waits_for_volume(device) else 900,
+        timeout=DATA_WAIT if waits_for_volume(c.device) else 900,
         programs=((provision.CLASS_DATA, shipped("classdata"), "0755"),),  # run by systemd
         files=(
             (provision.DATA_UNIT, templating.render("classimage-data.service.j2", **values), "0644"),
@@ -440,8 +445,82 @@ def class_data(spec: Spec, device: str) -> Step:
     )
 
 
-def bake_digest(spec: Spec) -> str:
-    """Identifies what a snapshot holds: changes whenever a step that only the bake runs would
-    change (a step the boot stage runs again, like the network settings, is the boot's to decide)."""
-    joined = " ".join(step.digest for step in steps(spec, BAKE) if BOOT not in step.stages)
-    return hashlib.sha256(joined.encode()).hexdigest()[:16]
+def _hub_secrets(c: Needs) -> Step:
+    return _step("hub-secrets", "Make this droplet's own hub secrets", state=tljh.STATE, secret=tljh.PROXY_SECRET)
+
+
+def _hub_accounts(c: Needs) -> Step:
+    return _step(
+        "hub-accounts",
+        "Make the admins' accounts",
+        hub_python=tljh.HUB_PYTHON,
+        state=tljh.STATE,
+        program=provision.HUB_ACCOUNTS,
+        plan=provision.HUB_ACCOUNTS_PLAN,
+        hub_health=tljh.HUB_HEALTH,
+        wait=HUB_WAIT,
+        programs=((provision.HUB_ACCOUNTS, shipped("hubaccounts"), "0644"),),  # run by the hub's Python
+        files=((provision.HUB_ACCOUNTS_PLAN, tljh.accounts_plan(c.spec, c.admin_hashes), "0600"),),
+    )
+
+
+def _hub_reload(c: Needs) -> Step:
+    return _step(
+        "hub-reload",
+        "Restart the proxy and hub with the course's settings",
+        when=provision.AFTER_CHANGES,
+        timeout=HUB_WAIT + 60,
+        hub_open=provision.HUB_OPEN,
+        wait=HUB_WAIT,
+        page_pid=provision.PROGRESS_PAGE_PID,
+        # HTTPS only once the class's data (Let's Encrypt's account and certificate) is in place.
+        files=((tljh.CONFIG_YAML, tljh.config_yaml(c.spec), "0600"),) if c.spec.https.enabled else (),
+    )
+
+
+def _hub_ready(c: Needs) -> Step:
+    hub_api, resolve = tljh.public_hub_api(c.spec)
+    return _step(
+        "hub-ready",
+        "Wait for the hub to answer",
+        when=provision.AFTER_CHANGES,
+        timeout=HUB_WAIT + 60,
+        hub_api=hub_api,
+        resolve=resolve,
+        wait=HUB_WAIT,
+    )
+
+
+# What happens on a droplet, top to bottom: each step with the stages that run it and, where not
+# every course has it, what it needs. A step is made only for the stages asked for.
+PLAN: tuple[Declared, ...] = (
+    # First at boot: refuse a droplet not made from a classimage snapshot, warn about another spec's.
+    _declare({BOOT}, _image_check),
+    # First: apt, pip, conda and the TLJH bootstrap all download through this network.
+    _declare({FULL, BAKE, BOOT}, _network, only_if=lambda c: network.files(c.spec)),
+    _declare({FULL, BAKE}, _packages),
+    _declare({BAKE}, _security_updates),
+    # Also at boot: a droplet from the snapshot opens no class unless the guard is in place (and the
+    # hub, cron and at never start without it: the guard fails closed).
+    _declare({FULL, BAKE, BOOT}, _metadata_guard),
+    _declare({FULL, BAKE}, _firewall),
+    # Also at boot: a snapshot baked before this step existed gets it too.
+    _declare({FULL, BAKE, BOOT}, _ssh),
+    # Before TLJH, so the hub never runs with TLJH's default (anyone may sign in) settings.
+    _declare({FULL, BOOT}, _hub_config),
+    # The build droplet's hub lets nobody in: no signup, no admins (they come at boot).
+    _declare({BAKE}, _hub_lockdown),
+    _declare({FULL}, _tljh),
+    _declare({BAKE}, _tljh),
+    _declare({FULL, BAKE}, _conda_packages, only_if=lambda c: c.conda),
+    _declare({FULL, BAKE}, _pip_packages, only_if=lambda c: c.spec.environment.pip),
+    _declare({FULL, BAKE}, _post_build, only_if=lambda c: c.spec.environment.post_build),
+    # After the software, so that a droplet made while another still has the class's volume (make
+    # before break) is ready but for its data; before anything is written into the hub's state.
+    _declare({FULL, BOOT}, _class_data, only_if=lambda c: c.device is not None),
+    _declare({BOOT}, _hub_secrets),
+    # After the software, before the class opens: nobody can claim an admin's name meanwhile.
+    _declare({FULL, BOOT}, _hub_accounts),
+    _declare({FULL, BOOT}, _hub_reload),
+    _declare({FULL, BOOT}, _hub_ready),
+)
