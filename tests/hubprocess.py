@@ -40,7 +40,7 @@ import yaml
 
 import tljh_downloads
 from hubclient import Browser
-from classimage.pipeline import plan, spec, tljh, z2jh
+from classimage.pipeline import plan, shipping, spec, tljh, z2jh
 from classimage.droplet import hubaccounts, provision
 
 HERE = Path(__file__).resolve().parent
@@ -184,7 +184,7 @@ class LoopbackHub(Hub):
         self.course = course or self.course
         self.inside(tljh.CONFIG_YAML).write_text(tljh.config_yaml(self.course))
         self.inside(tljh.CLASSIMAGE_CONFIG).write_text(tljh.jupyterhub_config(self.course))
-        self.inside(provision.HUB_GUARDS).write_text(plan.shipped("hubguards"))
+        self.inside(provision.HUB_GUARDS).write_text(shipping.shipped("hubguards"))
         standins = self.inside(tljh.CONFIG_D) / STANDINS
         standins.write_text(STANDINS_CONFIG.format(hub=self.url))
 

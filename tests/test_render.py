@@ -24,7 +24,7 @@ import yaml
 
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
 from hubprocess import tljh_source
-from classimage.pipeline import artifacts, links, network, packer, plan, spec, tljh, userdata
+from classimage.pipeline import artifacts, links, network, packer, plan, shipping, spec, tljh, userdata
 from classimage.droplet import classdata, hubaccounts, hubguards, provision
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
@@ -113,7 +113,7 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
 
 
 DROPLET_MODULES = ("provision", "hubaccounts", "hubguards", "classdata")
-SHIPPED = {plan.shipped(name) for name in DROPLET_MODULES}
+SHIPPED = {shipping.shipped(name) for name in DROPLET_MODULES}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -320,7 +320,7 @@ def run_hub_config(text: str, folder: Path, user: str = "student", hub_open: boo
         marker.touch()
     config_file = folder / "classimage.py"
     # The guards the config imports, from where the hub-config step installs them (a folder here).
-    (folder / Path(provision.HUB_GUARDS).name).write_text(plan.shipped("hubguards"))
+    (folder / Path(provision.HUB_GUARDS).name).write_text(shipping.shipped("hubguards"))
     config_file.write_text(text.replace(repr(provision.HUB_OPEN), repr(str(marker)))
                            .replace(repr(provision.LIB), repr(str(folder))))
     # TLJH's package importable, as in the hub's environment (the file reads TLJH's settings).
@@ -486,7 +486,7 @@ def test_a_shipped_program_is_its_source_line_for_line_without_comments_or_docst
     """The droplet's programs go lean (the user data holds 64 KiB): a traceback there names the line
     of the file in this commit, every statement is where it was, and what is gone is only prose."""
     source = (REPO / "classimage" / "droplet" / f"{name}.py").read_text()
-    lean = plan.shipped(name)
+    lean = shipping.shipped(name)
     assert lean.count("\n") == source.count("\n")
 
     def statements(text):

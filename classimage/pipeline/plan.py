@@ -10,19 +10,16 @@ it (above it, in the same order) and, where not every course has it, what it nee
 
 from __future__ import annotations
 
-import ast
 import hashlib
-import importlib.util
-import io
-import tokenize
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path, PurePosixPath
+from pathlib import PurePosixPath
 from typing import Any
 
 from classimage.droplet import provision
 from classimage.pipeline import network, templating, tljh
 from classimage.pipeline.model import Spec
+from classimage.pipeline.shipping import shipped
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
 STAGES = (FULL, BAKE, BOOT)
@@ -89,48 +86,6 @@ class Step:
         """Changes whenever what the step does changes, so a changed step runs again."""
         parts = [self.run, self.check or ""] + [f"{f.path}\0{f.mode}\0{f.content}" for f in self.files]
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
-
-
-def shipped(module: str) -> str:
-    """The source of one of classimage's modules that run on the droplet, read, not imported (the
-    command line need not load what only a droplet runs), made lean for the user data."""
-    origin = importlib.util.find_spec(f"classimage.droplet.{module}").origin  # type: ignore[union-attr]
-    return lean(Path(origin).read_text(encoding="utf-8"))  # type: ignore[arg-type]
-
-
-def lean(source: str) -> str:
-    """`source` without its comments and docstrings, line for line: a traceback on the droplet names
-    the lines of the file in this commit. The user data holds 64 KiB and these programs were over half
-    of it (about 9 KiB less, compressed). A docstring the program reads itself (its --help) stays."""
-    lines = source.splitlines(keepends=True)
-    comments = {
-        token.start[0]: token.start[1]
-        for token in tokenize.generate_tokens(io.StringIO(source).readline)
-        if token.type == tokenize.COMMENT and token.start != (1, 0)  # the #! line stays
-    }
-    docstrings = {}
-    for node in ast.walk(ast.parse(source)):
-        if not isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        if isinstance(node, ast.Module) and "__doc__" in source:
-            continue  # the program reads its own docstring (its --help)
-        first = node.body[0]
-        text = first.value.value if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) else None
-        if isinstance(text, str) and not lines[first.lineno - 1][: first.col_offset].strip():  # on its own line
-            docstrings[first.lineno] = (first.end_lineno or first.lineno, first.col_offset)
-    out, blank_through = [], 0
-    for number, line in enumerate(lines, 1):
-        if number <= blank_through:
-            out.append("\n")
-        elif number in docstrings:
-            blank_through, column = docstrings[number]
-            out.append(" " * column + '""\n')  # a body that was only its docstring stays a body
-        elif number in comments:
-            code = line[: comments[number]].rstrip()
-            out.append(code + "\n" if code else "\n")
-        else:
-            out.append(line)
-    return "".join(out)
 
 
 def volume_name(slug: str) -> str:

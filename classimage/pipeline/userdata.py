@@ -10,7 +10,7 @@ from dataclasses import dataclass, replace
 
 from classimage import __version__
 from classimage.droplet import provision
-from classimage.pipeline import network, plan, templating, tljh
+from classimage.pipeline import network, plan, shipping, templating, tljh
 from classimage.pipeline.model import Spec
 
 LIMIT = 64 * 1024  # the ceiling cloud providers put on user data
@@ -69,7 +69,7 @@ def plan_document(
 
 def runner() -> str:
     """The provisioning program, shipped lean (as TLJH ships its bootstrap, but for comments)."""
-    return plan.shipped("provision")
+    return shipping.shipped("provision")
 
 
 def files(

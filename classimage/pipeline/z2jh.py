@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import yaml
 
 from classimage import __version__
-from classimage.pipeline import links, plan, templating, tljh, units
+from classimage.pipeline import links, shipping, templating, tljh, units
 from classimage.pipeline.model import Spec
 from classimage.pipeline.problems import Problem, SpecError, short
 from classimage.pipeline.spec import Loaded
@@ -245,7 +245,7 @@ def values(spec: Spec, admin_hashes: Mapping[str, str | None]) -> dict:
     )
     # classimage's programs that run in the hub pod, as a droplet ships them.
     extra_files = {
-        f"classimage-{module}": {"mountPath": f"{FOLDER}/{module}.py", "stringData": plan.shipped(module)}
+        f"classimage-{module}": {"mountPath": f"{FOLDER}/{module}.py", "stringData": shipping.shipped(module)}
         for module in ("hubaccounts", "hubguards")
     }
     files = image_files(spec)
