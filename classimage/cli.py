@@ -17,7 +17,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 # jsonschema imports every optional format checker it finds; rfc3987_syntax, when installed (Jupyter
 # packages pull it in), compiles a grammar at import: 0.7 s on every command, for the `iri` format
@@ -113,151 +116,40 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"classimage {__version__}")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-
-    start = verbs.add_parser(
-        "init",
-        help="start a course repository: course.yaml, the workflows, a README, a .gitignore",
-        description=init.__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    start.add_argument("folder", metavar="DIR", nargs="?", default=".", help="the repository's folder (default: here)")
-    start.add_argument("--name", help="the course's name, e.g. 'Geology 101' (asked when not given)")
-    start.add_argument(
-        "--admin",
-        action="append",
-        metavar="NAME",
-        help="an instructor's hub user name (repeatable; asked when not given)",
-    )
-    start.add_argument("--slug", help="the course's short name for files and droplets (default: made from --name)")
-    start.add_argument(
-        "--students",
-        type=int,
-        metavar="N",
-        help="how many students work at once, at the busiest (the droplet size is then one that holds them)",
-    )
-    start.add_argument("--hostname", help="the hub's DNS name, for HTTPS (also names the hub in the README's links)")
-    start.add_argument("--email", help="with --hostname: the contact address Let's Encrypt uses")
-    start.add_argument(
-        "--content", action="append", metavar="URL", help="a git repository of course material (repeatable)"
-    )
-    start.add_argument(
-        "--example",
-        metavar="NAME",
-        help=f"start course.yaml from a bundled example ({', '.join(init.examples())}) instead of the blank one",
-    )
-    start.set_defaults(handler=_init)
-
-    validate = verbs.add_parser("validate", help="check a course spec; writes nothing")
-    validate.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    validate.add_argument("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP)
-    validate.set_defaults(handler=_validate)
-
-    password = verbs.add_parser("admin-password", help="set an admin's password (only its hash is kept)")
-    password.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
-    password.add_argument(
-        "--repo", metavar="PATH", help="no spec: the course repository `render --repo` renders (with --admin)"
-    )
-    password.add_argument(
-        "--admin",
-        action="append",
-        metavar="NAME",
-        help="the admin (repeatable; default: every admin in hub.admins; with --repo, the admins render was given)",
-    )
-    how = password.add_mutually_exclusive_group()
-    how.add_argument("--generate", action="store_true", help="make a strong password and print it once")
-    how.add_argument("--stdin", action="store_true", help="read the password(s) from standard input, one per line")
-    password.set_defaults(handler=_admin_password)
-
-    render = verbs.add_parser("render", help="write the user data (one-piece, bake, boot) and the Packer template")
-    render.add_argument("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)")
-    render.add_argument("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults")
-    render.add_argument(
-        "--admin", action="append", metavar="NAME", help="with --repo: an admin's hub user name (repeatable; required)"
-    )
-    render.add_argument(
-        "--workflows",
-        metavar="DIR",
-        help=f"also write the GitHub workflows ({', '.join(n.removeprefix('classimage-') for n in workflows.NAMES)}; "
-        f"with --target z2jh: {workflows.IMAGE_NAME.removeprefix('classimage-')}) into DIR/{workflows.FOLDER}/; "
-        "DIR is the course repository holding the spec",
-    )
-    render.add_argument("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP)
-    where = render.add_mutually_exclusive_group()
-    where.add_argument("--out", metavar="DIR", help="directory to write into (default: build/SLUG)")
-    where.add_argument("--stdout", action="store_true", help="print the one-piece user data instead of writing files")
-    render.set_defaults(handler=_render)
-
-    build = verbs.add_parser(
-        "build",
-        help="bake the course into a DigitalOcean snapshot with Packer (which must be installed)",
-        description="Bake the course's software into a DigitalOcean snapshot: renders, then runs Packer "
-        "(https://developer.hashicorp.com/packer/install; Debian: apt-get install packer), which must be "
-        f"installed. Needs {packer.TOKEN} in the environment, except with --dry-run.",
-    )
-    build.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    build.add_argument("--out", metavar="DIR", help="directory to render into (default: build/SLUG)")
-    build.add_argument("--dry-run", action="store_true", help="render and validate the template; build nothing")
-    build.add_argument(
-        "--if-missing",
-        action="store_true",
-        help="build only if the course has no snapshot baked from this spec's software (asks DigitalOcean)",
-    )
-    build.set_defaults(handler=_build)
-
-    up = verbs.add_parser("up", help="make or update the class's server at DigitalOcean, and follow it to ready")
-    up.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    up.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
-    up.add_argument(
-        "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
-    )
-    up.set_defaults(handler=_up)
-
-    backup = verbs.add_parser("backup", help="snapshot the class's data volume; keep the newest storage.keep_backups")
-    backup.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    backup.set_defaults(handler=_backup)
-
-    restore = verbs.add_parser("restore", help="bring the class back from a backup, on a new volume and droplet")
-    restore.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    restore.add_argument(
-        "--backup", required=True, metavar="ID", help="the backup's id or name (`classimage status` lists them)"
-    )
-    restore.add_argument("--dry-run", action="store_true", help="say what would change; change nothing")
-    restore.add_argument(
-        "--again",
-        action="store_true",
-        help="bring the backup back once more, though the class runs on a copy of it already (run again "
-        "without it, an interrupted restore is finished)",
-    )
-    restore.add_argument(
-        "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
-    )
-    restore.set_defaults(handler=_restore)
-
-    status = verbs.add_parser("status", help="what the class has at DigitalOcean, how it is, and what it costs")
-    status.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    status.set_defaults(handler=_status)
-
-    down = verbs.add_parser("down", help="destroy the class's droplet and firewall; keep its data and address")
-    down.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    down.add_argument(
-        "--delete-data",
-        action="store_true",
-        help="also delete the class's volume, its backups and its address (asks for the course slug)",
-    )
-    down.add_argument("--yes", action="store_true", help="do not ask")
-    down.set_defaults(handler=_down)
-
-    share = verbs.add_parser("links", help="print the links to share: nbgitpuller launch links and the hub's pages")
-    share.add_argument("spec", metavar="SPEC", help="the course spec (YAML)")
-    share.add_argument("--hub", metavar="URL", help="the hub's address (default: https://HOSTNAME from the spec)")
-    share.add_argument("--json", action="store_true", help="print JSON")
-    share.set_defaults(handler=_links)
-
-    explain = verbs.add_parser("explain", help="describe the spec's keys")
-    explain.add_argument("key", nargs="?", metavar="KEY", help="e.g. hub.idle_timeout; all keys if left out")
-    explain.add_argument("--markdown", action="store_true", help="every key as a Markdown table")
-    explain.set_defaults(handler=_explain)
+    for verb in VERBS:
+        formatter = argparse.RawDescriptionHelpFormatter if verb.raw else argparse.HelpFormatter
+        command = verbs.add_parser(verb.name, help=verb.help, description=verb.description, formatter_class=formatter)
+        groups: dict[str, argparse._MutuallyExclusiveGroup] = {}
+        for option in verb.args:
+            if option.group is not None and option.group not in groups:
+                groups[option.group] = command.add_mutually_exclusive_group()
+            where = command if option.group is None else groups[option.group]
+            where.add_argument(*option.names, **option.options)
+        command.set_defaults(handler=verb.handler)
     return parser
+
+
+@dataclass(frozen=True)
+class Arg:
+    """One of a verb's arguments: argparse's add_argument(*names, **options)."""
+
+    names: tuple[str, ...]
+    options: dict[str, Any]
+    group: str | None = None  # the arguments of one group exclude each other
+
+
+def arg(*names: str, group: str | None = None, **options: Any) -> Arg:
+    return Arg(names, options, group)
+
+
+@dataclass(frozen=True)
+class Verb:
+    name: str
+    handler: Callable[[argparse.Namespace], int]
+    help: str
+    args: tuple[Arg, ...]
+    description: str | None = None
+    raw: bool = False  # the description keeps its own line breaks
 
 
 def _load(path: str, warnings: bool = False, target: str = DROPLET) -> spec.Loaded:
@@ -842,3 +734,209 @@ def _explain(args) -> int:
 
 def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
+
+
+# The verbs, in the order `--help` lists them: what each takes, and the function that does it.
+VERBS: tuple[Verb, ...] = (
+    Verb(
+        "init",
+        _init,
+        raw=True,
+        help="start a course repository: course.yaml, the workflows, a README, a .gitignore",
+        description=init.__doc__,
+        args=(
+            arg("folder", metavar="DIR", nargs="?", default=".", help="the repository's folder (default: here)"),
+            arg("--name", help="the course's name, e.g. 'Geology 101' (asked when not given)"),
+            arg(
+                "--admin",
+                action="append",
+                metavar="NAME",
+                help="an instructor's hub user name (repeatable; asked when not given)",
+            ),
+            arg("--slug", help="the course's short name for files and droplets (default: made from --name)"),
+            arg(
+                "--students",
+                type=int,
+                metavar="N",
+                help="how many students work at once, at the busiest (the droplet size is then one that holds them)",
+            ),
+            arg("--hostname", help="the hub's DNS name, for HTTPS (also names the hub in the README's links)"),
+            arg("--email", help="with --hostname: the contact address Let's Encrypt uses"),
+            arg("--content", action="append", metavar="URL", help="a git repository of course material (repeatable)"),
+            arg(
+                "--example",
+                metavar="NAME",
+                help=f"start course.yaml from a bundled example ({', '.join(init.examples())}) "
+                "instead of the blank one",
+            ),
+        ),
+    ),
+    Verb(
+        "validate",
+        _validate,
+        help="check a course spec; writes nothing",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP),
+        ),
+    ),
+    Verb(
+        "admin-password",
+        _admin_password,
+        help="set an admin's password (only its hash is kept)",
+        args=(
+            arg("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)"),
+            arg("--repo", metavar="PATH", help="no spec: the course repository `render --repo` renders (with --admin)"),
+            arg(
+                "--admin",
+                action="append",
+                metavar="NAME",
+                help="the admin (repeatable; default: every admin in hub.admins; "
+                "with --repo, the admins render was given)",
+            ),
+            arg("--generate", action="store_true", help="make a strong password and print it once", group="how"),
+            arg(
+                "--stdin",
+                action="store_true",
+                help="read the password(s) from standard input, one per line",
+                group="how",
+            ),
+        ),
+    ),
+    Verb(
+        "render",
+        _render,
+        help="write the user data (one-piece, bake, boot) and the Packer template",
+        args=(
+            arg("spec", metavar="SPEC", nargs="?", help="the course spec (YAML)"),
+            arg("--repo", metavar="PATH", help="no spec: a course repository's binder files and the defaults"),
+            arg(
+                "--admin",
+                action="append",
+                metavar="NAME",
+                help="with --repo: an admin's hub user name (repeatable; required)",
+            ),
+            arg(
+                "--workflows",
+                metavar="DIR",
+                help="also write the GitHub workflows "
+                f"({', '.join(n.removeprefix('classimage-') for n in workflows.NAMES)}; "
+                f"with --target z2jh: {workflows.IMAGE_NAME.removeprefix('classimage-')}) "
+                f"into DIR/{workflows.FOLDER}/; "
+                "DIR is the course repository holding the spec",
+            ),
+            arg("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP),
+            arg("--out", metavar="DIR", help="directory to write into (default: build/SLUG)", group="where"),
+            arg(
+                "--stdout",
+                action="store_true",
+                help="print the one-piece user data instead of writing files",
+                group="where",
+            ),
+        ),
+    ),
+    Verb(
+        "build",
+        _build,
+        help="bake the course into a DigitalOcean snapshot with Packer (which must be installed)",
+        description="Bake the course's software into a DigitalOcean snapshot: renders, then runs Packer "
+        "(https://developer.hashicorp.com/packer/install; Debian: apt-get install packer), which must be "
+        f"installed. Needs {packer.TOKEN} in the environment, except with --dry-run.",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg("--out", metavar="DIR", help="directory to render into (default: build/SLUG)"),
+            arg("--dry-run", action="store_true", help="render and validate the template; build nothing"),
+            arg(
+                "--if-missing",
+                action="store_true",
+                help="build only if the course has no snapshot baked from this spec's software (asks DigitalOcean)",
+            ),
+        ),
+    ),
+    Verb(
+        "up",
+        _up,
+        help="make or update the class's server at DigitalOcean, and follow it to ready",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg("--dry-run", action="store_true", help="say what would change; change nothing"),
+            arg(
+                "--timeout",
+                type=float,
+                default=60,
+                metavar="MINUTES",
+                help="how long to follow provisioning (default 60)",
+            ),
+        ),
+    ),
+    Verb(
+        "backup",
+        _backup,
+        help="snapshot the class's data volume; keep the newest storage.keep_backups",
+        args=(arg("spec", metavar="SPEC", help="the course spec (YAML)"),),
+    ),
+    Verb(
+        "restore",
+        _restore,
+        help="bring the class back from a backup, on a new volume and droplet",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg(
+                "--backup", required=True, metavar="ID", help="the backup's id or name (`classimage status` lists them)"
+            ),
+            arg("--dry-run", action="store_true", help="say what would change; change nothing"),
+            arg(
+                "--again",
+                action="store_true",
+                help="bring the backup back once more, though the class runs on a copy of it already (run again "
+                "without it, an interrupted restore is finished)",
+            ),
+            arg(
+                "--timeout",
+                type=float,
+                default=60,
+                metavar="MINUTES",
+                help="how long to follow provisioning (default 60)",
+            ),
+        ),
+    ),
+    Verb(
+        "status",
+        _status,
+        help="what the class has at DigitalOcean, how it is, and what it costs",
+        args=(arg("spec", metavar="SPEC", help="the course spec (YAML)"),),
+    ),
+    Verb(
+        "down",
+        _down,
+        help="destroy the class's droplet and firewall; keep its data and address",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg(
+                "--delete-data",
+                action="store_true",
+                help="also delete the class's volume, its backups and its address (asks for the course slug)",
+            ),
+            arg("--yes", action="store_true", help="do not ask"),
+        ),
+    ),
+    Verb(
+        "links",
+        _links,
+        help="print the links to share: nbgitpuller launch links and the hub's pages",
+        args=(
+            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            arg("--hub", metavar="URL", help="the hub's address (default: https://HOSTNAME from the spec)"),
+            arg("--json", action="store_true", help="print JSON"),
+        ),
+    ),
+    Verb(
+        "explain",
+        _explain,
+        help="describe the spec's keys",
+        args=(
+            arg("key", nargs="?", metavar="KEY", help="e.g. hub.idle_timeout; all keys if left out"),
+            arg("--markdown", action="store_true", help="every key as a Markdown table"),
+        ),
+    ),
+)
