@@ -736,6 +736,13 @@ def _kib(size: int) -> str:
     return f"{size / 1024:.1f} KiB"
 
 
+# Arguments several verbs take.
+SPEC = arg("spec", metavar="SPEC", help="the course spec (YAML)")
+DRY_RUN = arg("--dry-run", action="store_true", help="say what would change; change nothing")
+TIMEOUT = arg(
+    "--timeout", type=float, default=60, metavar="MINUTES", help="how long to follow provisioning (default 60)"
+)
+
 # The verbs, in the order `--help` lists them: what each takes, and the function that does it.
 VERBS: tuple[Verb, ...] = (
     Verb(
@@ -776,7 +783,7 @@ VERBS: tuple[Verb, ...] = (
         _validate,
         help="check a course spec; writes nothing",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            SPEC,
             arg("--target", choices=TARGETS, default=DROPLET, help=TARGET_HELP),
         ),
     ),
@@ -843,7 +850,7 @@ VERBS: tuple[Verb, ...] = (
         "(https://developer.hashicorp.com/packer/install; Debian: apt-get install packer), which must be "
         f"installed. Needs {packer.TOKEN} in the environment, except with --dry-run.",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            SPEC,
             arg("--out", metavar="DIR", help="directory to render into (default: build/SLUG)"),
             arg("--dry-run", action="store_true", help="render and validate the template; build nothing"),
             arg(
@@ -858,60 +865,48 @@ VERBS: tuple[Verb, ...] = (
         _up,
         help="make or update the class's server at DigitalOcean, and follow it to ready",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
-            arg("--dry-run", action="store_true", help="say what would change; change nothing"),
-            arg(
-                "--timeout",
-                type=float,
-                default=60,
-                metavar="MINUTES",
-                help="how long to follow provisioning (default 60)",
-            ),
+            SPEC,
+            DRY_RUN,
+            TIMEOUT,
         ),
     ),
     Verb(
         "backup",
         _backup,
         help="snapshot the class's data volume; keep the newest storage.keep_backups",
-        args=(arg("spec", metavar="SPEC", help="the course spec (YAML)"),),
+        args=(SPEC,),
     ),
     Verb(
         "restore",
         _restore,
         help="bring the class back from a backup, on a new volume and droplet",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            SPEC,
             arg(
                 "--backup", required=True, metavar="ID", help="the backup's id or name (`classimage status` lists them)"
             ),
-            arg("--dry-run", action="store_true", help="say what would change; change nothing"),
+            DRY_RUN,
             arg(
                 "--again",
                 action="store_true",
                 help="bring the backup back once more, though the class runs on a copy of it already (run again "
                 "without it, an interrupted restore is finished)",
             ),
-            arg(
-                "--timeout",
-                type=float,
-                default=60,
-                metavar="MINUTES",
-                help="how long to follow provisioning (default 60)",
-            ),
+            TIMEOUT,
         ),
     ),
     Verb(
         "status",
         _status,
         help="what the class has at DigitalOcean, how it is, and what it costs",
-        args=(arg("spec", metavar="SPEC", help="the course spec (YAML)"),),
+        args=(SPEC,),
     ),
     Verb(
         "down",
         _down,
         help="destroy the class's droplet and firewall; keep its data and address",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            SPEC,
             arg(
                 "--delete-data",
                 action="store_true",
@@ -925,7 +920,7 @@ VERBS: tuple[Verb, ...] = (
         _links,
         help="print the links to share: nbgitpuller launch links and the hub's pages",
         args=(
-            arg("spec", metavar="SPEC", help="the course spec (YAML)"),
+            SPEC,
             arg("--hub", metavar="URL", help="the hub's address (default: https://HOSTNAME from the spec)"),
             arg("--json", action="store_true", help="print JSON"),
         ),
