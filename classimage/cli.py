@@ -365,6 +365,7 @@ def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]
 
 def _build(args) -> int:
     from classimage.cloud import deploy  # the cloud verbs' own: not loaded to render
+    from classimage.cloud.found import Names
 
     loaded = _load(args.spec, warnings=True)
     packer.find()  # before anything else: the one thing the instructor must install
@@ -376,7 +377,7 @@ def _build(args) -> int:
             "Nothing was built (--dry-run validates without one)"
         )
     if args.if_missing and not args.dry_run:
-        names, api, droplet = deploy.Names(loaded.spec.course.slug), _account(), loaded.spec.droplet
+        names, api, droplet = Names(loaded.spec.course.slug), _account(), loaded.spec.droplet
         size = next((s for s in api.sizes() if s["slug"] == droplet.size), {})
         baked = deploy.choose_snapshot(  # one DigitalOcean can make this spec's droplet from
             sorted(api.droplet_snapshots(), key=lambda s: s["created_at"], reverse=True),
@@ -566,6 +567,7 @@ def _restore(args) -> int:
 def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
     """`up`, or `restore` (`backup`: the id or name of the backup the class comes back from)."""
     from classimage.cloud import deploy, upkeep  # the cloud verbs' own: not loaded to render
+    from classimage.cloud.found import status_token
 
     course = loaded.spec
     hashes = admins.for_admins(course.hub.admins, course.course.slug)
@@ -576,7 +578,7 @@ def _deploy(args, loaded: spec.Loaded, backup: str | None = None) -> int:
             f"{args.spec}` first (the class's server needs a way for you to sign in)"
         )
     api = _account()
-    token = hashlib.sha256(deploy.status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
+    token = hashlib.sha256(status_token(api.token, course.course.slug, loaded.digest).encode()).hexdigest()
     _artifacts(loaded, args.spec, hashes, token, _longest_volume(course))  # stops here, before anything is made
     _cost(course, api.sizes())  # before anything is spent
 

@@ -26,7 +26,8 @@ import do_standin
 from conftest import EXAMPLES
 from classimage.pipeline import packer, plan, spec
 from classimage.cloud import deploy, digitalocean
-from classimage.cloud.deploy import Change, Deployment, Found, Names
+from classimage.cloud.deploy import Change, Deployment
+from classimage.cloud.found import Found, Names, current_volume, region_refusal, status_token
 
 NAMES = Names("geo101")
 WANTED = Deployment("debian-12-x64", None, plan.FULL, "#cloud-config\n", "s-2vcpu-4gb", "nyc3", ())
@@ -93,7 +94,7 @@ OLDER = {"id": "v0", "name": NAMES.volume, "droplet_ids": [], "created_at": "202
     ([OLDER, VOLUME | {"droplet_ids": [99]}], [TAGGED], "v1"),  # attached elsewhere still beats older
 ])
 def test_which_volume_holds_the_class(volumes, droplets, expected):
-    assert (deploy.current_volume(volumes, droplets) or {}).get("id") == expected
+    assert (current_volume(volumes, droplets) or {}).get("id") == expected
 
 
 @pytest.mark.parametrize("name, volume, backup", [
@@ -143,9 +144,9 @@ def test_the_deployment_digest_follows_what_the_droplet_is_made_with():
 
 
 def test_the_status_token_is_derived_not_stored():
-    token = deploy.status_token("dop_v1_secret", "geo101", "abc")
-    assert token == deploy.status_token("dop_v1_secret", "geo101", "abc")
-    assert token != deploy.status_token("dop_v1_other", "geo101", "abc") != deploy.status_token("dop_v1_secret", "x", "abc")
+    token = status_token("dop_v1_secret", "geo101", "abc")
+    assert token == status_token("dop_v1_secret", "geo101", "abc")
+    assert token != status_token("dop_v1_other", "geo101", "abc") != status_token("dop_v1_secret", "x", "abc")
     assert "dop_v1_secret" not in token
 
 
@@ -178,7 +179,7 @@ NYC_VOLUME = {"name": "geo101-data", "region": {"slug": "nyc3"}, "droplet_ids": 
 ])
 def test_a_region_change_is_refused_with_the_way(elsewhere, ip, refused):
     found = Found([], None, ip, None, [], elsewhere=elsewhere)
-    refusal = deploy.region_refusal(found, "fra1")
+    refusal = region_refusal(found, "fra1")
     assert (refusal is not None) is refused
     if refused:
         assert "cannot move a volume, its backups or a reserved IP to another region" in refusal

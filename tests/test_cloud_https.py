@@ -1,4 +1,4 @@
-"""How `up` and `status` reach a class with `https.hostname` (classimage/cloud/deploy.py `ask`): over HTTPS
+"""How `up` and `status` reach a class with `https.hostname` (classimage/cloud/progress.py `ask`): over HTTPS
 by name, the certificate checked, once the name resolves to the class's address; else at the address
 (TLJH's traefik redirects port 80 to HTTPS: followed there, the certificate unchecked), saying why
 and, when the DNS record is missing, which record to make.
@@ -26,7 +26,7 @@ NAME = "hub.course.test"
 DROPLET = r"""
 import http.server, json, ssl, sys, threading
 sys.path.insert(0, sys.argv[1])
-from classimage.cloud import deploy
+from classimage.cloud import progress
 mode, cert, key, hostname = sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] or None
 
 class Handler(http.server.BaseHTTPRequestHandler):
@@ -55,9 +55,9 @@ if mode == "https":
     servers.append(secure)
 for server in servers:
     threading.Thread(target=server.serve_forever, daemon=True).start()
-answer = deploy.status_answer("127.0.0.1", "t", hostname=hostname)
-print(json.dumps({"health": deploy.hub_health("127.0.0.1", hostname), "where": deploy.where(answer, "127.0.0.1"),
-                  "status": deploy.parse_status(answer)}))
+answer = progress.status_answer("127.0.0.1", "t", hostname=hostname)
+print(json.dumps({"health": progress.hub_health("127.0.0.1", hostname), "where": progress.where(answer, "127.0.0.1"),
+                  "status": progress.parse_status(answer)}))
 """
 
 

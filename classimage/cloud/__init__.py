@@ -10,8 +10,12 @@ from pathlib import Path
 
 
 def __getattr__(name: str) -> object:
-    # `classimage.cloud` was the module deploy.py is now: its names still read from here (patch them
-    # in deploy). Not its submodules' names: those the import system looks for here before importing.
-    if name.startswith("__") or (Path(__file__).parent / f"{name}.py").exists():
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.deploy"), name)
+    # `classimage.cloud` was the module deploy.py, found.py and progress.py are now: its names still
+    # read from here (patch them where they live). Not its submodules' names: the import system asks
+    # for those here before it imports them.
+    if not name.startswith("__") and not (Path(__file__).parent / f"{name}.py").exists():
+        for module in ("deploy", "found", "progress"):
+            holder = importlib.import_module(f"{__name__}.{module}")
+            if hasattr(holder, name):
+                return getattr(holder, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,25 +19,33 @@ is for before it acts, and every create looks for what it would make before maki
 
 from __future__ import annotations
 
-import datetime
 import hashlib
-import hmac
-import http.client
-import json
-import re
-import socket
-import ssl
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
-from classimage.droplet import provision
+from classimage.cloud.found import (
+    Found,
+    Names,
+    deploy_tag,
+    discover,
+    public_address,
+    region_of,
+    region_refusal,
+    stamp,
+    status_token,
+)
+from classimage.cloud.progress import (
+    failure_report,
+    follow,
+    hub_health,
+    read_status,
+    resolves_to,
+    waiting_for_data,
+)
 from classimage.pipeline import artifacts, plan, pricing
 from classimage.pipeline.spec import Loaded
-from classimage.pipeline.yamlsource import shown
 
 FIREWALL_PORTS = ("22", "80", "443")
 # "Attempt a shutdown, with a reasonable timeout, followed by a power_off action" (DigitalOcean's API
@@ -49,172 +57,6 @@ POWER_OFF_WAIT = 120.0
 CREATE_WAIT = 600.0
 # How long an address DigitalOcean is assigning (locked) is waited for, to tell whether it is the class's.
 ADDRESS_WAIT = 120.0
-# Seconds between two reads of a droplet's provisioning status.
-FOLLOW_POLL = 3.0
-
-
-@dataclass(frozen=True)
-class Names:
-    """What classimage calls a course's resources at DigitalOcean, and the tags it finds them by."""
-
-    slug: str
-
-    @property
-    def tag(self) -> str:
-        return f"classimage-{self.slug}"
-
-    @property
-    def droplet(self) -> str:
-        return self.slug
-
-    @property
-    def volume(self) -> str:  # the first; a restored one is named volume-TIME
-        return plan.volume_name(self.slug)
-
-    def restored(self, when: str) -> str:  # a volume made from a backup at `when` (STAMP)
-        return plan.restored_volume_name(self.slug, when)
-
-    def restored_from(self, backup_id: str) -> str:
-        """The tag of a volume `restore` made from this backup: an interrupted restore finds it again
-        instead of making another, and a finished one is not made again unless asked (`--again`)."""
-        return f"classimage-{self.slug}-from-{backup_id}"
-
-    def is_volume(self, name: str) -> bool:
-        return name == self.volume or _stamped(name, f"{self.volume}-")
-
-    @property
-    def backup_prefix(self) -> str:  # backups (snapshots of the volume) are named SLUG-backup-TIME
-        return f"{self.slug}-backup-"
-
-    def is_backup(self, name: str) -> bool:
-        return _stamped(name, self.backup_prefix)
-
-    @property
-    def firewall(self) -> str:
-        return f"classimage-{self.slug}"
-
-    @property
-    def ip_prefix(self) -> str:  # reserved IPs take no tags: a tag of this name records the course's
-        return f"classimage-{self.slug}-ip-"
-
-    def ip_tag(self, address: str) -> str:
-        return self.ip_prefix + address.replace(".", "-")
-
-    @property
-    def deploy_prefix(self) -> str:  # what a droplet was made with, on the droplet
-        return f"classimage-{self.slug}-deploy-"
-
-    @property
-    def snapshot_prefix(self) -> str:  # Packer names snapshots SLUG-BAKEDIGEST-TIMESTAMP
-        return f"{self.slug}-"
-
-
-STAMP = "%Y%m%d-%H%M%S"
-
-
-def _stamped(name: str, prefix: str) -> bool:
-    """`name` is `prefix` and a time as classimage writes it (another course's slug may start alike)."""
-    return name.startswith(prefix) and re.fullmatch(r"\d{8}-\d{6}", name[len(prefix) :]) is not None
-
-
-def stamp() -> str:
-    return datetime.datetime.now(datetime.timezone.utc).strftime(STAMP)
-
-
-def status_token(api_token: str, slug: str, spec_digest: str) -> str:
-    """The token whose holder may read log tails from a droplet's status service: derived from the
-    DigitalOcean token, so whoever runs `up` (the token's holder) has it and nothing is stored."""
-    return hmac.new(api_token.encode(), f"classimage status {slug} {spec_digest}".encode(), hashlib.sha256).hexdigest()
-
-
-# -- what exists ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Found:
-    droplets: list[JSON]
-    volume: JSON | None  # the class's volume: the one a droplet of the course has, else the newest
-    ip: JSON | None
-    firewall: JSON | None
-    snapshots: list[JSON]  # the course's droplet snapshots, newest first
-    backups: list[JSON] = field(default_factory=list)  # snapshots of the class's volumes, newest first
-    volumes: list[JSON] = field(default_factory=list)  # every volume of the course (after a restore, the old)
-    elsewhere: list[JSON] = field(default_factory=list)  # the course's volumes in another region than the spec's
-    ip_recorded: bool = True  # the reserved IP's record tag exists (it is found by its holder otherwise)
-
-
-def current_volume(volumes: list[JSON], droplets: list[JSON]) -> JSON | None:
-    """The class's data: the volume a droplet of the course has attached, else the newest (a restore
-    makes a new one; `down` leaves it unattached)."""
-    ids = {d["id"] for d in droplets}
-    attached = [v for v in volumes if ids & set(v.get("droplet_ids") or [])]
-    return max(attached or volumes, key=lambda v: v["created_at"], default=None)
-
-
-def region_of(resource: JSON) -> str | None:
-    region = resource.get("region")
-    return region.get("slug") if isinstance(region, dict) else region
-
-
-def discover(api: DigitalOcean, names: Names, region: str) -> Found:
-    # A destroyed droplet is listed as `archive` for a while (Terraform waits for it): it is gone.
-    droplets = [d for d in api.droplets(names.tag) if d.get("status") != "archive"]
-    every = [v for v in api.volumes() if names.is_volume(v["name"])]
-    volumes = [v for v in every if region_of(v) == region]
-    addresses = {ip["ip"]: ip for ip in api.reserved_ips()}
-    ip, recorded = None, False
-    for tag in api.tags():
-        if tag["name"].startswith(names.ip_prefix):
-            address = tag["name"][len(names.ip_prefix) :].replace("-", ".")
-            if address in addresses:
-                ip, recorded = addresses[address], True
-    if ip is None:  # a droplet of the course holds one: the record was lost (or not made yet), not the address
-        ids = {d["id"] for d in droplets}
-        ip = next((a for a in addresses.values() if (a.get("droplet") or {}).get("id") in ids), None)
-    firewall = next((f for f in api.firewalls() if f["name"] == names.firewall), None)
-    snapshots = sorted(
-        (s for s in api.droplet_snapshots() if s["name"].startswith(names.snapshot_prefix)),
-        key=lambda s: s["created_at"],
-        reverse=True,
-    )
-    backups = sorted(
-        (s for s in api.volume_snapshots() if names.is_backup(s["name"])), key=lambda s: s["created_at"], reverse=True
-    )
-    return Found(
-        droplets,
-        current_volume(volumes, droplets),
-        ip,
-        firewall,
-        snapshots,
-        backups,
-        volumes,
-        [v for v in every if v not in volumes],
-        recorded or ip is None,
-    )
-
-
-def public_address(droplet: JSON) -> str | None:
-    return next((n["ip_address"] for n in droplet["networks"]["v4"] if n["type"] == "public"), None)
-
-
-def deploy_tag(droplet: JSON, names: Names) -> str | None:
-    return next((t for t in droplet["tags"] if t.startswith(names.deploy_prefix)), None)
-
-
-def region_refusal(found: Found, region: str) -> str | None:
-    """Why `up` cannot move the class to `region`, and what to do instead; None when it need not."""
-    kept = [f"volume {v['name']} in {region_of(v)}" for v in found.elsewhere]
-    if found.ip is not None and region_of(found.ip) not in (None, region):
-        kept.append(f"address {found.ip['ip']} in {region_of(found.ip)}")
-    if not kept:
-        return None
-    old = region_of(found.elsewhere[0]) if found.elsewhere else region_of(found.ip or {})
-    return (
-        f"droplet.region is {region}, but the class's data and address are elsewhere ({', '.join(kept)}): "
-        "DigitalOcean cannot move a volume, its backups or a reserved IP to another region. Set "
-        f"droplet.region back to {old}; to start the class afresh in {region}, copy what you need off "
-        "the droplet, then `classimage down --delete-data` and `classimage up`"
-    )
 
 
 # -- what up makes --------------------------------------------------------------------------------
@@ -368,223 +210,6 @@ def changes(
     elif dns is not None:
         todo.append(Change("dns", f"point {dns[1]}.{dns[0]} at the class's IP address"))
     return todo
-
-
-# -- following provisioning -----------------------------------------------------------------------
-
-
-def resolves_to(hostname: str, address: str) -> bool:
-    """Whether `hostname` resolves to `address` here, as it must for Let's Encrypt to certify it."""
-    try:
-        return address in {info[4][0] for info in socket.getaddrinfo(hostname, 443, type=socket.SOCK_STREAM)}
-    except OSError:
-        return False
-
-
-@dataclass(frozen=True)
-class Answer:
-    """What the droplet answered, where, and, when not by the class's name: why (`note`) and what
-    the instructor can do about it (`fix`)."""
-
-    code: int
-    body: bytes
-    url: str
-    note: str = ""
-    fix: str = ""
-
-
-class _NoRedirect(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):  # a redirect is an answer of its own (an HTTPError)
-        return None
-
-
-ANSWER_MOST = 1 << 20  # bytes read of an answer: the status is a few KiB
-
-
-def _once(url: str, headers: dict[str, str], timeout: float, context: ssl.SSLContext | None = None) -> Answer | None:
-    """One request, no redirect followed; None when nothing answers. Raises ssl.SSLCertVerificationError."""
-    opener = urllib.request.build_opener(
-        urllib.request.ProxyHandler({}), _NoRedirect(), urllib.request.HTTPSHandler(context=context)
-    )
-    try:
-        with opener.open(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
-            return Answer(response.status, response.read(ANSWER_MOST), url)
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, error.read(ANSWER_MOST), url)
-    except urllib.error.URLError as error:
-        if isinstance(error.reason, ssl.SSLCertVerificationError):
-            raise error.reason from None
-        return None
-    except (OSError, http.client.HTTPException):  # a broken answer (cut short, garbled) is no answer
-        return None
-
-
-def ask(
-    address: str, path: str, hostname: str | None = None, headers: dict[str, str] | None = None, timeout: float = 5
-) -> Answer | None:
-    """GET `path` from the class's droplet as the verbs should: over HTTPS by `hostname`, its
-    certificate checked, once the name resolves to `address`; else at the address, where TLJH's
-    traefik redirects port 80 to HTTPS once HTTPS is on: that redirect is followed to the address
-    with no certificate check (no certificate names an address; what the verbs read there, the
-    status and the health, is what plain HTTP would carry), and without the `Authorization` header:
-    a connection nobody vouches for gets the public status only. None when nothing answers."""
-    headers = headers or {}
-    note = fix = ""
-    if hostname is not None:
-        note, fix = f"{hostname} does not resolve to {address} yet", f"create the DNS record {hostname} A {address}"
-        if resolves_to(hostname, address):
-            try:
-                answer = _once(f"https://{hostname}{path}", headers, timeout)
-                if answer is not None:
-                    return answer
-                note, fix = f"nothing answers HTTPS at {hostname} yet", ""  # the droplet's own page, on port 80
-            except ssl.SSLCertVerificationError as error:
-                note = f"{hostname} has no valid certificate yet ({error.verify_message})"
-                fix = (
-                    "traefik asks Let's Encrypt for one once the name resolves to the droplet; if this lasts, "
-                    f"see `ssh root@{address} journalctl -u traefik`"
-                )
-    answer = _once(f"http://{address}{path}", headers, timeout)
-    if answer is not None and 300 <= answer.code < 400:
-        unchecked = ssl.create_default_context()
-        unchecked.check_hostname, unchecked.verify_mode = False, ssl.CERT_NONE
-        public = {key: value for key, value in headers.items() if key.lower() != "authorization"}
-        answer = _once(f"https://{address}{path}", public, timeout, unchecked)
-    return None if answer is None else Answer(answer.code, answer.body, answer.url, note, fix)
-
-
-def read_status(address: str, token: str | None, timeout: float = 5, hostname: str | None = None) -> JSON | None:
-    """The droplet's provisioning status (with log tails when the token is ours; None: the public
-    part), or None when nothing answers yet. `hostname`: the class's (see `ask`)."""
-    return parse_status(status_answer(address, token, timeout, hostname))
-
-
-def status_answer(address: str, token: str | None, timeout: float = 5, hostname: str | None = None) -> Answer | None:
-    headers = {"Accept": "application/json"} | ({"Authorization": f"token {token}"} if token else {})
-    return ask(address, provision.SERVICE_PATH, hostname, headers, timeout)
-
-
-def parse_status(answer: Answer | None) -> JSON | None:
-    if answer is None or answer.code not in (200, 503):
-        return None
-    try:
-        return json.loads(answer.body)
-    except ValueError:
-        return None
-
-
-def hub_health(address: str, hostname: str | None = None) -> str:
-    """Whether the hub answers, where, and, with HTTPS, why not by name and what to do."""
-    answer = ask(address, "/hub/health", hostname)
-    if answer is None:
-        return f"does not answer at {address}"
-    said = ("answers" if answer.code == 200 else f"answers {answer.code}") + f" at {answer.url}"
-    if hostname is not None and not answer.note:
-        return said + " (HTTPS, its certificate valid)"
-    return said + (f"; not by name: {answer.note}" if answer.note else "") + (f": {answer.fix}" if answer.fix else "")
-
-
-def https_said(status: JSON | None, address: str, now: float | None = None) -> str | None:
-    """Where the class's certificate stands, as the droplet's status says (None: no HTTPS, or a
-    droplet that does not say): its expiry, or why traefik has none yet and the record to make."""
-    https = (status or {}).get("https")
-    if not isinstance(https, dict) or not https:
-        return None
-    # What the droplet says is printed as text only: no terminal escapes.
-    name, certificate = shown(str(https.get("hostname"))), https.get("certificate")
-    if isinstance(certificate, dict):
-        try:
-            ends = datetime.datetime.strptime(str(certificate.get("expires")), "%Y-%m-%dT%H:%M:%SZ")
-        except (TypeError, ValueError):
-            return f"{name}: traefik holds a certificate (its expiry unreadable)"
-        ends = ends.replace(tzinfo=datetime.timezone.utc)
-        verb = "valid until" if ends.timestamp() > (time.time() if now is None else now) else "EXPIRED on"
-        return f"{name}: certificate {verb} {ends:%Y-%m-%d %H:%M} UTC"
-    said = https.get("resolves_to")
-    seen = [shown(str(each)) for each in said] if isinstance(said, list) else []
-    if address in seen:  # the record is right: Let's Encrypt's turn (or its hourly limit of failures)
-        return (
-            f"{name}: no certificate yet; it resolves to {address}, traefik asks Let's Encrypt again and "
-            f"again: if this lasts an hour, see `ssh root@{address} journalctl -u traefik`"
-        )
-    found = f"resolves to {', '.join(seen)}" if seen else "does not resolve"
-    return f"{name}: no certificate yet (from the droplet it {found}): create the DNS record {name} A {address}"
-
-
-def where(answer: Answer | None, address: str) -> str:
-    """Where the droplet answered, and why there when not by the class's name."""
-    if answer is None:
-        return f"{address}: nothing answers yet"
-    return answer.url.split("/services/")[0] + (f" ({answer.note})" if answer.note else "")
-
-
-def waiting_for_data(status: JSON | None) -> str | None:
-    """What a droplet's class-data step waits for (the class's volume), or None."""
-    return ((status or {}).get("data") or {}).get("waiting")
-
-
-def follow(
-    address: str,
-    token: str,
-    echo: Callable[[str], None],
-    timeout: float,
-    poll: float | None = None,
-    until: Callable[[JSON], bool] | None = None,
-    hostname: str | None = None,
-) -> JSON:
-    """Print each step as it starts and ends, until the droplet is ready or failed (or `until`
-    says the status is what the caller waits for). `hostname`: the class's, followed by name over
-    HTTPS once it resolves to `address` (and said, whenever where it answers changes)."""
-    poll = FOLLOW_POLL if poll is None else poll
-    started = time.monotonic()
-    seen: dict[str, str] = {}
-    waiting_said = False
-    said_where = ""
-    while True:
-        elapsed = time.monotonic() - started
-        if elapsed > timeout:
-            raise CloudError(
-                f"the droplet was not ready within {timeout / 60:.0f} minutes: see `classimage status`, "
-                f"or `ssh root@{address} classimage-provision status`"
-            )
-        answer = status_answer(address, token, hostname=hostname)
-        status = parse_status(answer)
-        if status is not None and where(answer, address) != said_where:
-            said_where = where(answer, address)
-            echo(f"  answering at {said_where}")
-        if status is None or "steps" not in status:
-            if not waiting_said:
-                echo(f"  waiting for the droplet at {address} to answer...")
-                waiting_said = True
-            time.sleep(poll)
-            continue
-        for step in status["steps"]:
-            state = step.get("state")
-            if seen.get(step["name"]) != state and state in ("running", "done", "failed"):
-                seconds = (
-                    f" in {step['seconds']:.0f} s" if step.get("seconds") is not None and state != "running" else ""
-                )
-                echo(f"  [{clock(elapsed)}] {step.get('title') or step['name']}: {state}{seconds}")
-                seen[step["name"]] = state
-        if status.get("state") in ("ready", "failed") or (until is not None and until(status)):
-            return status
-        time.sleep(poll)
-
-
-def clock(seconds: float) -> str:
-    return f"{int(seconds) // 60:02d}:{int(seconds) % 60:02d}"
-
-
-def failure_report(status: JSON) -> list[str]:
-    step: JSON = next((s for s in status["steps"] if s.get("state") == "failed"), {})
-    lines = [
-        f"provisioning failed at {step.get('title') or status.get('failed_step')} "
-        f"(exit code {step.get('exit_code')}); the last lines of its output:"
-    ]
-    lines += [
-        f"    | {line}" for line in step.get("log_tail") or ["(not shown: the status service did not share them)"]
-    ]
-    return lines
 
 
 def stop(api: DigitalOcean, droplet_id: int, echo: Callable[[str], None]) -> None:
