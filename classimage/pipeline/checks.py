@@ -5,7 +5,7 @@ release the spec pins. They run on data that may still be invalid, so every look
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 
 import jsonschema
 
@@ -16,69 +16,81 @@ from classimage.pipeline.yamlsource import Document, format_path
 
 
 def problems(document: Document) -> list[Problem]:
-    data = document.data
-    problems: list[Problem] = []
+    """Every problem the checks below find, in their order (a report lists them by line)."""
+    return [problem for check in CHECKS for problem in check(document)]
 
-    def at(path, message, fix="", warning=False):
-        problems.append(Problem(document.line(path), format_path(path), message, fix, warning))
 
-    def about(path, message, fix):
-        """A warning about a key that may be left out: at its line, or at none (a key to add)."""
-        line = document.line(path) if _present(data, path) else 0
-        problems.append(Problem(line, format_path(path), message, fix, warning=True))
+def _at(document: Document, path: tuple, message: str, fix: str = "", warning: bool = False) -> Problem:
+    return Problem(document.line(path), format_path(path), message, fix, warning)
 
-    # Listed twice: harmless to pip or apt, but always a slip in a course spec.
-    keys: list[tuple[tuple[str, ...], Callable[[str], str]]] = [
-        (("hub", "admins"), str),
-        (("hub", "auth", "allowed_users"), str),
-        (("environment", "apt"), str),
-        (("environment", "conda", "packages"), environment.conda_name),
-        (("environment", "pip"), environment.pip_name),
-    ]
-    for path, key in keys:
+
+def _about(document: Document, path: tuple, message: str, fix: str) -> Problem:
+    """A warning about a key that may be left out: at its line, or at none (a key to add)."""
+    line = document.line(path) if _present(document.data, path) else 0
+    return Problem(line, format_path(path), message, fix, warning=True)
+
+
+# Listed twice: harmless to pip or apt, but always a slip in a course spec.
+LISTS: list[tuple[tuple[str, ...], Callable[[str], str]]] = [
+    (("hub", "admins"), str),
+    (("hub", "auth", "allowed_users"), str),
+    (("environment", "apt"), str),
+    (("environment", "conda", "packages"), environment.conda_name),
+    (("environment", "pip"), environment.pip_name),
+]
+
+
+def _listed_twice(document: Document) -> Iterator[Problem]:
+    for path, key in LISTS:
         seen: dict = {}
         for item_path, item in document.strings(path):
             name = key(item)
             if name in seen:
-                at(
-                    item_path,
-                    f"{short(item)} is listed twice (also line {document.line(seen[name])})",
-                    "remove one of them",
-                )
+                message = f"{short(item)} is listed twice (also line {document.line(seen[name])})"
+                yield _at(document, item_path, message, "remove one of them")
             else:
                 seen[name] = item_path
 
+
+def _pip_requirements(document: Document) -> Iterator[Problem]:
     for item_path, item in document.strings(("environment", "pip")):
         problem = environment.requirement_problem(item)
         if problem:
-            at(item_path, *problem)
+            yield _at(document, item_path, *problem)
 
+
+def _https_hostname(document: Document) -> Iterator[Problem]:
     hostname = document.get(("https", "hostname"))
     if isinstance(hostname, str):
         try:
             ipaddress.ip_address(hostname)
-            at(
-                ("https", "hostname"),
-                f"{short(hostname)} is an IP address; Let's Encrypt only certifies DNS names",
-                "point a DNS name (an A record) at the droplet and write that name here, or remove `https:` "
-                "to serve plain HTTP",
-            )
         except ValueError:
-            pass
+            return
+        yield _at(
+            document,
+            ("https", "hostname"),
+            f"{short(hostname)} is an IP address; Let's Encrypt only certifies DNS names",
+            "point a DNS name (an A record) at the droplet and write that name here, or remove `https:` "
+            "to serve plain HTTP",
+        )
     elif hostname is None:
-        about(
+        yield _about(
+            document,
             ("https",),
             "no hostname: the hub will serve plain HTTP at the droplet's IP address, "
             "and passwords cross the network unencrypted",
             "point a DNS name's A record at the droplet, then add `https:` with its `hostname` and an `email`",
         )
 
+
+def _tljh_version(document: Document) -> list[Problem]:
     version = document.get(("tljh", "version"))
     if version is None:
         version = resources.schema()["properties"]["tljh"]["properties"]["version"]["default"]
-    if isinstance(version, str):
-        problems.extend(_tljh_release(document, version))
+    return _tljh_release(document, version) if isinstance(version, str) else []
 
+
+def _durations(document: Document) -> Iterator[Problem]:
     for path, shortest, longest, fix in (
         (("hub", "idle_timeout"), 60, 365 * 86400, "use at least 1m and at most 365d, e.g. 30m"),
         (("hub", "auth", "lockout", "duration"), 1, 30 * 86400, "use at most 30d, e.g. 10m"),
@@ -89,7 +101,8 @@ def problems(document: Document) -> list[Problem]:
         except ValueError:
             continue  # the schema's pattern reports it
         if seconds is not None and seconds < shortest:
-            at(
+            yield _at(
+                document,
                 path,
                 f"{duration!r} is shorter than {'a minute' if shortest == 60 else 'a second'}; students "
                 "would lose their servers while reading"
@@ -98,46 +111,60 @@ def problems(document: Document) -> list[Problem]:
                 fix,
             )
         elif seconds is not None and seconds > longest:
-            at(path, f"{duration!r} is longer than anyone waits", fix)
-    memory = document.get(("hub", "memory_limit"))
-    if isinstance(memory, str):
-        try:
-            size = units.memory_bytes(memory)
-        except ValueError:
-            size = None  # the schema's pattern reports it
-        if size is not None and size < 128 << 20:
-            at(("hub", "memory_limit"), f"{memory!r} is too little for a notebook server", "use at least 256M, e.g. 1G")
-        elif size is not None and size > 1 << 40:
-            at(
-                ("hub", "memory_limit"),
-                f"{memory!r} is more memory than any droplet has",
-                "give what one student's server may use, e.g. 2G",
-            )
+            yield _at(document, path, f"{duration!r} is longer than anyone waits", fix)
 
+
+def _memory(document: Document) -> Iterator[Problem]:
+    memory = document.get(MEMORY_LIMIT)
+    if not isinstance(memory, str):
+        return
+    try:
+        size = units.memory_bytes(memory)
+    except ValueError:
+        return  # the schema's pattern reports it
+    if size < 128 << 20:
+        yield _at(
+            document, MEMORY_LIMIT, f"{memory!r} is too little for a notebook server", "use at least 256M, e.g. 1G"
+        )
+    elif size > 1 << 40:
+        yield _at(
+            document,
+            MEMORY_LIMIT,
+            f"{memory!r} is more memory than any droplet has",
+            "give what one student's server may use, e.g. 2G",
+        )
+
+
+def _content_folders(document: Document) -> Iterator[Problem]:
     folders: dict = {}
-    content = data.get("content")
+    content = document.data.get("content")
     for i, repo in enumerate(content if isinstance(content, list) else []):
-        if not isinstance(repo, dict):
+        url = repo.get("url") if isinstance(repo, dict) else None
+        if not isinstance(url, str):
             continue
-        url = repo.get("url")
-        if isinstance(url, str):
-            folder = model.ContentRepo(url=url, branch=None, open=None).folder
-            if folder in folders:
-                at(
-                    ("content", i, "url"),
-                    f"pulls into the folder {folder!r}, like the repository on line {document.line(folders[folder])}",
-                    "list each repository once",
-                )
-            else:
-                folders[folder] = ("content", i, "url")
+        folder = model.ContentRepo(url=url, branch=None, open=None).folder
+        if folder in folders:
+            yield _at(
+                document,
+                ("content", i, "url"),
+                f"pulls into the folder {folder!r}, like the repository on line {document.line(folders[folder])}",
+                "list each repository once",
+            )
+        else:
+            folders[folder] = ("content", i, "url")
 
-    for where, message, fix in sizing.problems(
-        *(_value(data, path) for path in (SIZE, MEMORY_LIMIT, CPU_LIMIT, STUDENTS))
-    ):
-        about(tuple(where.split(".")), message, fix)
-    storage = _value(data, STORAGE_TYPE)
+
+def _sizing(document: Document) -> Iterator[Problem]:
+    values = (_value(document.data, path) for path in (SIZE, MEMORY_LIMIT, CPU_LIMIT, STUDENTS))
+    for where, message, fix in sizing.problems(*values):
+        yield _about(document, tuple(where.split(".")), message, fix)
+
+
+def _storage(document: Document) -> Iterator[Problem]:
+    storage = _value(document.data, STORAGE_TYPE)
     if storage == "none":
-        about(
+        yield _about(
+            document,
             STORAGE_TYPE,
             "the class's data (students' work, their accounts and passwords) lives on the droplet's own disk, "
             "and goes with the droplet: a new droplet starts an empty class",
@@ -145,7 +172,8 @@ def problems(document: Document) -> list[Problem]:
         )
     elif storage == "auto":
         slug = document.get(("course", "slug"))
-        about(
+        yield _about(
+            document,
             STORAGE_TYPE,
             "with the user data pasted into the control panel, the class's data (students' work, their accounts "
             "and passwords) may live on the droplet's own disk, and go with it",
@@ -153,15 +181,17 @@ def problems(document: Document) -> list[Problem]:
             "when you create the droplet, or let `classimage up` make both",
         )
 
+
+def _bootstrap_url(document: Document) -> Iterator[Problem]:
     url = document.get(("tljh", "bootstrap_url"))
     if isinstance(url, str) and url.startswith("http://"):
-        at(
+        yield _at(
+            document,
             ("tljh", "bootstrap_url"),
             "is plain http: anyone on the path can change what runs as root",
             "use an https:// URL",
             warning=True,
         )
-    return problems
 
 
 SIZE, MEMORY_LIMIT, CPU_LIMIT = ("droplet", "size"), ("hub", "memory_limit"), ("hub", "cpu_limit")
@@ -240,3 +270,18 @@ def _tljh_release(document: Document, version: str) -> list[Problem]:
                 )
             ]
     return []
+
+
+# The checks, in the order a report lists what they find on one line.
+CHECKS: list[Callable[[Document], Iterable[Problem]]] = [
+    _listed_twice,
+    _pip_requirements,
+    _https_hostname,
+    _tljh_version,
+    _durations,
+    _memory,
+    _content_folders,
+    _sizing,
+    _storage,
+    _bootstrap_url,
+]
