@@ -6,7 +6,7 @@
    (tests/do_standin.py DIGITALOCEAN, each figure with its source) makes them: the verbs run against
    the stand-in with no droplet booting, on virtual time. Seconds.
 2. With --droplets, the same verbs with test droplets running the real TLJH behind the stand-in
-   (tests/test_cloud_droplets.py, about 30 minutes): `up` from nothing, the one-piece and the snapshot
+   (tests/booted/test_cloud_droplets.py, about 30 minutes): `up` from nothing, the one-piece and the snapshot
    replacements with students' downtime and its parts, a backup, a restore. Then the replacement's
    downtime estimated for DigitalOcean, before and after make-before-break: the API's part from the
    latency model, the droplet's own part (the class's data mounted to the hub ready; booting and
@@ -81,7 +81,7 @@ def api_figures() -> dict[str, float]:
 
 def droplet_figures(tree: Path = REPO, *select: str) -> list[str]:
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/test_cloud_droplets.py",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0", "tests/booted/test_cloud_droplets.py",
          *select], cwd=tree, capture_output=True, text=True)
     figures = [line.removeprefix("figure: ") for line in result.stdout.splitlines() if line.startswith("figure: ")]
     if result.returncode != 0:

@@ -12,7 +12,7 @@ Every page a student sees is kept with its status, so a test can say that nobody
 `Usage` samples what the droplet's processes use meanwhile, from the host's /proc (the droplet's
 PID namespace), without running anything inside the droplet.
 
-Used by tests/test_class_start.py and benchmarks/storm.py; independent of pytest."""
+Used by tests/booted/test_class_start.py and benchmarks/storm.py; independent of pytest."""
 
 from __future__ import annotations
 

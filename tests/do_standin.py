@@ -122,7 +122,7 @@ DIGITALOCEAN = Latency(
     assign=11.0,
     resize=11.0,  # an assumption: as long as the other volume actions
     # A droplet's own shutdown: systemd stops the hub and its proxy and classimage-data.service copies
-    # the hub's database (measured in the test droplets: tests/test_cloud_droplets.py prints it); 10 s
+    # the hub's database (measured in the test droplets: tests/booted/test_cloud_droplets.py prints it); 10 s
     # is an assumption here, bounded by classimage's SHUTDOWN_WAIT (then power_off).
     shutdown=10.0,
     power_off=5.0,  # an assumption: a hard power cut

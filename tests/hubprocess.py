@@ -11,12 +11,12 @@ Stand-ins, in a last jupyterhub_config.d file (STANDINS), for what a test on loo
 the proxy (TLJH's traefik: the tests talk to the hub's own port, which serves every /hub/ page), the
 spawner (TLJH's makes Unix users: a stand-in refuses to start servers), and the managed services
 (the idle culler and classimage's status service are programs of a droplet). The test droplets
-(tests/test_hub_attacks_droplet.py) run the same attacks through the real traefik and TLJH.
+(tests/booted/test_hub_attacks_droplet.py) run the same attacks through the real traefik and TLJH.
 
 ChartHub is a cluster's hub the same way: Zero to JupyterHub's own jupyterhub_config.py (chart 4.4.0,
 from the vendored release) runs on the values classimage renders, laid out as the hub pod mounts
 them, with the same stand-ins (as one more hub.extraConfig entry, after classimage's), so the tests
-attack both hubs with the same requests (tests/test_hub_attacks.py)."""
+attack both hubs with the same requests (tests/droplet/test_hub_attacks.py)."""
 
 from __future__ import annotations
 

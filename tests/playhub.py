@@ -1,4 +1,4 @@
-"""Plays the class hub for the health check (tests/test_workflows.py): /hub/health, /hub/api and the
+"""Plays the class hub for the health check (tests/pipeline/test_workflows.py): /hub/health, /hub/api and the
 status service, as a handler for http.server. `page`: answer as classimage's own page on port 80
 does while TLJH installs (the status; 503 for the rest)."""
 

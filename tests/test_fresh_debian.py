@@ -34,7 +34,7 @@ def test_the_readmes_test_command_works_on_a_fresh_debian_12(image, tmp_path, re
     """`bash .ci/run` as root installs everything the tests need on stock Debian 12 (apt, the locked
     Python packages, npm's GitHub expression evaluator: stock Debian has no npm) and runs them: here
     the ruff, format and mypy checks, and the tests of the README and the workflows (the evaluator's)."""
-    command = (readme_commands()[1] + " tests/test_readme.py tests/test_workflows.py -q -p no:cacheprovider"
+    command = (readme_commands()[1] + " tests/test_readme.py tests/pipeline/test_workflows.py -q -p no:cacheprovider"
                " -m 'not droplet'")
     with machine(tmp_path / "fresh", image) as droplet:
         assert droplet.sh("command -v npm").returncode != 0  # stock: the test command must bring it

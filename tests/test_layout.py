@@ -105,3 +105,16 @@ def test_the_entry_points():
     with pytest.raises(AttributeError):
         classimage.no_such_name  # noqa: B018
     assert importlib.import_module("classimage").__version__
+
+
+# The tests of the tool as a whole; every other test module lives in the folder of what it tests.
+WHOLE = {"test_cli.py", "test_readme.py", "test_layout.py", "test_fresh_debian.py"}
+
+
+def test_the_tests_mirror_the_layout():
+    tests = REPO / "tests"
+    folders = {path.parent.name for path in tests.glob("*/test_*.py")}
+    assert folders == {*WORLDS, "booted"}, "a folder of tests per world, and booted/ for the test droplets"
+    assert {path.name for path in tests.glob("test_*.py")} <= WHOLE, "a world's tests go in its folder"
+    for world_name in WORLDS:
+        assert (PACKAGE / world_name).is_dir() and list((tests / world_name).glob("test_*.py"))

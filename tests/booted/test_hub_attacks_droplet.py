@@ -1,6 +1,6 @@
 """The hub attacks of issue 16 over HTTP, against the hub of a test droplet: the rendered user data
 booted by the real cloud-init, TLJH 2.0.0's own installer and units, its JupyterHub 5 with
-NativeAuthenticator 1.3.0 behind the real traefik on port 80 (tests/test_hub_attacks.py runs the
+NativeAuthenticator 1.3.0 behind the real traefik on port 80 (tests/droplet/test_hub_attacks.py runs the
 same attacks, and more, against a hub on loopback in seconds).
 
 - csrf / cross_site: pages on another site, opened by the signed-in instructor, make the browser

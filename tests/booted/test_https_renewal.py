@@ -32,7 +32,7 @@ from conftest import REPO
 from firstboot import ADMIN_PASSWORD, browser, droplets, explain, render_for
 from hubclient import run_cell
 from test_https_droplets import DEVICE, HOSTNAME, boot_watched, certificate
-from classimage import classdata
+from classimage.droplet import classdata
 
 pytestmark = pytest.mark.droplet
 # Pebble's certificates last 22 minutes: traefik renews each once it has 20 minutes left, at its first

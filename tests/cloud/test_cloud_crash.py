@@ -150,7 +150,7 @@ def walk(api, verb: str, record_property) -> None:
     seconds = time.monotonic() - started
     record_property("figure", f"crash walk, {verb}: {len(sequence)} requests, {len(crashes)} crash points "
                               f"({len(sequence)} kills, {len(changes)} 5xx after the change), {seconds:.0f} s "
-                              "(tests/test_cloud_crash.py)")
+                              "(tests/cloud/test_cloud_crash.py)")
 
 
 def test_crash_at_every_request_of_an_up_from_nothing(account, record_property):

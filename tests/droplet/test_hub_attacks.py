@@ -3,7 +3,7 @@ NativeAuthenticator 1.3.0 and FirstUseAuthenticator, on both hubs classimage con
 of guards, classimage/droplet/hubguards.py): a droplet's, configured by TLJH 2.0.0's own config code from
 what classimage renders, and a cluster's, configured by Zero to JupyterHub's chart 4.4.0 from the
 values `render --target z2jh` writes (tests/hubprocess.py: hubs on loopback; each test named
-[droplet] or [z2jh]; tests/test_hub_attacks_droplet.py runs the CSRF and deleted-admin attacks
+[droplet] or [z2jh]; tests/booted/test_hub_attacks_droplet.py runs the CSRF and deleted-admin attacks
 through a test droplet's traefik).
 
 - csrf / cross_site: a page on another site, opened by the signed-in instructor, makes the browser

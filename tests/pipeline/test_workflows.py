@@ -18,7 +18,9 @@ import yaml
 import course_repo
 import playhub
 from conftest import CASES, REPO, cli, in_a_network_of_its_own
-from classimage import provision, release, spec, workflows
+from classimage import release
+from classimage.droplet import provision
+from classimage.pipeline import spec, workflows
 
 
 @pytest.fixture
@@ -156,7 +158,7 @@ def test_spec_outside_the_repository_or_with_odd_characters_is_refused(repositor
     assert not (repository / workflows.FOLDER).exists()
 
 
-EXPRESSIONS = Path(__file__).resolve().parent / "expressions"  # GitHub's evaluator (npm ci, as .ci/run does)
+EXPRESSIONS = Path(__file__).resolve().parents[1] / "expressions"  # GitHub's evaluator (npm ci, as .ci/run does)
 
 
 @pytest.fixture(scope="module")
@@ -311,7 +313,7 @@ def health_over_https(https_health, *, resolves: bool = True, ports: str = "443"
     step, sandbox = https_health
     said = in_a_network_of_its_own(
         sandbox, [NAME] if resolves else [],
-        ["/tmp/sandbox/hub.py", str(Path(__file__).parent), ports, state, f"/tmp/sandbox/{served}/server.pem",
+        ["/tmp/sandbox/hub.py", str(Path(__file__).parents[1]), ports, state, f"/tmp/sandbox/{served}/server.pem",
          f"/tmp/sandbox/{served}/server.key", step["env"]["STATUS_PATH"], step["env"]["HUB_NAME"],
          f"/tmp/sandbox/{trusted}/ca.pem"])
     return said["code"], said["out"]

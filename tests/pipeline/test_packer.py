@@ -88,7 +88,7 @@ def test_build_without_a_token_stops_before_anything(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "DIGITALOCEAN_TOKEN"}
     result = subprocess.run([os.sys.executable, "-m", "classimage", "build", str(EXAMPLES[0]), "--out",
                              str(tmp_path / "out")], capture_output=True, text=True, env=env,
-                            cwd=Path(__file__).parent.parent)
+                            cwd=Path(__file__).parents[2])
     assert result.returncode == 2
     assert "no DigitalOcean API token: set DIGITALOCEAN_TOKEN" in result.stderr
     assert "Traceback" not in result.stderr and "api_token for auth" not in result.stderr

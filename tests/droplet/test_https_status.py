@@ -1,5 +1,5 @@
-"""Where HTTPS stands, as the droplet's status service says it (classimage/provision.py) and
-`classimage status` prints it (classimage/cloud.py `https_said`): traefik's certificate for the
+"""Where HTTPS stands, as the droplet's status service says it (classimage/droplet/provision.py) and
+`classimage status` prints it (classimage/cloud/progress.py `https_said`): traefik's certificate for the
 hub's name and its expiry, read from acme.json in traefik's format; until it has one, what the name
 resolves to from the droplet and the DNS record to make. Certificates here are real (openssl), the
 status service a real `serve-status` process."""
@@ -19,8 +19,9 @@ import pytest
 
 import course_repo
 from test_runner import Droplet, get, status_service, three_steps
-from classimage import cloud, provision
-from classimage.provision import Plan
+from classimage.cloud import progress
+from classimage.droplet import provision
+from classimage.droplet.provision import Plan
 
 NAME = "hub.course.test"
 
@@ -107,20 +108,20 @@ NOW = time.mktime((2026, 3, 1, 0, 0, 0, 0, 0, 0))
      "lasts an hour, see `ssh root@203.0.113.7 journalctl -u traefik`"),
 ])
 def test_https_said_by_classimage_status(https, said):
-    assert cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW) == said
+    assert progress.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW) == said
 
 
 @pytest.mark.parametrize("https", ["a string", {"hostname": NAME, "certificate": "a string"},
                                    {"hostname": NAME, "certificate": None, "resolves_to": [1, None]},
                                    {"hostname": NAME, "certificate": None, "resolves_to": "203.0.113.7"}])
 def test_https_said_of_a_droplet_that_says_nonsense_is_no_traceback(https):
-    said = cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
+    said = progress.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
     assert said is None or "create the DNS record" in said  # a string is no list of addresses
 
 
 def test_https_said_prints_no_terminal_escapes_of_the_droplets():
     https = {"hostname": "\x1b[2Jhub.ok", "certificate": None, "resolves_to": ["\x1b[31m1.2.3.4"]}
-    said = cloud.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
+    said = progress.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW)
     assert said is not None and "\x1b" not in said and "'\\x1b[2Jhub.ok'" in said  # escaped, as file names are
 
 
@@ -143,8 +144,8 @@ def test_https_addresses_soon_waits_for_no_slow_nameserver(monkeypatch):
 
 
 def test_https_said_of_a_droplet_that_says_nothing():
-    assert cloud.https_said(None, "203.0.113.7") is None
-    assert cloud.https_said({"state": "ready"}, "203.0.113.7") is None  # a droplet of an older classimage
+    assert progress.https_said(None, "203.0.113.7") is None
+    assert progress.https_said({"state": "ready"}, "203.0.113.7") is None  # a droplet of an older classimage
 
 
 def test_https_state_is_in_the_status_service_for_everyone(tmp_path, issued):

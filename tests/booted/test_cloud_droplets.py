@@ -92,7 +92,7 @@ def test_up_makes_the_class_from_nothing(first_up, cloud, record_property):
     assert inside.sh("test -b /dev/disk/by-id/scsi-0DO_Volume_firstclass-data").returncode == 0  # attached
     assert_ready(inside, deploy.spec, volume=volume["name"])  # every check, the volume's files included
     record_property("figure", f"up from nothing to ready: {seconds:.0f} s, {requests} requests to the API "
-                              "(tests/test_cloud_droplets.py)")
+                              "(tests/booted/test_cloud_droplets.py)")
 
 
 def test_a_student_signs_in_through_the_class_address(first_up, cloud):
@@ -304,7 +304,7 @@ def test_a_one_piece_replacement_installs_everything_before_the_class_goes_down(
     record_property("figure", f"one-piece replacement (make before break): {one_piece['seconds']:.0f} s in all; the "
                               f"new droplet ready but for its data after {figures['prepared']} s while the class ran; "
                               f"students could not reach the hub for {figures['down']} s, of which the droplet's own "
-                              f"part (data mounted to hub ready) {figures['inside']:.0f} s (tests/test_cloud_droplets.py)")
+                              f"part (data mounted to hub ready) {figures['inside']:.0f} s (tests/booted/test_cloud_droplets.py)")
 
 
 @pytest.fixture(scope="module")
@@ -354,7 +354,7 @@ def test_up_replaces_the_droplet_and_says_what_it_does(moved, cloud, record_prop
     record_property("figure", f"replacement onto a newer snapshot (make before break): {seconds:.0f} s in all; the new "
                               f"droplet ready but for its data after {figures['prepared']} s while the class ran; "
                               f"students could not reach the hub for {figures['down']} s, of which the droplet's own "
-                              f"part (data mounted to hub ready) {figures['inside']:.0f} s (tests/test_cloud_droplets.py)")
+                              f"part (data mounted to hub ready) {figures['inside']:.0f} s (tests/booted/test_cloud_droplets.py)")
 
 
 def test_students_find_everything_on_the_new_droplet(moved, class_on_a, cloud):
@@ -418,7 +418,7 @@ def test_backup_waits_for_a_consistent_copy_and_snapshots_the_volume(backed_up, 
     assert re.search(r"the hub's database was copied to firstclass-data \d+ s ago", result.stdout), result.stdout
     (volume,) = [v for v in deploy.api.volumes.values() if v["name"] == "firstclass-data"]
     assert backup["resource_id"] == volume["id"] and "classimage-firstclass" in backup["tags"], backup
-    record_property("figure", f"backup of the class's volume: {seconds:.0f} s (tests/test_cloud_droplets.py)")
+    record_property("figure", f"backup of the class's volume: {seconds:.0f} s (tests/booted/test_cloud_droplets.py)")
 
 
 def test_restore_brings_the_class_back_as_it_was_at_the_backup(backed_up, cloud, record_property):
@@ -440,7 +440,7 @@ def test_restore_brings_the_class_back_as_it_was_at_the_backup(backed_up, cloud,
     refused.sign_in("late", PASSWORDS["late"])  # signed up after the backup: unknown again
     assert refused.get("/hub/home").url.split("?")[0].endswith("/hub/login")
     record_property("figure", f"restore from a backup onto a new volume and droplet: {seconds:.0f} s "
-                              "(tests/test_cloud_droplets.py)")
+                              "(tests/booted/test_cloud_droplets.py)")
 
 
 def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):

@@ -26,7 +26,8 @@ import course_repo
 import pebble
 import testdroplet
 from firstboot import BOOT_DEADLINE, assert_ready, browser, droplets, explain, render_for, student_journey
-from classimage import classdata, cloud
+from classimage.cloud import progress
+from classimage.droplet import classdata
 from conftest import CASES
 
 pytestmark = pytest.mark.droplet
@@ -168,10 +169,10 @@ def test_https_status_at_the_address_names_the_record_to_make(https_class):
     """From this host, where the hub's name resolves nowhere: what `classimage status` says of the
     real droplet (its traefik redirecting port 80, its certificate not checkable by address)."""
     address = https_class.droplet.ip
-    said = cloud.hub_health(address, HOSTNAME)
+    said = progress.hub_health(address, HOSTNAME)
     assert said == (f"answers at https://{address}/hub/health; not by name: {HOSTNAME} does not resolve to "
                     f"{address} yet: create the DNS record {HOSTNAME} A {address}"), said
-    status = cloud.read_status(address, None, hostname=HOSTNAME)
+    status = progress.read_status(address, None, hostname=HOSTNAME)
     assert status is not None and status["state"] == "ready", status
 
 

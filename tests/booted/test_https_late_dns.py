@@ -15,7 +15,8 @@ from conftest import REPO
 from firstboot import BOOT_DEADLINE, droplets, explain, render_for
 from hubclient import wait_for
 from test_https_droplets import HOSTNAME, certificate
-from classimage import cloud, provision
+from classimage.cloud import progress
+from classimage.droplet import provision
 
 pytestmark = pytest.mark.droplet
 WATCH = 60  # seconds of watching traefik's orders while the name's record points elsewhere
@@ -47,7 +48,7 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
         # The status service looks the name up at most every 10 s (provision.addresses_soon): its next look.
         said = wait_for(lambda: resolved(status(droplet)), 30, "the status's lookup of the name", interval=2)
         assert said["https"] == {"hostname": HOSTNAME, "certificate": None, "resolves_to": [acme.address]}, said
-        assert cloud.https_said(said, droplet.ip) == (
+        assert progress.https_said(said, droplet.ip) == (
             f"{HOSTNAME}: no certificate yet (from the droplet it resolves to {acme.address}): "
             f"create the DNS record {HOSTNAME} A {droplet.ip}")
         # Meanwhile traefik asks again and again (seen here: 44 to 112 orders a minute, each refused).
@@ -77,7 +78,7 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
         expires = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(ssl.cert_time_to_seconds(served)))
         said = status(droplet)
         assert said["https"] == {"hostname": HOSTNAME, "certificate": {"expires": expires}, "resolves_to": None}, said
-        assert cloud.https_said(said, droplet.ip) == f"{HOSTNAME}: certificate valid until {expires[:10]} {expires[11:16]} UTC"
+        assert progress.https_said(said, droplet.ip) == f"{HOSTNAME}: certificate valid until {expires[:10]} {expires[11:16]} UTC"
 
 
 def dns(droplet, address: str) -> None:
@@ -92,6 +93,6 @@ def resolved(said: dict) -> dict | None:
 
 def status(droplet) -> dict:
     """The droplet's status, as `classimage status` reads it from here (where the name resolves nowhere)."""
-    said = cloud.read_status(droplet.ip, None, hostname=HOSTNAME)
+    said = progress.read_status(droplet.ip, None, hostname=HOSTNAME)
     assert said is not None, explain(droplet)
     return said
