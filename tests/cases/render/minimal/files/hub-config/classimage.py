@@ -6,7 +6,7 @@ import sys
 
 from tornado import web
 
-# The sign-in guards, the same module as a cluster's hub runs (classimage/hubguards.py): no admin's
+# The sign-in guards, the same module as a cluster's hub runs (classimage/droplet/hubguards.py): no admin's
 # name can ever be signed up or claimed by a first sign-in, approvals are forms, only the admins whose
 # accounts classimage made are admins, and names are the course schema's (TLJH maps longer ones onto
 # shared Unix users).
