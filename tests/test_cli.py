@@ -19,6 +19,20 @@ from conftest import EXAMPLES, REPO, cli
 MINIMAL = REPO / "examples" / "minimal.yaml"
 
 
+@pytest.mark.parametrize("verb, args", [("validate", []), ("render", ["--stdout"]), ("links", ["--hub", "https://hub.example.org"])])
+def test_the_pipelines_verbs_load_nothing_of_the_cloud(verb, args):
+    """The cloud's modules (and its client) load only for a cloud verb: `python -m classimage render` runs
+    where pydo is not installed, and starts no slower for it."""
+    program = ("import runpy, sys; sys.argv[0] = 'classimage'\n"
+               "try: runpy.run_module('classimage', run_name='__main__')\n"
+               "except SystemExit as end: status = end.code\n"
+               "loaded = [m for m in sys.modules if m.startswith('classimage.cloud') or m.split('.')[0] == 'pydo']\n"
+               "sys.stderr.write(f'loaded: {loaded}\\n'); sys.exit(status)")
+    result = subprocess.run([sys.executable, "-c", program, verb, str(MINIMAL), *args], cwd=REPO, capture_output=True,
+                            text=True)
+    assert result.returncode == 0 and result.stderr.splitlines()[-1] == "loaded: []", result.stderr
+
+
 def test_validate_exit_codes(tmp_path):
     assert cli("validate", str(MINIMAL)).returncode == 0
     bad = tmp_path / "bad.yaml"

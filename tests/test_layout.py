@@ -63,6 +63,14 @@ def test_the_shared_facts_import_no_world():
         assert {world(target) for target in graph()[module]} <= {"top"}, module
 
 
+def test_the_command_lines_pipeline_verbs_import_nothing_of_the_cloud():
+    """cli/ mirrors the worlds: the pipeline's verbs (and what every verb shares) never reach the cloud,
+    at the top of a module or inside a function; the cloud's verbs take the pipeline's."""
+    for module in ("classimage.cli.pipeline_verbs", "classimage.cli.shared"):
+        assert {world(target) for target in graph()[module]} <= {"top", "pipeline", "droplet"}, module
+    assert "classimage.cli.pipeline_verbs" in graph()["classimage.cli.cloud_verbs"]
+
+
 @pytest.mark.parametrize("name", WORLDS)
 def test_each_world_states_its_rule(name):
     init = PACKAGE / name / "__init__.py"
