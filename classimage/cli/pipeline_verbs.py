@@ -120,16 +120,23 @@ def render_into(args, loaded: spec.Loaded, filename: str, command: str | None = 
     return out
 
 
+def _for_repo(args, admin: str) -> spec.Loaded:
+    """The spec made for `--repo PATH` (a course repository without one) and its `--admin` names
+    (`admin`: what the error says an admin is, when none is given)."""
+    if args.spec:
+        raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
+    if not args.admin:
+        raise UsageError(f"--repo needs --admin NAME: {admin}")
+    return spec.for_repo(Path(args.repo), args.admin)
+
+
 def run_render(args) -> int:
     if args.repo:
-        if args.spec:
-            raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
-        if not args.admin:
-            raise UsageError(
-                "--repo needs --admin NAME: the hub user name you will sign in with (an admin "
-                "can approve students and has sudo on the server, so it is never a guessable default)"
-            )
-        loaded = spec.for_repo(Path(args.repo), args.admin)
+        loaded = _for_repo(
+            args,
+            "the hub user name you will sign in with (an admin can approve students and has sudo on the "
+            "server, so it is never a guessable default)",
+        )
         for warning in loaded.warnings:
             print(warning.format(args.repo), file=sys.stderr)
         course = loaded.spec.course
@@ -227,11 +234,7 @@ def _render_z2jh(args, loaded: spec.Loaded, filename: str, flows: dict[str, str]
 
 def run_admin_password(args) -> int:
     if args.repo:
-        if args.spec:
-            raise UsageError("give a SPEC or --repo, not both (a spec names its repository as environment.from_repo)")
-        if not args.admin:
-            raise UsageError("--repo needs --admin NAME: the admin(s) you give `render --repo`")
-        loaded, source = spec.for_repo(Path(args.repo), args.admin), args.repo
+        loaded, source = _for_repo(args, "the admin(s) you give `render --repo`"), args.repo
     elif args.spec:
         loaded, source = load_spec(args.spec), args.spec
     else:
