@@ -94,15 +94,20 @@ def in_a_network_of_its_own(folder: Path, names: list[str], argv: list[str], env
 
 
 def written_files(user_data: str) -> dict[str, dict]:
-    """The write_files entries of rendered user data, by path, contents decoded as cloud-init does."""
+    """The write_files entries of rendered user data, by path, contents decoded as cloud-init does
+    (text, but for a binary file: the runner's zip)."""
     import base64
+    import contextlib
     import gzip
 
     document = yaml.safe_load(user_data)
     files = {}
     for entry in document["write_files"]:
         if entry.get("encoding") == "gz+b64":
-            entry = dict(entry, content=gzip.decompress(base64.b64decode(entry["content"])).decode())
+            content = gzip.decompress(base64.b64decode(entry["content"]))
+            with contextlib.suppress(UnicodeDecodeError):
+                content = content.decode()
+            entry = dict(entry, content=content)
         files[entry["path"]] = entry
     return files
 

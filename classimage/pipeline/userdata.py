@@ -1,10 +1,13 @@
 """The plan as cloud-init user data: one #cloud-config document that writes the runner (the
-classimage.droplet.provision module, as it is), its plan and the step scripts, and runs it from runcmd."""
+classimage.droplet modules runner, statusservice and provision, as they are, in one zip that Python
+runs), its plan and the step scripts, and runs it from runcmd."""
 
 from __future__ import annotations
 
 import base64
 import gzip
+import io
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -24,15 +27,16 @@ class TooLarge(Exception):
 class WrittenFile:
     path: str
     mode: str
-    content: str
+    content: str | bytes  # bytes only compressed: cloud-init writes what it decodes as it is
     compressed: bool = False  # shipped as gzip+base64 (cloud-init's `encoding: gz+b64`)
 
     @property
     def encoded(self) -> str:
         """The content as the user data carries it."""
-        if not self.compressed:
+        if isinstance(self.content, str) and not self.compressed:
             return self.content
-        return base64.b64encode(gzip.compress(self.content.encode(), mtime=0)).decode()
+        data = self.content.encode() if isinstance(self.content, str) else self.content
+        return base64.b64encode(gzip.compress(data, mtime=0)).decode()
 
 
 def script_path(number: int, step: plan.Step, suffix: str) -> str:
@@ -67,9 +71,25 @@ def plan_document(
     )
 
 
-def runner() -> str:
-    """The provisioning program, shipped lean (as TLJH ships its bootstrap, but for comments)."""
-    return shipping.shipped("provision")
+# The runner's modules, in the zip's order; the first is the program (its main).
+RUNNER_MODULES = ("runner", "statusservice", "provision")
+RUNNER_MAIN = "import sys\n\nfrom runner import main\n\nsys.exit(main())\n"
+EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip holds: the same modules make the same bytes
+
+
+def runner() -> bytes:
+    """The provisioning program, its modules lean (as TLJH ships its bootstrap, but for comments),
+    as one file Python runs: a #! line and a zip of them (a zipapp). The members are stored, not
+    deflated: the user data's gzip compresses them together, which saves more than each alone."""
+    archive = io.BytesIO()
+    archive.write(b"#!/usr/bin/env python3\n")
+    members = [("__main__.py", RUNNER_MAIN)] + [(f"{m}.py", shipping.shipped(m)) for m in RUNNER_MODULES]
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
+        for name, source in members:
+            member = zipfile.ZipInfo(name, date_time=EPOCH)
+            member.external_attr = 0o644 << 16
+            zipped.writestr(member, source)
+    return archive.getvalue()
 
 
 def files(

@@ -45,7 +45,7 @@ def test_https_before_the_dns_record_the_class_opens_and_the_certificate_follows
             certificate(droplet.ip, HOSTNAME, root)
         # The droplet's own DNS answers as Pebble's does: the name resolves elsewhere (the host).
         dns(droplet, acme.address)
-        # The status service looks the name up at most every 10 s (provision.addresses_soon): its next look.
+        # The status service looks the name up at most every 10 s (statusservice.addresses_soon): its next look.
         said = wait_for(lambda: resolved(status(droplet)), 30, "the status's lookup of the name", interval=2)
         assert said["https"] == {"hostname": HOSTNAME, "certificate": None, "resolves_to": [acme.address]}, said
         assert progress.https_said(said, droplet.ip) == (

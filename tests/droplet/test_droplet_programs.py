@@ -1,7 +1,8 @@
 """The droplet's world (classimage/droplet/): every module there is shipped into the user data as it
-is and runs on the droplet, where the package is not installed. So none imports the package (nor
-anything relative), and none imports beyond the standard library of the droplet's Python 3.9, but
-for the hub's programs, which run with the hub's own Python and may use the hub's packages."""
+is and runs on the droplet, where the package is not installed. So none imports the package, and
+none imports beyond the standard library of the droplet's Python 3.9, but for the hub's programs,
+which run with the hub's own Python and may use the hub's packages, and for the runner's modules,
+which are shipped together (one zip) and may import each other, and only each other."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from classimage.pipeline.userdata import RUNNER_MODULES
 
 DROPLET = REPO / "classimage" / "droplet"
 PROGRAMS = sorted(path for path in DROPLET.glob("*.py") if path.name != "__init__.py")
@@ -24,13 +26,19 @@ HUB_PACKAGES = frozenset({"jupyterhub", "nativeauthenticator", "firstuseauthenti
 
 def imported(source: str) -> list[tuple[int, str]]:
     """(line, top-level name) of every import anywhere in `source`; a relative import is named by
-    its dots, a dynamic one (__import__, importlib.import_module) by the call."""
+    its dots and what it names (`.provision`, `..`), a dynamic one (__import__,
+    importlib.import_module) by the call."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             found += [(node.lineno, alias.name.partition(".")[0]) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            found.append((node.lineno, "." * node.level if node.level else (node.module or "").partition(".")[0]))
+            if node.level and node.module:
+                found.append((node.lineno, "." * node.level + node.module))
+            elif node.level:
+                found += [(node.lineno, "." * node.level + alias.name) for alias in node.names]
+            else:
+                found.append((node.lineno, (node.module or "").partition(".")[0]))
         elif isinstance(node, ast.Call):
             called = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", None)
             if called in ("__import__", "import_module"):
@@ -40,12 +48,14 @@ def imported(source: str) -> list[tuple[int, str]]:
 
 def refused(path: Path) -> list[str]:
     allowed = STDLIB_39 | (HUB_PACKAGES if path.stem in HUB_PROGRAMS else frozenset())
+    if path.stem in RUNNER_MODULES:  # as a program, from its zip (top level); in the package, relative
+        allowed |= {name for sibling in RUNNER_MODULES for name in (sibling, "." + sibling)} - {path.stem}
     return [f"{path.name}:{line} imports {name}" for line, name in imported(path.read_text(encoding="utf-8"))
             if name not in allowed or name == "classimage"]
 
 
 def test_the_droplet_folder_holds_the_programs():
-    assert {path.stem for path in PROGRAMS} >= {"provision", "classdata", "hubaccounts", "hubguards"}
+    assert {path.stem for path in PROGRAMS} >= {*RUNNER_MODULES, "classdata", "hubaccounts", "hubguards"}
 
 
 @pytest.mark.parametrize("path", PROGRAMS, ids=lambda path: path.stem)
@@ -56,8 +66,13 @@ def test_a_droplet_program_imports_only_the_standard_library(path):
 @pytest.mark.parametrize("line", [
     "from classimage import plan",
     "import classimage.droplet.provision",
-    "from . import provision",
-    "from .provision import PLAN",
+    "from classimage.droplet import provision",
+    "from . import classdata",  # no sibling of the runner's zip: not on the droplet beside it
+    "from .classdata import main",
+    "import hubguards",
+    "from .. import plan",
+    "from ..pipeline import plan",
+    "from . import statusservice, hubaccounts",
     "import yaml",
     "import tomllib",
     "from jupyterhub import orm",  # the runner is no hub program
@@ -66,9 +81,23 @@ def test_a_droplet_program_imports_only_the_standard_library(path):
     "__import__('requests')",
 ])
 def test_an_import_beyond_it_is_refused(tmp_path, line):
-    program = tmp_path / "provision.py"
-    program.write_text((DROPLET / "provision.py").read_text(encoding="utf-8") + "\n" + line + "\n")
+    program = tmp_path / "runner.py"
+    program.write_text((DROPLET / "runner.py").read_text(encoding="utf-8") + "\n" + line + "\n")
     assert len(refused(program)) == 1
+
+
+@pytest.mark.parametrize("line", ["from . import provision", "from .provision import PLAN", "import provision",
+                                  "from statusservice import serve"])
+def test_the_runners_modules_may_import_each_other(tmp_path, line):
+    program = tmp_path / "runner.py"
+    program.write_text((DROPLET / "runner.py").read_text(encoding="utf-8") + "\n" + line + "\n")
+    assert refused(program) == []
+
+
+def test_no_other_program_may_import_the_runners_modules(tmp_path):
+    program = tmp_path / "classdata.py"
+    program.write_text("from . import provision\nimport statusservice\n")
+    assert refused(program) == ["classdata.py:1 imports .provision", "classdata.py:2 imports statusservice"]
 
 
 def test_the_hub_programs_may_use_the_hubs_packages_but_not_others(tmp_path):

@@ -1,4 +1,4 @@
-"""Where HTTPS stands, as the droplet's status service says it (classimage/droplet/provision.py) and
+"""Where HTTPS stands, as the droplet's status service says it (classimage/droplet/statusservice.py) and
 `classimage status` prints it (classimage/cloud/progress.py `https_said`): traefik's certificate for the
 hub's name and its expiry, read from acme.json in traefik's format; until it has one, what the name
 resolves to from the droplet and the DNS record to make. Certificates here are real (openssl), the
@@ -20,7 +20,7 @@ import pytest
 import course_repo
 from test_runner import Droplet, get, status_service, three_steps
 from classimage.cloud import progress
-from classimage.droplet import provision
+from classimage.droplet import provision, statusservice
 from classimage.droplet.provision import Plan
 
 NAME = "hub.course.test"
@@ -51,8 +51,8 @@ def acme_json(chain: str, main: str = NAME, sans: list | None = None) -> dict:
 
 
 def test_https_certificate_expiry_is_the_leafs(issued):
-    assert provision.certificate_expiry(issued["chain"]) == issued["expires"]
-    assert provision.certificate_expiry("not a certificate") is None
+    assert statusservice.certificate_expiry(issued["chain"]) == issued["expires"]
+    assert statusservice.certificate_expiry("not a certificate") is None
 
 
 @pytest.mark.parametrize("acme, held", [
@@ -69,7 +69,7 @@ def test_https_state_reads_traefiks_certificate_for_the_name(acme, held, issued)
              "other-name": acme_json(issued["chain"], "other.test")}
     acme = kinds.get(acme, acme) if isinstance(acme, str) else acme
     resolved: list[str] = []
-    state = provision.https_state(NAME, acme, lambda pem: pem[:27], lambda name: resolved.append(name) or ["192.0.2.9"])
+    state = statusservice.https_state(NAME, acme, lambda pem: pem[:27], lambda name: resolved.append(name) or ["192.0.2.9"])
     if held:
         assert state == {"hostname": NAME, "certificate": {"expires": "-----BEGIN CERTIFICATE-----"},
                          "resolves_to": None}
@@ -79,12 +79,12 @@ def test_https_state_reads_traefiks_certificate_for_the_name(acme, held, issued)
 
 
 def test_https_state_without_a_hostname_is_none():
-    assert provision.https_state(None, None, provision.certificate_expiry, provision.addresses) is None
+    assert statusservice.https_state(None, None, statusservice.certificate_expiry, statusservice.addresses) is None
 
 
 def test_https_addresses_from_the_resolver():
-    assert "127.0.0.1" in provision.addresses("localhost")
-    assert provision.addresses("no-such-name.invalid") == []  # RFC 6761: never resolves
+    assert "127.0.0.1" in statusservice.addresses("localhost")
+    assert statusservice.addresses("no-such-name.invalid") == []  # RFC 6761: never resolves
 
 
 NOW = time.mktime((2026, 3, 1, 0, 0, 0, 0, 0, 0))
@@ -135,11 +135,11 @@ def test_https_addresses_soon_waits_for_no_slow_nameserver(monkeypatch):
         time.sleep(5)
         return ["192.0.2.9"]
 
-    monkeypatch.setattr(provision, "addresses", hangs)
-    monkeypatch.setattr(provision, "_lookups", {})
+    monkeypatch.setattr(statusservice, "addresses", hangs)
+    monkeypatch.setattr(statusservice, "_lookups", {})
     started = time.monotonic()
-    assert provision.addresses_soon(NAME, wait=0.5) == []
-    assert provision.addresses_soon(NAME, wait=0.5) == []
+    assert statusservice.addresses_soon(NAME, wait=0.5) == []
+    assert statusservice.addresses_soon(NAME, wait=0.5) == []
     assert time.monotonic() - started < 2 and lookups == [NAME]
 
 

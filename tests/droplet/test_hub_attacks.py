@@ -36,7 +36,7 @@ import hubclient
 from hubclient import Browser, text_of
 from hubprocess import HUBS, Hub, HubExited, free_port
 from classimage.pipeline import admins, model, spec
-from classimage.droplet import provision
+from classimage.droplet import provision, runner
 
 ADMIN_PASSWORD = "correct-horse-battery-staple"
 TA_PASSWORD = "another-long-ta-password"
@@ -531,7 +531,7 @@ def test_status_file_is_unreadable_by_students(searchable_folder):
                               (provision.PlanStep("leak", "Leak", str(step), None, provision.ONCE, 60, "d1"),))
     Path(paths.plan).parent.mkdir(parents=True)
     Path(paths.plan).write_text(document.to_json())
-    assert provision.command_run(paths, False, page_port=free_port()) != 0
+    assert runner.command_run(paths, False, page_port=free_port()) != 0
     status = Path(paths.status)
     assert "s3cret-from-a-failed-step" in status.read_text()
     assert (status.parent.stat().st_mode & 0o005) == 0o005  # the folder: searchable by everyone

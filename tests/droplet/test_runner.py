@@ -1,4 +1,4 @@
-"""The provisioning runner (classimage/droplet/provision.py), in-process and without root: its decisions as
+"""The provisioning runner (classimage/droplet/runner.py), in-process and without root: its decisions as
 tables (facts in, verdict out), the plan's format as the writer writes it, and real runs of real
 bash steps against a temporary root (status file, log, lock, timeouts, the page on a free port)."""
 
@@ -23,7 +23,7 @@ import pytest
 
 from conftest import EXAMPLES
 from classimage.pipeline import plan, spec, userdata
-from classimage.droplet import classdata, provision
+from classimage.droplet import classdata, provision, runner, statusservice
 from classimage.droplet.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
 
 DONE = {"state": "done", "digest": "d1"}
@@ -44,7 +44,7 @@ DONE = {"state": "done", "digest": "d1"}
 ])
 def test_must_run(previous, when, changed_before, runs):
     step = PlanStep("s", "S", "/s.sh", None, when, 60, "d1")
-    assert provision.must_run(step, previous, changed_before) is runs
+    assert runner.must_run(step, previous, changed_before) is runs
 
 
 def bake_status(**changes) -> dict:
@@ -66,7 +66,7 @@ def bake_status(**changes) -> dict:
      "steps not done: pip-packages"),
 ])
 def test_seal_refuses_anything_but_a_finished_bake(status, refusal):
-    assert provision.seal_refusal(status) == refusal
+    assert runner.seal_refusal(status) == refusal
 
 
 IMAGE = {"course": {"name": "Geo", "slug": "geo"}, "baked": "2026-01-01T00:00:00Z", "classimage": "0.1.0",
@@ -79,7 +79,7 @@ IMAGE = {"course": {"name": "Geo", "slug": "geo"}, "baked": "2026-01-01T00:00:00
     (IMAGE, "b2", 0, True),
 ])
 def test_check_image(image, digest, code, warned):
-    got, messages = provision.image_verdict(image, digest)
+    got, messages = runner.image_verdict(image, digest)
     assert got == code
     assert any(m.startswith("WARNING") for m in messages) is warned
     if image is None:
@@ -91,7 +91,7 @@ def test_status_carries_over_steps_done_with_the_same_content():
         PlanStep("a", "A", "/a", None, ONCE, 5, "d1"), PlanStep("b", "B", "/b", None, ONCE, 5, "d2")))
     previous = {"run": {"number": 3}, "steps": [{"name": "a", "state": "done", "digest": "d1", "seconds": 1},
                                                 {"name": "b", "state": "done", "digest": "old"}]}
-    status = provision.new_status(plan_, previous, None, 42, "now")
+    status = runner.new_status(plan_, previous, None, 42, "now")
     assert status["run"] == {"number": 4, "pid": 42, "started": "now", "finished": None}
     assert status["steps"][0] == previous["steps"][0]
     assert status["steps"][1] == {"name": "b", "title": "B", "digest": "d2", "state": "pending"}
@@ -101,7 +101,7 @@ def test_public_status_leaves_out_what_only_root_may_read():
     status = {"state": "failed", "failed_step": "b", "run": {"number": 1, "pid": 7, "started": "s"},
               "steps": [{"name": "b", "title": "B", "state": "failed", "exit_code": 1, "log_tail": ["secret"],
                          "seconds": 2.0, "started": "s"}]}
-    public = provision.public_status(status)
+    public = statusservice.public_status(status)
     assert "secret" not in json.dumps(public) and "pid" not in public["run"]
     assert "exit_code" not in public["steps"][0] and public["steps"][0]["state"] == "failed"
 
@@ -118,8 +118,8 @@ def test_status_token(header, allowed):
 
     plan_ = Plan("0.1.0", provision.Course("Geo", "geo"), "sd", "full", "bd", {}, (),
                  status_token_sha256=hashlib.sha256(b"right-token").hexdigest())
-    assert provision.token_allows(plan_, header) is allowed
-    assert provision.token_allows(replace(plan_, status_token_sha256=None), header) is False
+    assert statusservice.token_allows(plan_, header) is allowed
+    assert statusservice.token_allows(replace(plan_, status_token_sha256=None), header) is False
 
 
 # -- the plan's one format ------------------------------------------------------------------------
@@ -189,10 +189,10 @@ class Droplet:
         Path(self.paths.plan).write_text(document.to_json())
 
     def run(self, only_if_interrupted: bool = False) -> int:
-        return provision.command_run(self.paths, only_if_interrupted, page_port=self.page_port)
+        return runner.command_run(self.paths, only_if_interrupted, page_port=self.page_port)
 
     def cli(self, *args: str, timeout: int = 60) -> subprocess.CompletedProcess:
-        return subprocess.run([sys.executable, provision.__file__, "--root", str(self.root), *args],
+        return subprocess.run([sys.executable, runner.__file__, "--root", str(self.root), *args],
                               capture_output=True, text=True, timeout=timeout)
 
     @property
@@ -324,7 +324,7 @@ def test_resume_at_boot_continues_only_an_interrupted_run(droplet):
     assert not Path(droplet.paths.status).exists()  # first boot: nothing started yet, runcmd will start it
     # A run killed mid-way (the droplet rebooted) leaves state "running" and no lock holder.
     droplet.plan({"name": "one", "run": effect("one")}, {"name": "hang", "run": "sleep 60"})
-    interrupted = subprocess.Popen([sys.executable, provision.__file__, "--root", str(droplet.root), "run"],
+    interrupted = subprocess.Popen([sys.executable, runner.__file__, "--root", str(droplet.root), "run"],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                    env=dict(os.environ, PATH="/usr/bin:/bin"))
     for _ in range(200):
@@ -387,7 +387,7 @@ def wait_for(url: str) -> None:
 def status_service(droplet):
     """The droplet's status service (`serve-status`) on a port of its own: its address."""
     port = free_port()
-    server = subprocess.Popen([sys.executable, provision.__file__, "--root", str(droplet.root), "serve-status",
+    server = subprocess.Popen([sys.executable, runner.__file__, "--root", str(droplet.root), "serve-status",
                                "--port", str(port)])
     try:
         url = f"http://127.0.0.1:{port}{provision.SERVICE_PATH}"
@@ -454,7 +454,7 @@ def test_no_page_when_the_port_is_taken(droplet):
     ({"state": "ready", "data": {"error": "the class's data device /dev/x is not there"}}, "The class is closed"),
 ])
 def test_the_page_says_what_students_need_to_know(public, headline):
-    page = provision.progress_page({"course": {"name": "Geo <1>"}, "steps": [], **public})
+    page = statusservice.progress_page({"course": {"name": "Geo <1>"}, "steps": [], **public})
     assert headline in page and "Geo &lt;1&gt;" in page
     assert "/dev/x" not in page
 
@@ -469,7 +469,7 @@ def test_without_the_class_data_the_page_on_its_socket_says_the_class_is_closed(
     record.write_text(json.dumps({"error": "the class's data device /dev/x is not there", "admins": ["ada"]}))
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
-    server = subprocess.Popen([sys.executable, provision.__file__, "--root", str(droplet.root), "serve-status",
+    server = subprocess.Popen([sys.executable, runner.__file__, "--root", str(droplet.root), "serve-status",
                                "--fd", str(listener.fileno()), "--page"], pass_fds=(listener.fileno(),))
     listener.close()
     try:
