@@ -93,12 +93,17 @@ def in_a_network_of_its_own(folder: Path, names: list[str], argv: list[str], env
     return json.loads(result.stdout)
 
 
-def written_files(user_data: str) -> dict[str, dict]:
+def written_files(user_data: str, unzipped: bool = True) -> dict[str, dict]:
     """The write_files entries of rendered user data, by path, contents decoded as cloud-init does
-    (text, but for a binary file: the runner's zip)."""
+    (text, but for a binary file: the runner's zip); `unzipped`: with the files the runner stages
+    from its zip, as it stages them (their entries say `zipped: true`)."""
     import base64
     import contextlib
     import gzip
+    import io
+    import zipfile
+
+    from classimage.droplet import provision
 
     document = yaml.safe_load(user_data)
     files = {}
@@ -109,6 +114,13 @@ def written_files(user_data: str) -> dict[str, dict]:
                 content = content.decode()
             entry = dict(entry, content=content)
         files[entry["path"]] = entry
+        if unzipped and entry["path"] == provision.RUNNER:
+            with zipfile.ZipFile(io.BytesIO(entry["content"])) as zipped:
+                for name in zipped.namelist():
+                    if name.startswith(provision.FILES_IN_ZIP):
+                        path = f"{provision.FILES}/{name.removeprefix(provision.FILES_IN_ZIP)}"
+                        files[path] = {"path": path, "permissions": "0600", "zipped": True,
+                                       "content": zipped.read(name).decode()}
     return files
 
 

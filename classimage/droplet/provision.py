@@ -22,6 +22,7 @@ RUNNER = "/usr/local/sbin/classimage-provision"
 PLAN = LIB + "/plan.json"
 STEPS = LIB + "/steps"
 FILES = LIB + "/files"  # what steps install, staged by the user data
+FILES_IN_ZIP = "files/"  # the runner's zip holds these under FILES (Python: gzip compresses it with the runner)
 STATE = "/var/lib/classimage"
 STATUS = STATE + "/status.json"
 IMAGE = STATE + "/image.json"  # written when a bake is sealed: which spec and bake the image holds

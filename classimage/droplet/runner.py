@@ -39,6 +39,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 from dataclasses import asdict
 from typing import IO, Any, Callable
 
@@ -288,6 +289,7 @@ def command_run(paths: provision.Paths, only_if_interrupted: bool = False, page_
         if plan is None:
             provision.say("no plan at %s: this server was not set up by classimage user data" % paths.plan, sys.stderr)
             return 1
+        unpack(paths)
         os.makedirs(os.path.dirname(paths.log), exist_ok=True)
         with open(paths.log, "ab") as log:
             os.chmod(paths.log, 0o600)
@@ -416,10 +418,33 @@ def start_page(paths: provision.Paths, port: int) -> subprocess.Popen[bytes] | N
         )
 
 
-def program() -> str:
-    """This program's file: the zip it came in (classimage-provision), or this module's file."""
+def archive() -> str | None:
+    """The zip this program came in (classimage-provision), or None when run from its source."""
     loader = getattr(__spec__, "loader", None)  # none when run as a file
-    return getattr(loader, "archive", None) or os.path.abspath(__file__)
+    return getattr(loader, "archive", None)
+
+
+def program() -> str:
+    return archive() or os.path.abspath(__file__)
+
+
+def unpack(paths: provision.Paths) -> None:
+    """Stage the files the user data put in this program's zip (classimage's programs and the hub's
+    config: gzip compresses them together with the runner) where the steps install them from, as
+    cloud-init stages the rest: under FILES, root's alone."""
+    zipped_at = archive()
+    if zipped_at is None:
+        return
+    with zipfile.ZipFile(zipped_at) as zipped:
+        for name in zipped.namelist():
+            if not name.startswith(provision.FILES_IN_ZIP):
+                continue
+            path = paths.at(provision.FILES + "/" + name[len(provision.FILES_IN_ZIP) :])
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            os.fchmod(handle, 0o600)
+            with os.fdopen(handle, "wb") as out:
+                out.write(zipped.read(name))
 
 
 def stop(process: subprocess.Popen[bytes] | None) -> None:

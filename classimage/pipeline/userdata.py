@@ -77,13 +77,18 @@ RUNNER_MAIN = "import sys\n\nfrom runner import main\n\nsys.exit(main())\n"
 EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip holds: the same modules make the same bytes
 
 
-def runner() -> bytes:
+def runner(staged: Mapping[str, str] | None = None) -> bytes:
     """The provisioning program, its modules lean (as TLJH ships its bootstrap, but for comments),
-    as one file Python runs: a #! line and a zip of them (a zipapp). The members are stored, not
-    deflated: the user data's gzip compresses them together, which saves more than each alone."""
+    as one file Python runs: a #! line and a zip of them (a zipapp), with the files `staged` (by
+    their staged paths) that the runner stages before a run. The members are stored, not deflated:
+    the user data's gzip compresses them together, which saves more than each alone."""
     archive = io.BytesIO()
     archive.write(b"#!/usr/bin/env python3\n")
     members = [("__main__.py", RUNNER_MAIN)] + [(f"{m}.py", shipping.shipped(m)) for m in RUNNER_MODULES]
+    members += [
+        (provision.FILES_IN_ZIP + path.removeprefix(provision.FILES + "/"), text)
+        for path, text in (staged or {}).items()
+    ]
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
         for name, source in members:
             member = zipfile.ZipInfo(name, date_time=EPOCH)
@@ -104,8 +109,6 @@ def files(
     steps = plan.steps(spec, stage, admin_hashes, volume)
     document = plan_document(spec, spec_digest, steps, stage, status_token_sha256)
     written = [
-        # The same program for every course, and over half the user data as text: compressed.
-        WrittenFile(provision.RUNNER, "0755", runner(), compressed=True),
         WrittenFile(
             provision.RESUME_HOOK, "0755", templating.render("classimage-resume.sh.j2", runner=provision.RUNNER)
         ),
@@ -131,6 +134,7 @@ def files(
             )
         )
     staged: dict[str, str] = {}
+    zipped: dict[str, str] = {}  # classimage's programs and the hub's config: Python, in the runner's zip
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:
@@ -142,8 +146,12 @@ def files(
                     raise ValueError(f"two different files staged at {file.staged}")
                 continue
             staged[file.staged] = file.content
-            written.append(WrittenFile(file.staged, "0600", file.content, file.compressed))
-    return written
+            if file.compressed:
+                zipped[file.staged] = file.content
+            else:
+                written.append(WrittenFile(file.staged, "0600", file.content))
+    # The runner and what it stages, over half the user data as text: compressed, together.
+    return [WrittenFile(provision.RUNNER, "0755", runner(zipped), compressed=True), *written]
 
 
 def document(written: list[WrittenFile], stage: str) -> str:
