@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import threading
@@ -510,3 +511,19 @@ def test_a_home_given_back_is_told_to_the_instructor_by_status_not_to_the_public
         for header in ({}, {"Authorization": "token wrong"}):
             code, body, _ = get(url, header)
             assert code == 200 and "jupyter-alice" not in body and json.loads(body)["warnings"] == []
+
+
+def test_the_runner_stages_the_files_its_zip_carries(droplet, tmp_path):
+    """What the user data zips with the runner (classimage's programs, the hub's config) lies where the
+    steps install it from, root's alone, before the first step runs: the runner run from its zip."""
+    staged = droplet.paths.at(f"{provision.FILES}/hub-config/hubguards.py")
+    program = tmp_path / "classimage-provision"
+    program.write_bytes(userdata.runner({f"{provision.FILES}/hub-config/hubguards.py": "GUARDS = 1\n"}))
+    droplet.plan({"name": "uses", "run": f"grep -qx 'GUARDS = 1' {staged}"})
+    from_zip = ("import sys; sys.path.insert(0, sys.argv.pop(1)); import runner;"
+                f" sys.exit(runner.main(sys.argv[1:], page_port={droplet.page_port}))")
+    result = subprocess.run([sys.executable, "-c", from_zip, str(program), "--root", str(droplet.root), "run"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert droplet.step("uses")["state"] == "done"
+    assert stat.S_IMODE(os.stat(staged).st_mode) == 0o600
