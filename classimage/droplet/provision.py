@@ -1,7 +1,8 @@
 """The provisioning's plan and places: every path on the droplet that classimage names (the
 pipeline takes them from here), the plan's format (Plan, PlanStep), which the pipeline writes and the
-runner (runner.py) reads, and the files both the runner and its status service keep. Shipped in the
-runner's zip (classimage-provision); standard library only, Python 3.9.
+runner (runner.py) reads, the image record a sealed bake leaves, and the files both the runner
+and its status service keep. Shipped in the runner's zip (classimage-provision); standard library
+only, Python 3.9.
 """
 
 from __future__ import annotations
@@ -266,3 +267,54 @@ def write_json(path: str, data: Any, mode: int) -> None:
         if os.path.exists(temporary):
             os.unlink(temporary)
         raise
+
+
+# -------------------------------------------------------------------------------------------------
+# The image record (image.json): what a sealed bake holds, and what a droplet from it checks.
+
+
+def seal_refusal(status: dict[str, Any] | None) -> str | None:
+    """Why a bake cannot be sealed into an image, or None when it can."""
+    if status is None:
+        return "no bake ran"
+    if status.get("stage") != "bake":
+        return "this is a %s stage, not a bake" % status.get("stage")
+    if status.get("state") != "ready" or status.get("failed_step"):
+        return "the bake is %s, not ready" % status.get("state")
+    unfinished = [s["name"] for s in status.get("steps", []) if s.get("state") != "done"]
+    if unfinished:
+        return "steps not done: " + ", ".join(unfinished)
+    return None
+
+
+def image_record(status: dict[str, Any], plan: Plan, sealed: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "classimage": status["classimage"],
+        "course": status["course"],
+        "spec_digest": status["spec_digest"],
+        "bake_digest": plan.bake_digest,
+        "baked": status["run"]["finished"],
+        "sealed": sealed,
+    }
+
+
+def image_verdict(image: dict[str, Any] | None, bake_digest: str) -> tuple[int, list[str]]:
+    """check-image: (exit code, messages) for this droplet's image record and the user data's bake."""
+    if image is None:
+        return 1, [
+            "this user data is for droplets made from the course's classimage snapshot (packer "
+            "build); this droplet was not made from one (no %s). Create the droplet from the "
+            "snapshot, or use the one-piece user-data.yaml instead." % IMAGE
+        ]
+    messages = [
+        "made from the snapshot of %s (%s) baked %s by classimage %s"
+        % (image["course"]["name"], image["course"]["slug"], image["baked"], image["classimage"])
+    ]
+    if image.get("bake_digest") != bake_digest:
+        messages.append(
+            "WARNING: the snapshot was baked from a different spec than this user data was "
+            "rendered from (snapshot %s, user data %s): the software is the snapshot's. Rebuild "
+            "the snapshot to change it." % (image.get("bake_digest"), bake_digest)
+        )
+    return 0, messages

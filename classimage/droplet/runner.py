@@ -95,53 +95,6 @@ def new_status(
     }
 
 
-def seal_refusal(status: dict[str, Any] | None) -> str | None:
-    """Why a bake cannot be sealed into an image, or None when it can."""
-    if status is None:
-        return "no bake ran"
-    if status.get("stage") != "bake":
-        return "this is a %s stage, not a bake" % status.get("stage")
-    if status.get("state") != "ready" or status.get("failed_step"):
-        return "the bake is %s, not ready" % status.get("state")
-    unfinished = [s["name"] for s in status.get("steps", []) if s.get("state") != "done"]
-    if unfinished:
-        return "steps not done: " + ", ".join(unfinished)
-    return None
-
-
-def image_record(status: dict[str, Any], plan: provision.Plan, sealed: str) -> dict[str, Any]:
-    return {
-        "format": provision.FORMAT,
-        "classimage": status["classimage"],
-        "course": status["course"],
-        "spec_digest": status["spec_digest"],
-        "bake_digest": plan.bake_digest,
-        "baked": status["run"]["finished"],
-        "sealed": sealed,
-    }
-
-
-def image_verdict(image: dict[str, Any] | None, bake_digest: str) -> tuple[int, list[str]]:
-    """check-image: (exit code, messages) for this droplet's image record and the user data's bake."""
-    if image is None:
-        return 1, [
-            "this user data is for droplets made from the course's classimage snapshot (packer "
-            "build); this droplet was not made from one (no %s). Create the droplet from the "
-            "snapshot, or use the one-piece user-data.yaml instead." % provision.IMAGE
-        ]
-    messages = [
-        "made from the snapshot of %s (%s) baked %s by classimage %s"
-        % (image["course"]["name"], image["course"]["slug"], image["baked"], image["classimage"])
-    ]
-    if image.get("bake_digest") != bake_digest:
-        messages.append(
-            "WARNING: the snapshot was baked from a different spec than this user data was "
-            "rendered from (snapshot %s, user data %s): the software is the snapshot's. Rebuild "
-            "the snapshot to change it." % (image.get("bake_digest"), bake_digest)
-        )
-    return 0, messages
-
-
 # -------------------------------------------------------------------------------------------------
 # A run
 
@@ -305,7 +258,7 @@ def command_seal(paths: provision.Paths) -> int:
         return provision.EX_TEMPFAIL
     with lock:
         status = provision.read_json(paths.status)
-        refusal = seal_refusal(status)
+        refusal = provision.seal_refusal(status)
         if refusal is None:
             try:
                 plan = provision.read_plan(paths)
@@ -324,7 +277,7 @@ def command_seal(paths: provision.Paths) -> int:
                 command_status(paths, stream=sys.stderr)
             provision.say("not sealing: %s" % refusal, sys.stderr)
             return 1
-        image = image_record(status, plan, provision.now())
+        image = provision.image_record(status, plan, provision.now())
         provision.write_json(paths.image, image, 0o644)
         os.unlink(paths.status)
         provision.say("sealed: %s, bake %s" % (image["course"]["slug"], image["bake_digest"]))
@@ -352,7 +305,7 @@ def tail_of(path: str, lines: int) -> list[str]:
 
 
 def command_check_image(paths: provision.Paths, bake_digest: str) -> int:
-    code, messages = image_verdict(provision.read_json(paths.image), bake_digest)
+    code, messages = provision.image_verdict(provision.read_json(paths.image), bake_digest)
     for message in messages:
         provision.say(message, sys.stderr if code or message.startswith("WARNING") else sys.stdout)
     return code

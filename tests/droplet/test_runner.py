@@ -67,7 +67,7 @@ def bake_status(**changes) -> dict:
      "steps not done: pip-packages"),
 ])
 def test_seal_refuses_anything_but_a_finished_bake(status, refusal):
-    assert runner.seal_refusal(status) == refusal
+    assert provision.seal_refusal(status) == refusal
 
 
 IMAGE = {"course": {"name": "Geo", "slug": "geo"}, "baked": "2026-01-01T00:00:00Z", "classimage": "0.1.0",
@@ -80,7 +80,7 @@ IMAGE = {"course": {"name": "Geo", "slug": "geo"}, "baked": "2026-01-01T00:00:00
     (IMAGE, "b2", 0, True),
 ])
 def test_check_image(image, digest, code, warned):
-    got, messages = runner.image_verdict(image, digest)
+    got, messages = provision.image_verdict(image, digest)
     assert got == code
     assert any(m.startswith("WARNING") for m in messages) is warned
     if image is None:
