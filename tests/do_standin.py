@@ -409,7 +409,8 @@ def wanted_volume(user_data: str) -> str | None:
     for entry in document.get("write_files") or []:
         content = entry.get("content") or ""
         if entry.get("encoding") == "gz+b64":
-            content = gzip.decompress(base64.b64decode(content)).decode()
+            # The runner is a zip (its members stored, so their text reads as it is among the bytes).
+            content = gzip.decompress(base64.b64decode(content)).decode(errors="replace")
         found = VOLUME_DEVICE.search(content)
         if found:
             return found.group(1)
