@@ -99,8 +99,9 @@ def test_a_flat_name_is_the_very_module_in_its_folder(old, new):
 
 def test_the_old_cloud_module_names_read_from_the_cloud_folder():
     from classimage import cloud
-    from classimage.cloud import deploy
-    assert cloud.choose_snapshot is deploy.choose_snapshot and cloud.Up is deploy.Up
+    from classimage.cloud import actions, deploy, wanted
+    assert cloud.choose_snapshot is wanted.choose_snapshot and cloud.Up is deploy.Up
+    assert cloud.stop is actions.stop and cloud.SHUTDOWN_WAIT == actions.SHUTDOWN_WAIT
     with pytest.raises(AttributeError):
         cloud.no_such_name  # noqa: B018
 

@@ -1,8 +1,9 @@
 """The class's server on DigitalOcean: `up` makes what is missing (the class's data volume, the
 droplet, a reserved IP, a cloud firewall, a DNS record), replaces a droplet whose software or
 settings changed, and follows provisioning to the end; `restore` is an `up` onto a new volume made
-from a backup. (`status`, `down` and `backup`, which keep a class rather than make one, are in
-upkeep.py.)
+from a backup. `Up.run` is the order of its steps; what it wants and must change is wanted.py's, the
+requests that make and move things actions.py's. (`status`, `down` and `backup`, which keep a class
+rather than make one, are in upkeep.py.)
 
 A replacement makes before it breaks: the new droplet is created without the class's volume, boots
 and provisions up to the point where it needs the class's data (its class-data step waits for the
@@ -19,228 +20,42 @@ is for before it acts, and every create looks for what it would make before maki
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean, NotFound, TimedOut
+from classimage.cloud.actions import (
+    Account,
+    address_in_flight,
+    assign,
+    attach,
+    create_droplet,
+    create_firewall,
+    create_volume,
+    detach,
+    point_dns,
+    record,
+    reserve_ip,
+    resize,
+    retire,
+    started,
+    stop,
+    wait_for_dns,
+)
+from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean
 from classimage.cloud.found import (
     Found,
     Names,
-    deploy_tag,
     discover,
     public_address,
-    region_of,
     region_refusal,
     stamp,
     status_token,
 )
-from classimage.cloud.progress import (
-    failure_report,
-    follow,
-    hub_health,
-    read_status,
-    resolves_to,
-    waiting_for_data,
-)
-from classimage.pipeline import artifacts, plan, pricing
+from classimage.cloud.progress import failure_report, follow, hub_health, read_status, waiting_for_data
+from classimage.cloud.wanted import Change, Deployment, changes, choose_snapshot, deployment, serving, snapshot_problem
+from classimage.pipeline import plan, pricing
 from classimage.pipeline.spec import Loaded
-
-FIREWALL_PORTS = ("22", "80", "443")
-# "Attempt a shutdown, with a reasonable timeout, followed by a power_off action" (DigitalOcean's API
-# description, droplet actions). systemd gives each unit 90 s to stop by default: a droplet not off
-# after 120 s is stuck, and is powered off.
-SHUTDOWN_WAIT = 120.0
-POWER_OFF_WAIT = 120.0
-# A new droplet goes from `new` to `active` when DigitalOcean has created and started it.
-CREATE_WAIT = 600.0
-# How long an address DigitalOcean is assigning (locked) is waited for, to tell whether it is the class's.
-ADDRESS_WAIT = 120.0
-
-
-# -- what up makes --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Deployment:
-    """The droplet `up` wants: its image, user data and what identifies both."""
-
-    image: str | int  # a base image slug, or the id of the course's snapshot
-    snapshot: str | None  # that snapshot's name
-    stage: str  # plan.FULL (one-piece) or plan.BOOT (from the snapshot)
-    user_data: str
-    size: str
-    region: str
-    ssh_keys: tuple[str, ...]
-
-    @property
-    def digest(self) -> str:
-        parts = [str(self.image), self.user_data, self.size, self.region, *self.ssh_keys]
-        return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:16]
-
-
-def choose_snapshot(
-    snapshots: list[JSON], names: Names, bake_digest: str, region: str | None = None, disk: int | None = None
-) -> JSON | None:
-    """The course's newest snapshot baked from this spec's software (its name carries the digest)
-    that DigitalOcean can make the droplet from: available in `region`, and needing no more disk
-    than the size has (`disk`, GB)."""
-    return next((s for s in snapshots if not snapshot_problem(s, names, bake_digest, region, disk)), None)
-
-
-def snapshot_problem(
-    snapshot: JSON, names: Names, bake_digest: str, region: str | None, disk: int | None
-) -> str | None:
-    """Why this snapshot cannot make the course's droplet (None: it can). DigitalOcean refuses an
-    image outside the droplet's region, or one whose `min_disk_size` exceeds the size's disk."""
-    if not snapshot["name"].startswith(f"{names.snapshot_prefix}{bake_digest}-"):
-        return "another spec's software"
-    if region is not None and region not in (snapshot.get("regions") or []):
-        return (
-            f"it is not available in {region} (only {', '.join(snapshot.get('regions') or []) or 'nowhere'}): add "
-            f"{region} to droplet.snapshot_regions and run `classimage build`, or add the region to the snapshot "
-            "(control panel > Backups & Snapshots > More > Add to region)"
-        )
-    if disk is not None and int(snapshot.get("min_disk_size") or 0) > disk:
-        return (
-            f"it needs a disk of {snapshot['min_disk_size']} GB and the droplet size has {disk} GB: choose a "
-            "larger droplet.size, or run `classimage build` to bake on this one"
-        )
-    return None
-
-
-def deployment(loaded: Loaded, files: dict[str, str], snapshot: JSON | None) -> Deployment:
-    """From the course's snapshot with the boot user data, else the base image with the one-piece
-    user data (`files`: what `render` writes)."""
-    droplet = loaded.spec.droplet
-    if snapshot is not None:
-        return Deployment(
-            int(snapshot["id"]),
-            snapshot["name"],
-            plan.BOOT,
-            files[artifacts.USER_DATA[plan.BOOT]],
-            droplet.size,
-            droplet.region,
-            droplet.ssh_keys,
-        )
-    return Deployment(
-        droplet.image, None, plan.FULL, files[artifacts.ONE_PIECE], droplet.size, droplet.region, droplet.ssh_keys
-    )
-
-
-@dataclass(frozen=True)
-class Change:
-    what: str  # volume, resize, droplet, replace, start, move, attach, ip, assign, record, cleanup, firewall, dns
-    why: str
-
-
-def serving(found: Found, wanted: Deployment, names: Names) -> tuple[list[JSON], list[JSON]]:
-    """(the droplets made as `wanted` is, best first; the course's other droplets). Best: the one
-    holding the class's volume, then the address, then the oldest."""
-    current = [d for d in found.droplets if deploy_tag(d, names) == names.deploy_prefix + wanted.digest]
-    volume_ids = set((found.volume or {}).get("droplet_ids") or [])
-    holder = ((found.ip or {}).get("droplet") or {}).get("id")
-    current.sort(key=lambda d: (d["id"] not in volume_ids, d["id"] != holder, d["created_at"], d["id"]))
-    return current, [d for d in found.droplets if d not in current]
-
-
-def changes(
-    found: Found,
-    wanted: Deployment,
-    names: Names,
-    dns: tuple[str, str] | None,
-    records: list[JSON] | None,
-    volume_size: int | None = 20,
-) -> list[Change]:
-    """What `up` must do, in order, to get from what exists to what is wanted (`volume_size`: the
-    class's volume, in GiB; None: the class keeps no volume). Pure: tested as a table."""
-    todo = []
-    volume = found.volume if volume_size is not None else None
-    if volume_size is not None and volume is None:
-        todo.append(Change("volume", f"create the class's data volume {names.volume}"))
-    elif volume is not None and volume_size is not None and volume["size_gigabytes"] < volume_size:
-        todo.append(
-            Change(
-                "resize",
-                f"grow volume {volume['name']} from {volume['size_gigabytes']} "
-                f"to {volume_size} GiB (its filesystem grows with it, nothing is formatted)",
-            )
-        )
-    current, others = serving(found, wanted, names)
-    holder = ((found.ip or {}).get("droplet") or {}).get("id")
-    attached = set((volume or {}).get("droplet_ids") or [])
-    if not current:
-        old = next((d for d in others if d["id"] in attached or d["id"] == holder), None)
-        if old is not None:
-            todo.append(
-                Change(
-                    "replace",
-                    f"replace droplet {old['name']} ({old['id']}) by one with "
-                    f"{'a newer snapshot' if wanted.snapshot else 'new settings or software'}: make it, then move "
-                    "the class's data and address to it",
-                )
-            )
-        else:
-            todo.append(Change("droplet", f"create droplet {names.droplet} from {wanted.snapshot or wanted.image}"))
-    else:
-        new = current[0]
-        if new.get("status") == "off":
-            todo.append(Change("start", f"power droplet {new['id']} on (it is off)"))
-        if volume is not None and new["id"] not in attached:
-            if attached:
-                todo.append(Change("move", f"move the class's data to droplet {new['id']} (make before break)"))
-            else:
-                todo.append(Change("attach", f"attach volume {volume['name']} to droplet {new['id']}"))
-    target = current[0]["id"] if current else None
-    if found.ip is None:
-        todo.append(Change("ip", "reserve an IP address for the class"))
-    elif target is None or holder != target:
-        todo.append(Change("assign", "point the class's IP address at the droplet"))
-    elif not found.ip_recorded:
-        todo.append(Change("record", f"record {found.ip['ip']} as the class's address"))
-    if current and (others or len(current) > 1):
-        todo.append(Change("cleanup", f"destroy {len(others) + len(current) - 1} older droplet(s) of the course"))
-    if found.firewall is None:
-        todo.append(Change("firewall", f"create firewall {names.firewall} (in: {', '.join(FIREWALL_PORTS)})"))
-    if dns is not None and found.ip is not None:
-        domain, name = dns
-        if not any(r["data"] == found.ip["ip"] for r in records or []):
-            todo.append(Change("dns", f"point {name}.{domain} at {found.ip['ip']}" if name != "@" else domain))
-    elif dns is not None:
-        todo.append(Change("dns", f"point {dns[1]}.{dns[0]} at the class's IP address"))
-    return todo
-
-
-def stop(api: DigitalOcean, droplet_id: int, echo: Callable[[str], None]) -> None:
-    """The droplet off, for certain: DigitalOcean completes a shutdown action once the command is
-    issued, so the droplet's own status is what is waited for; a droplet that does not stop within
-    SHUTDOWN_WAIT is powered off (DigitalOcean's own advice). Shutting down lets the droplet write a
-    last consistent copy of the hub's database onto the class's volume."""
-
-    def off() -> bool:
-        try:
-            return api.droplet(droplet_id)["status"] in ("off", "archive")
-        except NotFound:
-            return True
-
-    def shutdown() -> JSON:
-        echo(f"  stopping droplet {droplet_id} (it writes a last copy of the hub's database on its way down)")
-        return api.droplet_action(droplet_id, "shutdown")
-
-    try:
-        api.settle(f"shutting down droplet {droplet_id}", off, shutdown, timeout=SHUTDOWN_WAIT)
-    except TimedOut:
-        echo(f"  droplet {droplet_id} did not shut down within {SHUTDOWN_WAIT:.0f} s: powering it off")
-        api.settle(
-            f"powering off droplet {droplet_id}",
-            off,
-            lambda: api.droplet_action(droplet_id, "power_off"),
-            timeout=POWER_OFF_WAIT,
-        )
-
-
-# -- up --------------------------------------------------------------------------------------------
 
 
 @dataclass
@@ -253,7 +68,9 @@ class Outcome:
 
 
 class Up:
-    """One `classimage up` (or the `restore` that moves the class onto a backup's copy)."""
+    """One `classimage up` (or the `restore` that moves the class onto a backup's copy). `run` is its
+    steps in order; each is a method below it, in the same order, taking what it needs and returning
+    what it gives. The requests themselves are actions.py's."""
 
     def __init__(
         self,
@@ -269,8 +86,53 @@ class Up:
         self.loaded, self.spec, self.api, self.render = loaded, loaded.spec, api, render
         self.echo, self.timeout, self.dry_run = echo, timeout, dry_run
         self.names = Names(self.spec.course.slug)
+        self.account = Account(api, self.names, self.spec.droplet.region, echo)
         self.token = status_token(api.token, self.spec.course.slug, loaded.digest)
         self.made: float | None = None  # when this run made the new droplet
+
+    def run(self, restore: JSON | None = None, again: bool = False) -> Outcome:
+        """Make the class as the spec wants it. `restore`: a backup (a snapshot of the class's volume)
+        to bring back on a new volume, which the new droplet takes instead of the current one (`again`:
+        even when the class runs on a copy of it already)."""
+        # What the account allows and what the course has there (a restore: its backup's copy too).
+        size = self.check_account()
+        found = self.find()
+        previous = found.volume
+        if restore is not None:
+            found.volume = self.restored_volume(found, restore, again)
+        # What the spec wants, and what must change to get there.
+        wanted = self.wanted(found, size)
+        dns = self.dns()
+        records = self.records(dns)
+        todo = self.todo(found, wanted, dns, records)
+        outcome = Outcome(address=(found.ip or {}).get("ip"))
+        if not todo:
+            return self.unchanged(outcome, dns, restore, previous, found)
+        self.say("; ".join(c.why for c in todo))
+        if self.dry_run:
+            return outcome
+        # Make what is missing; the class moves to the new droplet when it is ready but for its data.
+        kinds = {c.what for c in todo}
+        volume = self.volume(found, grow="resize" in kinds)
+        droplet, others = self.droplet(found, wanted, volume, outcome)
+        address, down_since = self.take_over(droplet, found, volume, outcome)
+        outcome.address = address["ip"]
+        # Around it: the firewall, the hostname.
+        if "firewall" in kinds:
+            create_firewall(self.account)
+        self.hostname(dns, "dns" in kinds, address["ip"], records)
+        # Whatever changed, the class is ready before `up` says so (an earlier run may have stopped early);
+        # only then do the droplets it ran on before go.
+        outcome.status = self.ready(address["ip"], others)
+        if down_since is not None:
+            outcome.downtime = time.monotonic() - down_since
+        for old in others:
+            retire(self.account, old)
+        self.finish_restore(restore, previous, found.volume)
+        self.reachable(address["ip"])
+        return outcome
+
+    # -- the steps, in the order `run` takes them --------------------------------------------------
 
     def check_account(self) -> JSON:
         """What would make creating anything fail, found before anything is made. The size."""
@@ -301,139 +163,17 @@ class Up:
                 )
         return size
 
-    def dns(self) -> tuple[str, str] | None:
-        """(domain, record name) when https.hostname is in a domain whose DNS is at DigitalOcean."""
-        hostname = self.spec.https.hostname
-        if not hostname:
-            return None
-        domains = sorted(
-            (d["name"] for d in self.api.domains() if hostname == d["name"] or hostname.endswith("." + d["name"])),
-            key=len,
-            reverse=True,
-        )
-        if not domains:
-            return None
-        domain = domains[0]
-        return domain, hostname[: -len(domain) - 1] if hostname != domain else "@"
-
-    def say(self, message: str) -> None:
-        self.echo(f"{self.names.droplet}: " + ("would " if self.dry_run else "will ") + message)
-
-    def snapshot(self, found: Found, size: JSON) -> JSON | None:
-        """The course's snapshot for this spec that DigitalOcean can use here; says why one that holds
-        this spec's software cannot be used."""
-        digest, region = plan.bake_digest(self.spec), self.spec.droplet.region
-        chosen = choose_snapshot(found.snapshots, self.names, digest, region, size.get("disk"))
-        for candidate in found.snapshots:
-            if candidate is chosen:
-                break
-            problem = snapshot_problem(candidate, self.names, digest, region, size.get("disk"))
-            if problem and problem != "another spec's software":
-                self.echo(f"  note: snapshot {candidate['name']} holds this spec's software, but {problem}")
-        return chosen
-
-    def run(self, restore: JSON | None = None, again: bool = False) -> Outcome:
-        """Make the class as the spec wants it. `restore`: a backup (a snapshot of the class's volume)
-        to bring back on a new volume, which the new droplet takes instead of the current one (`again`:
-        even when the class runs on a copy of it already)."""
-        spec, names = self.spec, self.names
-        size = self.check_account()
-        found = discover(self.api, names, spec.droplet.region)
-        refusal = region_refusal(found, spec.droplet.region)
+    def find(self) -> Found:
+        """What the course has in the account, its address included when an `up` stopped before it
+        recorded it; refused when the class lives in another region than the spec's."""
+        found = discover(self.api, self.names, self.spec.droplet.region)
+        refusal = region_refusal(found, self.spec.droplet.region)
         if refusal:
             raise CloudError(refusal)
         if found.ip is None and found.droplets:
-            found.ip = self.address_in_flight(found)
+            found.ip = address_in_flight(self.account, found)
             found.ip_recorded = found.ip is None
-        keeps_data = spec.storage.type != "none"
-        previous = found.volume
-        if restore is not None:
-            found.volume = self.restored_volume(found, restore, again)
-        volume_name = (found.volume or {}).get("name", names.volume) if keeps_data else None
-        files = self.render(volume_name)
-        wanted = deployment(self.loaded, files, self.snapshot(found, size))
-        dns = self.dns()
-        records = self.api.records(dns[0], spec.https.hostname) if dns and spec.https.hostname else None
-        todo = changes(found, wanted, names, dns, records, spec.storage.size_gigabytes if keeps_data else None)
-        outcome = Outcome(address=(found.ip or {}).get("ip"))
-        if found.volume is not None and found.volume["size_gigabytes"] > spec.storage.size_gigabytes:
-            self.echo(
-                f"  note: volume {found.volume['name']} has {found.volume['size_gigabytes']} GiB, more than "
-                f"storage.size_gigabytes ({spec.storage.size_gigabytes}); volumes cannot shrink, so it is kept"
-            )
-        if not todo:
-            self.echo(
-                f"{names.droplet}: nothing to change (droplet, volume, address, firewall"
-                f"{', DNS' if dns else ''} as the spec wants)"
-            )
-            if not self.dry_run:
-                self.finish_restore(restore, previous, found.volume)
-            outcome.status = (
-                read_status(outcome.address, self.token, hostname=spec.https.hostname) if outcome.address else None
-            )
-            return outcome
-        self.say("; ".join(c.why for c in todo))
-        if self.dry_run:
-            return outcome
-        kinds = {c.what for c in todo}
-        volume = (found.volume or self.create_volume(names.volume, spec.storage.size_gigabytes)) if keeps_data else None
-        if "resize" in kinds and volume is not None:
-            volume = self.resize(volume)
-        current, others = serving(found, wanted, names)
-        droplet = self.started(current[0]) if current else self.create_droplet(wanted, volume)
-        others += current[1:]
-        outcome.changed.append(f"droplet {droplet['id']}" + ("" if current else " created"))
-        address, started = self.take_over(droplet, found, volume, outcome)
-        outcome.address = address["ip"]
-        if "firewall" in kinds:
-            self.create_firewall()
-        if "dns" in kinds and dns is not None:
-            self.point_dns(dns, address["ip"], records)
-        if self.spec.https.hostname and dns is None:
-            self.echo(
-                f"  DNS: create an A record {self.spec.https.hostname} -> {address['ip']} at your DNS host; "
-                "HTTPS starts once it resolves"
-            )
-        # Whatever changed, the class is ready before `up` says so (an earlier run may have stopped early).
-        self.echo(f"following the provisioning of {names.droplet} at {address['ip']}:")
-        status = follow(address["ip"], self.token, self.echo, self.timeout, hostname=self.spec.https.hostname)
-        outcome.status = status
-        if status["state"] == "failed":
-            for line in failure_report(status):
-                self.echo(line)
-            kept = [d["id"] for d in others]
-            raise CloudError(
-                f"provisioning of {names.droplet} failed: fix the cause and run `classimage up` again (it "
-                "finishes what is half done)"
-                + (f"; the previous droplet {', '.join(map(str, kept))} is kept, powered off" if kept else "")
-            )
-        if started is not None:
-            outcome.downtime = time.monotonic() - started
-        for old in others:
-            self.retire(old)
-        self.finish_restore(restore, previous, found.volume)
-        if self.spec.https.hostname:
-            self.wait_for_dns(address["ip"])
-            self.echo(f"  hub: {hub_health(address['ip'], self.spec.https.hostname)}")
-        return outcome
-
-    # -- the steps, each of which reads the state it is for before it acts -------------------------
-
-    def address_in_flight(self, found: Found) -> JSON | None:
-        """The class's address, reserved for one of its droplets by an `up` stopped before it recorded
-        it: while DigitalOcean assigns an address it is `locked`, with no droplet yet. Such an address
-        in the region is waited for, and is the class's if a droplet of the course then holds it."""
-        region, ids = self.spec.droplet.region, {d["id"] for d in found.droplets}
-        read: dict[str, list[JSON]] = {}
-
-        def settled() -> bool:
-            read["ips"] = self.api.reserved_ips()
-            return not any(a.get("locked") and region_of(a) == region and not a.get("droplet") for a in read["ips"])
-
-        if not settled():
-            self.echo("  an address is being assigned in the region: waiting to see whether it is the class's")
-            self.api.until("an address being assigned", settled, ADDRESS_WAIT)
-        return next((a for a in read["ips"] if ((a.get("droplet") or {}).get("id")) in ids), None)
+        return found
 
     def restored_volume(self, found: Found, backup: JSON, again: bool) -> JSON:
         """The volume a restore brings the backup back on: the one a restore of this backup made already
@@ -458,57 +198,103 @@ class Up:
         self.say(f"bring backup {backup['name']} back as volume {name} ({size} GiB)")
         if self.dry_run:
             return {"id": None, "name": name, "size_gigabytes": size, "droplet_ids": [], "tags": [tag]}
-        volume = self.create_volume(name, size, backup, tags=[tag])
+        volume = create_volume(self.account, self.spec.course.name, name, size, backup, tags=[tag])
         found.volumes.append(volume)
         return volume
 
-    def finish_restore(self, restore: JSON | None, previous: JSON | None, current: JSON | None) -> None:
-        """The instructor hears what the class's previous volume costs, kept."""
-        if restore is not None and previous is not None and previous["id"] != (current or {}).get("id"):
+    def wanted(self, found: Found, size: JSON) -> Deployment:
+        """The droplet the spec wants, rendered for the class's volume (`size`: the droplet size's)."""
+        keeps_data = self.spec.storage.type != "none"
+        files = self.render((found.volume or {}).get("name", self.names.volume) if keeps_data else None)
+        return deployment(self.loaded, files, self.snapshot(found, size))
+
+    def snapshot(self, found: Found, size: JSON) -> JSON | None:
+        """The course's snapshot for this spec that DigitalOcean can use here; says why one that holds
+        this spec's software cannot be used."""
+        digest, region = plan.bake_digest(self.spec), self.spec.droplet.region
+        chosen = choose_snapshot(found.snapshots, self.names, digest, region, size.get("disk"))
+        for candidate in found.snapshots:
+            if candidate is chosen:
+                break
+            problem = snapshot_problem(candidate, self.names, digest, region, size.get("disk"))
+            if problem and problem != "another spec's software":
+                self.echo(f"  note: snapshot {candidate['name']} holds this spec's software, but {problem}")
+        return chosen
+
+    def dns(self) -> tuple[str, str] | None:
+        """(domain, record name) when https.hostname is in a domain whose DNS is at DigitalOcean."""
+        hostname = self.spec.https.hostname
+        if not hostname:
+            return None
+        domains = sorted(
+            (d["name"] for d in self.api.domains() if hostname == d["name"] or hostname.endswith("." + d["name"])),
+            key=len,
+            reverse=True,
+        )
+        if not domains:
+            return None
+        domain = domains[0]
+        return domain, hostname[: -len(domain) - 1] if hostname != domain else "@"
+
+    def records(self, dns: tuple[str, str] | None) -> list[JSON] | None:
+        """The hostname's records in its domain at DigitalOcean (None: DigitalOcean has not its DNS)."""
+        hostname = self.spec.https.hostname
+        return self.api.records(dns[0], hostname) if dns and hostname else None
+
+    def todo(
+        self, found: Found, wanted: Deployment, dns: tuple[str, str] | None, records: list[JSON] | None
+    ) -> list[Change]:
+        """What this `up` changes (`changes`); a volume larger than the spec asks is kept, and said so."""
+        storage = self.spec.storage
+        todo = changes(
+            found, wanted, self.names, dns, records, storage.size_gigabytes if storage.type != "none" else None
+        )
+        if found.volume is not None and found.volume["size_gigabytes"] > storage.size_gigabytes:
             self.echo(
-                f"  the class's previous volume {previous['name']} is kept, detached "
-                f"(${previous['size_gigabytes'] * pricing.VOLUME_PER_GIB_MONTH:.2f} a month): delete it in the control "
-                "panel once the restored class is as you want it"
+                f"  note: volume {found.volume['name']} has {found.volume['size_gigabytes']} GiB, more than "
+                f"storage.size_gigabytes ({storage.size_gigabytes}); volumes cannot shrink, so it is kept"
             )
+        return todo
 
-    def create_volume(self, name: str, size: int, backup: JSON | None = None, tags: list[str] | None = None) -> JSON:
-        source = f" from backup {backup['name']}" if backup else ""
-        self.echo(f"  creating the class's data volume {name} ({size} GiB{source})")
-        region = self.spec.droplet.region
-        body = {
-            "name": name,
-            "region": region,
-            "size_gigabytes": size,
-            "description": f"classimage: the data of {self.spec.course.name}",
-            "tags": ["classimage", self.names.tag, *(tags or [])],
-        }
-        if backup is not None:
-            body["snapshot_id"] = backup["id"]
-        return self.api.create(
-            f"creating volume {name}",
-            lambda: self.api.create_volume(body),
-            lambda: next((v for v in self.api.volumes(region) if v["name"] == name), None),
+    def unchanged(
+        self, outcome: Outcome, dns: tuple[str, str] | None, restore: JSON | None, previous: JSON | None, found: Found
+    ) -> Outcome:
+        """Nothing to change: what the class's status service says."""
+        self.echo(
+            f"{self.names.droplet}: nothing to change (droplet, volume, address, firewall"
+            f"{', DNS' if dns else ''} as the spec wants)"
         )
-
-    def resize(self, volume: JSON) -> JSON:
-        size = self.spec.storage.size_gigabytes
-        self.echo(f"  growing volume {volume['name']} to {size} GiB")
-        read: dict[str, JSON] = {}
-
-        def grown() -> bool:
-            read["volume"] = self.api.volume(volume["id"])
-            return read["volume"]["size_gigabytes"] >= size
-
-        self.api.settle(
-            f"resizing {volume['name']}",
-            grown,
-            lambda: self.api.volume_action(
-                volume["id"], {"type": "resize", "size_gigabytes": size, "region": self.spec.droplet.region}
-            ),
+        if not self.dry_run:
+            self.finish_restore(restore, previous, found.volume)
+        outcome.status = (
+            read_status(outcome.address, self.token, hostname=self.spec.https.hostname) if outcome.address else None
         )
-        return read["volume"]
+        return outcome
 
-    def create_droplet(self, wanted: Deployment, volume: JSON | None) -> JSON:
+    def say(self, message: str) -> None:
+        self.echo(f"{self.names.droplet}: " + ("would " if self.dry_run else "will ") + message)
+
+    def volume(self, found: Found, grow: bool) -> JSON | None:
+        """The class's volume, made if missing and grown to the spec's size (None: the class keeps none)."""
+        storage = self.spec.storage
+        if storage.type == "none":
+            return None
+        volume = found.volume or create_volume(
+            self.account, self.spec.course.name, self.names.volume, storage.size_gigabytes
+        )
+        return resize(self.account, volume, storage.size_gigabytes) if grow else volume
+
+    def droplet(
+        self, found: Found, wanted: Deployment, volume: JSON | None, outcome: Outcome
+    ) -> tuple[JSON, list[JSON]]:
+        """The droplet made as `wanted` is, started (made if there is none); and the course's others,
+        which go once it serves the class."""
+        current, others = serving(found, wanted, self.names)
+        droplet = started(self.account, current[0]) if current else self.new_droplet(wanted, volume)
+        outcome.changed.append(f"droplet {droplet['id']}" + ("" if current else " created"))
+        return droplet, others + current[1:]
+
+    def new_droplet(self, wanted: Deployment, volume: JSON | None) -> JSON:
         """The droplet, made once (found again by its deploy tag), and started. It takes the class's
         volume at creation only when no droplet has it: otherwise it is made without, and takes it
         when the old one has stopped (make before break)."""
@@ -532,38 +318,10 @@ class Up:
             "volumes": [volume["id"]] if free and volume is not None else [],
             "tags": ["classimage", self.names.tag, deploy],
         }
-        made = self.api.create(
-            f"creating droplet {self.names.droplet}",
-            lambda: self.api.create_droplet(body),
-            lambda: next((d for d in self.api.droplets(deploy) if d.get("status") != "archive"), None),
-        )
+        made = create_droplet(self.account, body, deploy)
         if free and volume is not None:
             volume["droplet_ids"] = [made["id"]]
-        return self.started(made)
-
-    def started(self, droplet: JSON) -> JSON:
-        """The droplet once DigitalOcean has made and started it (`active`, with its address); one that is
-        off is powered on."""
-        read: dict[str, JSON] = {"droplet": droplet}
-
-        def active() -> bool:
-            read["droplet"] = self.api.droplet(droplet["id"])
-            return read["droplet"]["status"] == "active"
-
-        if droplet["status"] == "off":  # the class's droplet, powered off (by hand): on again
-            self.echo(f"  powering droplet {droplet['id']} on")
-            self.api.settle(
-                f"powering on droplet {droplet['id']}",
-                active,
-                lambda: self.api.droplet_action(droplet["id"], "power_on"),
-                timeout=CREATE_WAIT,
-            )
-        if droplet["status"] != "active" and not self.api.until(f"starting {droplet['id']}", active, CREATE_WAIT):
-            raise CloudError(
-                f"droplet {droplet['id']} was not started within {CREATE_WAIT / 60:.0f} minutes: run `classimage up` "
-                "again (it finds the droplet), or see the control panel"
-            )
-        return read["droplet"]
+        return started(self.account, made)
 
     def take_over(
         self, droplet: JSON, found: Found, volume: JSON | None, outcome: Outcome
@@ -572,29 +330,29 @@ class Up:
         or address), the new one is first followed until it is ready but for the class's data; only
         then does the old one stop and let go of the volume, the volume is attached to the new one
         and the address pointed at it. (The class's address, and when students lost the class.)"""
-        started = None
+        down_since = None
         attached = [i for i in (volume or {}).get("droplet_ids") or [] if i != droplet["id"]]
         holder = ((found.ip or {}).get("droplet") or {}).get("id")
         if attached or holder not in (None, droplet["id"]):
             self.ready_but_data(droplet)
-            started = time.monotonic()
+            down_since = time.monotonic()
             if self.made is not None:
-                outcome.prepared = started - self.made
+                outcome.prepared = down_since - self.made
         if volume is not None and droplet["id"] not in (volume.get("droplet_ids") or []):
             for old in attached:
-                self.stop(old)
-                self.detach(volume, old)
-            self.attach(volume, droplet)
+                stop(self.api, old, self.echo)
+                detach(self.account, volume, old)
+            attach(self.account, volume, droplet)
             outcome.changed.append(f"volume {volume['name']} moved to droplet {droplet['id']}")
         address = found.ip
         if address is None:
-            address = self.reserve_ip(droplet)
+            address = reserve_ip(self.account, droplet)
         else:
             if holder != droplet["id"]:
-                self.assign(address, droplet)
+                assign(self.account, address, droplet)
             if not found.ip_recorded:
-                self.record(address)
-        return address, started
+                record(self.account, address)
+        return address, down_since
 
     def ready_but_data(self, droplet: JSON) -> None:
         """Follow the new droplet at its own address until it waits for the class's data (or, with
@@ -614,132 +372,44 @@ class Up:
         if waiting_for_data(status):
             self.echo(f"  droplet {droplet['id']} is ready but for the class's data: {waiting_for_data(status)}")
 
-    def stop(self, droplet_id: int) -> None:
-        stop(self.api, droplet_id, self.echo)
-
-    def detach(self, volume: JSON, droplet_id: int) -> None:
-        self.echo(f"  detaching volume {volume['name']} from droplet {droplet_id}")
-
-        def post() -> JSON | None:
-            try:
-                return self.api.volume_action(
-                    volume["id"], {"type": "detach", "droplet_id": droplet_id, "region": self.spec.droplet.region}
-                )
-            except NotFound:  # a droplet being destroyed lets go of its volumes when it is gone
-                return None
-
-        self.api.settle(
-            f"detaching {volume['name']}", lambda: droplet_id not in self.api.volume(volume["id"])["droplet_ids"], post
-        )
-
-    def attach(self, volume: JSON, droplet: JSON) -> None:
-        self.echo(f"  attaching volume {volume['name']} to droplet {droplet['id']}")
-        self.api.settle(
-            f"attaching {volume['name']}",
-            lambda: droplet["id"] in self.api.volume(volume["id"])["droplet_ids"],
-            lambda: self.api.volume_action(
-                volume["id"], {"type": "attach", "droplet_id": droplet["id"], "region": self.spec.droplet.region}
-            ),
-        )
-        volume["droplet_ids"] = [droplet["id"]]
-
-    def reserve_ip(self, droplet: JSON) -> JSON:
-        """A reserved IP made for the droplet (so that, unrecorded, it is found by its holder) and
-        recorded by a tag."""
-        self.echo(f"  reserving an IP address for the class, on droplet {droplet['id']}")
-
-        def held() -> JSON | None:
-            return next(
-                (a for a in self.api.reserved_ips() if (a.get("droplet") or {}).get("id") == droplet["id"]), None
-            )
-
-        address = self.api.create(
-            "reserving an IP address",
-            lambda: self.api.create_reserved_ip({"droplet_id": droplet["id"]}),
-            held,
-        )
-        self.record(address)
-        if not self.api.until(
-            f"assigning {address['ip']}",
-            lambda: ((self.api.reserved_ip(address["ip"]).get("droplet") or {}).get("id")) == droplet["id"],
-            CREATE_WAIT,
-        ):
-            raise CloudError(f"{address['ip']} was not assigned to droplet {droplet['id']}: run `classimage up` again")
-        return address
-
-    def record(self, address: JSON) -> None:
-        name = self.names.ip_tag(address["ip"])
-        self.api.create(
-            f"recording {address['ip']}",
-            lambda: self.api.create_tag(name),
-            lambda: next((t for t in self.api.tags() if t["name"] == name), None),
-        )
-
-    def assign(self, address: JSON, droplet: JSON) -> None:
-        self.echo(f"  pointing {address['ip']} at droplet {droplet['id']}")
-        self.api.settle(
-            f"assigning {address['ip']}",
-            lambda: ((self.api.reserved_ip(address["ip"]).get("droplet") or {}).get("id")) == droplet["id"],
-            lambda: self.api.reserved_ip_action(address["ip"], {"type": "assign", "droplet_id": droplet["id"]}),
-        )
-        address["droplet"] = {"id": droplet["id"]}
-
-    def retire(self, old: JSON) -> None:
-        """A droplet the class no longer runs on goes; one still running is shut down first (a volume
-        it has gets a last consistent copy of the hub's database)."""
-        if old.get("status") == "active" and old.get("volume_ids"):
-            self.stop(old["id"])
-        self.echo(f"  destroying droplet {old['id']}")
-        self.api.destroy_droplet(old["id"])
-
-    def create_firewall(self) -> None:
-        self.echo(f"  creating firewall {self.names.firewall}")
-        rules = [
-            {"protocol": "tcp", "ports": port, "sources": {"addresses": ["0.0.0.0/0", "::/0"]}}
-            for port in FIREWALL_PORTS
-        ]
-        # ICMP takes no ports: DigitalOcean refuses "0" ("You must specify a positive value for
-        # ports", doctl #247, #278); Terraform's provider sends ICMP rules without them.
-        outbound: list[JSON] = [
-            {"protocol": protocol, "ports": "all", "destinations": {"addresses": ["0.0.0.0/0", "::/0"]}}
-            for protocol in ("tcp", "udp")
-        ]
-        outbound.append({"protocol": "icmp", "destinations": {"addresses": ["0.0.0.0/0", "::/0"]}})
-        body = {
-            "name": self.names.firewall,
-            "tags": [self.names.tag],
-            "inbound_rules": rules,
-            "outbound_rules": outbound,
-        }
-        self.api.create(
-            f"creating firewall {self.names.firewall}",
-            lambda: self.api.create_firewall(body),
-            lambda: next((f for f in self.api.firewalls() if f["name"] == self.names.firewall), None),
-        )
-
-    def point_dns(self, dns: tuple[str, str], address: str, records: list[JSON] | None) -> None:
-        domain, name = dns
-        self.echo(f"  DNS: {self.spec.https.hostname} -> {address}")
-        existing = (records or [])[:1]
-        body = {"type": "A", "name": name, "data": address, "ttl": 300}
-        if existing:
-            self.api.update_record(domain, existing[0]["id"], body)
-        else:
-            self.api.create(
-                f"creating a DNS record in {domain}",
-                lambda: self.api.create_record(domain, body),
-                lambda: next(
-                    (r for r in self.api.records(domain, self.spec.https.hostname or "") if r["data"] == address), None
-                ),
-            )
-
-    def wait_for_dns(self, address: str, timeout: float = 600) -> None:
+    def hostname(self, dns: tuple[str, str] | None, point: bool, address: str, records: list[JSON] | None) -> None:
+        """https.hostname pointed at the class's address: by its record at DigitalOcean (`point`: it does
+        not yet), else by the instructor at their DNS host."""
         hostname = self.spec.https.hostname
-        deadline = time.monotonic() + timeout
-        while True:
-            if hostname is None or resolves_to(hostname, address):
-                return
-            if time.monotonic() > deadline:
-                self.echo(f"  {hostname} does not resolve to {address} yet: HTTPS starts once it does")
-                return
-            time.sleep(10)
+        if point and dns is not None:
+            point_dns(self.account, hostname or "", dns, address, records)
+        if hostname and dns is None:
+            self.echo(
+                f"  DNS: create an A record {hostname} -> {address} at your DNS host; HTTPS starts once it resolves"
+            )
+
+    def ready(self, address: str, others: list[JSON]) -> JSON:
+        """The class's status once provisioning is over; a failure keeps the droplets it ran on before."""
+        self.echo(f"following the provisioning of {self.names.droplet} at {address}:")
+        status = follow(address, self.token, self.echo, self.timeout, hostname=self.spec.https.hostname)
+        if status["state"] == "failed":
+            for line in failure_report(status):
+                self.echo(line)
+            kept = [d["id"] for d in others]
+            raise CloudError(
+                f"provisioning of {self.names.droplet} failed: fix the cause and run `classimage up` again (it "
+                "finishes what is half done)"
+                + (f"; the previous droplet {', '.join(map(str, kept))} is kept, powered off" if kept else "")
+            )
+        return status
+
+    def finish_restore(self, restore: JSON | None, previous: JSON | None, current: JSON | None) -> None:
+        """The instructor hears what the class's previous volume costs, kept."""
+        if restore is not None and previous is not None and previous["id"] != (current or {}).get("id"):
+            self.echo(
+                f"  the class's previous volume {previous['name']} is kept, detached "
+                f"(${previous['size_gigabytes'] * pricing.VOLUME_PER_GIB_MONTH:.2f} a month): delete it in the control "
+                "panel once the restored class is as you want it"
+            )
+
+    def reachable(self, address: str) -> None:
+        """With a hostname: once it resolves to the address (or a while has passed), how the hub answers there."""
+        hostname = self.spec.https.hostname
+        if hostname:
+            wait_for_dns(self.echo, hostname, address)
+            self.echo(f"  hub: {hub_health(address, hostname)}")

@@ -12,7 +12,7 @@ import datetime
 import time
 from collections.abc import Callable
 
-from classimage.cloud.deploy import stop
+from classimage.cloud.actions import stop
 from classimage.cloud.digitalocean import JSON, CloudError, DigitalOcean
 from classimage.cloud.found import Found, Names, discover, public_address, region_of, stamp, status_token
 from classimage.cloud.progress import clock, https_said, hub_health, read_status, waiting_for_data

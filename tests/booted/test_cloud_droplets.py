@@ -69,8 +69,8 @@ def cloud(image, tmp_path_factory):
 @pytest.fixture(scope="module")
 def first_up(cloud):
     started = time.monotonic()
-    result = deploy.classimage("up", str(deploy.spec))
-    return result, time.monotonic() - started, len(deploy.api.requests)
+    result = cloud.classimage("up", str(cloud.spec))
+    return result, time.monotonic() - started, len(cloud.api.requests)
 
 
 def test_up_makes_the_class_from_nothing(first_up, cloud, record_property):
@@ -80,23 +80,23 @@ def test_up_makes_the_class_from_nothing(first_up, cloud, record_property):
     assert "the class is at http://198.51.100." in output
     assert re.search(r"\[\d\d:\d\d\] Install The Littlest JupyterHub 2.0.0: done in \d+ s", output), output
     assert "next: sign in at" in output and "launch link for https://127.0.0.1:8443/course.git" in output
-    (droplet,) = deploy.api.droplets.values()
+    (droplet,) = cloud.api.droplets.values()
     assert droplet["status"] == "active" and "classimage-firstclass" in droplet["tags"]
-    (volume,) = deploy.api.volumes.values()
+    (volume,) = cloud.api.volumes.values()
     assert volume["name"] == "firstclass-data" and volume["droplet_ids"] == [droplet["id"]]
-    (address,) = deploy.api.reserved.values()
+    (address,) = cloud.api.reserved.values()
     assert address["droplet"]["id"] == droplet["id"]
-    (firewall,) = deploy.api.firewalls.values()
+    (firewall,) = cloud.api.firewalls.values()
     assert sorted(r["ports"] for r in firewall["inbound_rules"]) == ["22", "443", "80"]
-    inside = deploy.machines.droplets[droplet["id"]]
+    inside = cloud.machines.droplets[droplet["id"]]
     assert inside.sh("test -b /dev/disk/by-id/scsi-0DO_Volume_firstclass-data").returncode == 0  # attached
-    assert_ready(inside, deploy.spec, volume=volume["name"])  # every check, the volume's files included
+    assert_ready(inside, cloud.spec, volume=volume["name"])  # every check, the volume's files included
     record_property("figure", f"up from nothing to ready: {seconds:.0f} s, {requests} requests to the API "
                               "(tests/booted/test_cloud_droplets.py)")
 
 
 def test_a_student_signs_in_through_the_class_address(first_up, cloud):
-    address = next(iter(deploy.api.reserved))
+    address = next(iter(cloud.api.reserved))
     admin = Browser(f"http://{address}")
     admin.sign_in("instructor", ADMIN_PASSWORD)
     assert "Authorize Users" in admin.get("/hub/home").body
@@ -109,16 +109,16 @@ def test_a_student_signs_in_through_the_class_address(first_up, cloud):
 
 
 def test_a_second_up_changes_nothing(first_up, cloud):
-    before = len(deploy.api.requests)
-    result = deploy.classimage("up", str(deploy.spec))
+    before = len(cloud.api.requests)
+    result = cloud.classimage("up", str(cloud.spec))
     assert result.returncode == 0, result.stderr
     assert "nothing to change" in result.stdout
-    made = [(m, p) for m, p, _ in deploy.api.requests[before:] if m != "GET"]
+    made = [(m, p) for m, p, _ in cloud.api.requests[before:] if m != "GET"]
     assert made == []
 
 
 def test_status_says_what_exists_and_what_it_costs(first_up, cloud):
-    result = deploy.classimage("status", str(deploy.spec))
+    result = cloud.classimage("status", str(cloud.spec))
     assert result.returncode == 0, result.stderr
     lines = result.stdout
     assert "droplet firstclass (" in lines and "s-2vcpu-4gb in nyc3" in lines
@@ -128,7 +128,7 @@ def test_status_says_what_exists_and_what_it_costs(first_up, cloud):
     assert "WARNING" not in lines
     _, droplet = class_droplet(cloud)
     droplet.sh("tljh-config set services.cull.users true", check=True)  # what the docs say never to do
-    warned = deploy.classimage("status", str(deploy.spec)).stdout
+    warned = cloud.classimage("status", str(cloud.spec)).stdout
     droplet.sh("tljh-config unset services.cull.users", check=True)
     assert f"  WARNING: {provision.CULL_USERS_WARNING}" in warned, warned
 
@@ -162,13 +162,13 @@ def student_wheel(folder: Path) -> Path:
 
 
 def class_address(cloud) -> str:
-    (address,) = deploy.api.reserved
+    (address,) = cloud.api.reserved
     return address
 
 
 def class_droplet(cloud):
-    (droplet_id,) = deploy.api.droplets
-    return droplet_id, deploy.machines.droplets[droplet_id]
+    (droplet_id,) = cloud.api.droplets
+    return droplet_id, cloud.machines.droplets[droplet_id]
 
 
 def signed_in(cloud, name: str, password: str) -> Browser:
@@ -219,7 +219,7 @@ def class_on_a(first_up, cloud):
     admin = signed_in(cloud, "instructor", ADMIN_PASSWORD)
     pupil = join(cloud, admin, "student1")
     pupil.start_server("student1")
-    wheel = student_wheel(deploy.folder)
+    wheel = student_wheel(cloud.folder)
     import base64
     code, body = pupil.api("PUT", f"/user/student1/api/contents/{wheel.name}",
                            {"type": "file", "format": "base64", "content": base64.b64encode(wheel.read_bytes()).decode()})
@@ -277,10 +277,10 @@ def one_piece(class_on_a, cloud):
     the course's software installed on it) replaces the first, made before the first breaks."""
     source = yaml.safe_load((CASES / "droplet" / "journey.yaml").read_text())
     source["hub"]["idle_timeout"] = "50m"
-    path = spec_for(deploy.folder / "course-v1b", source, deploy.ca)
+    path = spec_for(cloud.folder / "course-v1b", source, cloud.ca)
     old, _ = class_droplet(cloud)
     started = time.monotonic()
-    result = deploy.classimage("up", str(path))
+    result = cloud.classimage("up", str(path))
     return {"old": old, "result": result, "seconds": time.monotonic() - started}
 
 
@@ -288,13 +288,13 @@ def test_a_one_piece_replacement_installs_everything_before_the_class_goes_down(
     result = one_piece["result"]
     assert result.returncode == 0, result.stdout + result.stderr
     droplet_id, droplet = class_droplet(cloud)
-    assert droplet_id != one_piece["old"] and one_piece["old"] not in deploy.machines.droplets
+    assert droplet_id != one_piece["old"] and one_piece["old"] not in cloud.machines.droplets
     out = result.stdout
     assert out.index("is ready but for the class's data") < out.index(f"stopping droplet {one_piece['old']}")
     # TLJH and the course's software went in while the old droplet served; the class data came after
     steps = {s["name"]: s for s in droplet.read_json(provision.STATUS)["steps"]}
     assert steps["tljh"]["finished"] <= steps["class-data"]["finished"] <= steps["hub-accounts"]["started"]
-    (volume,) = [v for v in deploy.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
+    (volume,) = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
     assert volume["name"] == "firstclass-data"
     pupil = signed_in(cloud, "student1", PASSWORDS["student1"])
     pupil.start_server("student1")
@@ -314,32 +314,32 @@ def newer_snapshot(one_piece, class_on_a, cloud, image):
     source = yaml.safe_load((CASES / "droplet" / "journey.yaml").read_text())
     source["environment"]["pip"].append("xvfbwrapper")
     source["storage"] = {"size_gigabytes": 21}
-    path = spec_for(deploy.folder / "course-v2", source, deploy.ca)
-    rendered = deploy.folder / "course-v2" / "rendered"
-    result = deploy.classimage("render", str(path), "--out", str(rendered))
+    path = spec_for(cloud.folder / "course-v2", source, cloud.ca)
+    rendered = cloud.folder / "course-v2" / "rendered"
+    result = cloud.classimage("render", str(path), "--out", str(rendered))
     assert result.returncode == 0, result.stderr
-    with droplets(image, deploy.folder / "bake") as make:
+    with droplets(image, cloud.folder / "bake") as make:
         builder = make("build")
         builder.seed((rendered / artifacts.USER_DATA[plan.BAKE]).read_text(), "i-build")
         builder.boot()
         assert builder.wait_for_cloud_init(BOOT_DEADLINE)["status"] == "done", explain(builder)
         finish = builder.sh(f"{provision.RUNNER} finish-bake", timeout=600)
         assert finish.returncode == 0, finish.stdout + finish.stderr
-        stack = builder.snapshot(deploy.folder / "snapshot-v2")
+        stack = builder.snapshot(cloud.folder / "snapshot-v2")
     digest = plan.bake_digest(spec.load_file(path).spec)
-    deploy.api.add_snapshot(f"firstclass-{digest}-20261126120000", stack)
+    cloud.api.add_snapshot(f"firstclass-{digest}-20261126120000", stack)
     return path
 
 
 @pytest.fixture(scope="module")
 def moved(newer_snapshot, class_on_a, cloud):
-    before = len(deploy.api.requests)
+    before = len(cloud.api.requests)
     old, _ = class_droplet(cloud)
-    dry = deploy.classimage("up", str(newer_snapshot), "--dry-run")
+    dry = cloud.classimage("up", str(newer_snapshot), "--dry-run")
     assert dry.returncode == 0, dry.stdout + dry.stderr
-    assert [m for m, _, _ in deploy.api.requests[before:] if m != "GET"] == []
+    assert [m for m, _, _ in cloud.api.requests[before:] if m != "GET"] == []
     started = time.monotonic()
-    result = deploy.classimage("up", str(newer_snapshot))
+    result = cloud.classimage("up", str(newer_snapshot))
     return dry, result, time.monotonic() - started, old
 
 
@@ -359,8 +359,8 @@ def test_up_replaces_the_droplet_and_says_what_it_does(moved, cloud, record_prop
 
 def test_students_find_everything_on_the_new_droplet(moved, class_on_a, cloud):
     droplet_id, droplet = class_droplet(cloud)
-    assert droplet_id != moved[3] and moved[3] not in deploy.machines.droplets
-    (volume,) = deploy.api.volumes.values()
+    assert droplet_id != moved[3] and moved[3] not in cloud.machines.droplets
+    (volume,) = cloud.api.volumes.values()
     assert volume["droplet_ids"] == [droplet_id] and volume["size_gigabytes"] == 21
     assert_ready(droplet, moved_spec(cloud), volume=volume["name"])
     # grown online with the volume (by 1 GiB), not reformatted: the work below is still there
@@ -399,10 +399,10 @@ def backed_up(moved, cloud):
     assert wait_for(lambda: not droplet.sh("pgrep -f jupyterhub-singleuser").stdout, 60, "servers stopped")
     then = manifest(droplet)
     started = time.monotonic()
-    result = deploy.classimage("backup", str(moved_spec(cloud)))
+    result = cloud.classimage("backup", str(moved_spec(cloud)))
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
-    (backup,) = [s for s in deploy.api.volume_snapshots.values() if s["name"].startswith("firstclass-backup-")]
+    (backup,) = [s for s in cloud.api.volume_snapshots.values() if s["name"].startswith("firstclass-backup-")]
     droplet.sh("rm /home/jupyter-student1/work.ipynb && echo new > /home/jupyter-ann/new.txt", check=True)
     join(cloud, admin, "late")
     assert manifest(droplet) != then
@@ -410,13 +410,13 @@ def backed_up(moved, cloud):
 
 
 def moved_spec(cloud) -> Path:
-    return deploy.folder / "course-v2" / "spec.yaml"
+    return cloud.folder / "course-v2" / "spec.yaml"
 
 
 def test_backup_waits_for_a_consistent_copy_and_snapshots_the_volume(backed_up, cloud, record_property):
     backup, _, seconds, result = backed_up
     assert re.search(r"the hub's database was copied to firstclass-data \d+ s ago", result.stdout), result.stdout
-    (volume,) = [v for v in deploy.api.volumes.values() if v["name"] == "firstclass-data"]
+    (volume,) = [v for v in cloud.api.volumes.values() if v["name"] == "firstclass-data"]
     assert backup["resource_id"] == volume["id"] and "classimage-firstclass" in backup["tags"], backup
     record_property("figure", f"backup of the class's volume: {seconds:.0f} s (tests/booted/test_cloud_droplets.py)")
 
@@ -425,12 +425,12 @@ def test_restore_brings_the_class_back_as_it_was_at_the_backup(backed_up, cloud,
     backup, then, _, _ = backed_up
     old_id, _ = class_droplet(cloud)
     started = time.monotonic()
-    result = deploy.classimage("restore", str(moved_spec(cloud)), "--backup", backup["name"])
+    result = cloud.classimage("restore", str(moved_spec(cloud)), "--backup", backup["name"])
     seconds = time.monotonic() - started
     assert result.returncode == 0, result.stdout + result.stderr
     droplet_id, droplet = class_droplet(cloud)
     assert droplet_id != old_id
-    restored = [v for v in deploy.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
+    restored = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
     assert len(restored) == 1 and re.fullmatch(r"firstclass-data-\d{8}-\d{6}", restored[0]["name"]), restored
     assert "previous volume firstclass-data is kept" in result.stdout, result.stdout
     assert_ready(droplet, moved_spec(cloud), volume=restored[0]["name"])
@@ -447,10 +447,10 @@ def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):
     """The droplet reboots with its volume gone: the hub stays down (never on an empty stand-in for
     the class's data) and says why; with the volume back, the class is back."""
     droplet_id, droplet = class_droplet(cloud)
-    (volume,) = [v for v in deploy.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
-    deploy.machines.shutdown(droplet_id)
-    deploy.machines.detach(droplet_id, volume["name"])
-    deploy.machines.power_on(droplet_id)
+    (volume,) = [v for v in cloud.api.volumes.values() if v["droplet_ids"] == [droplet_id]]
+    cloud.machines.shutdown(droplet_id)
+    cloud.machines.detach(droplet_id, volume["name"])
+    cloud.machines.power_on(droplet_id)
     assert wait_for(lambda: droplet.sh("systemctl is-failed classimage-data.service").stdout.strip() == "failed",
                     240, "classimage-data fails without its device")
     assert droplet.sh("systemctl is-active jupyterhub.service").stdout.strip() != "active"
@@ -461,13 +461,13 @@ def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):
     page = wait_for(lambda: (lambda p: p if p.code == 503 else None)(Browser(f"http://{class_address(cloud)}").get("/")),
                     60, "port 80 says the class is closed")  # 503: unavailable, come back later
     assert "The class is closed" in page.body, page
-    status = deploy.classimage("status", str(moved_spec(cloud)))
+    status = cloud.classimage("status", str(moved_spec(cloud)))
     assert "the class's data: the class's data device /dev/disk/by-id/scsi-0DO_Volume_firstclass-data-" in status.stdout
     assert "then restart the droplet" in status.stdout, status.stdout
-    deploy.machines.shutdown(droplet_id)
-    deploy.machines.droplets[droplet_id].extra_nspawn.append(
-        f"--bind={deploy.machines.devices[volume['id']]}:{do_standin.device_path(volume['name'])}")
-    deploy.machines.power_on(droplet_id)
+    cloud.machines.shutdown(droplet_id)
+    cloud.machines.droplets[droplet_id].extra_nspawn.append(
+        f"--bind={cloud.machines.devices[volume['id']]}:{do_standin.device_path(volume['name'])}")
+    cloud.machines.power_on(droplet_id)
     assert wait_for(lambda: droplet.sh("systemctl is-active jupyterhub.service").stdout.strip() == "active",
                     240, "the hub is back with its volume")
     assert wait_for(lambda: Browser(f"http://{class_address(cloud)}").get("/hub/login").code == 200, 120,
@@ -476,18 +476,18 @@ def test_without_its_volume_the_hub_does_not_start(backed_up, cloud):
 
 
 def test_down_keeps_the_data_and_delete_data_leaves_nothing(first_up, cloud):
-    result = deploy.classimage("down", str(deploy.spec))
+    result = cloud.classimage("down", str(cloud.spec))
     assert result.returncode == 0, result.stderr
-    assert not deploy.api.droplets and not deploy.api.firewalls
+    assert not cloud.api.droplets and not cloud.api.firewalls
     # the first volume (kept by the restore), the restored one, the backup and the address stay
-    assert len(deploy.api.volumes) == 2 and len(deploy.api.reserved) == 1 and len(deploy.api.volume_snapshots) == 1
+    assert len(cloud.api.volumes) == 2 and len(cloud.api.reserved) == 1 and len(cloud.api.volume_snapshots) == 1
     left = re.search(r"left: (.*), costing \$\d+\.\d\d a month", result.stdout)
     assert left, result.stdout
     assert re.fullmatch(r"(volume firstclass-data(-\d{8}-\d{6})?, ){2}1 backup\(s\), address 198\.51\.100\.\d+",
                         left.group(1)), left.group(1)
-    gone = deploy.classimage("down", str(deploy.spec), "--delete-data", "--yes")
+    gone = cloud.classimage("down", str(cloud.spec), "--delete-data", "--yes")
     assert gone.returncode == 0, gone.stderr
     assert "nothing left" in gone.stdout
-    assert not deploy.api.volumes and not deploy.api.reserved and not deploy.api.droplets
-    assert not deploy.api.volume_snapshots
-    assert not [t for t in deploy.api.tags if t.startswith("classimage-firstclass-ip-")]
+    assert not cloud.api.volumes and not cloud.api.reserved and not cloud.api.droplets
+    assert not cloud.api.volume_snapshots
+    assert not [t for t in cloud.api.tags if t.startswith("classimage-firstclass-ip-")]

@@ -25,7 +25,7 @@ import course_repo
 import do_standin
 from conftest import EXAMPLES
 from classimage.pipeline import packer, plan, spec
-from classimage.cloud import deploy, digitalocean
+from classimage.cloud import actions, deploy, digitalocean
 from classimage.cloud.deploy import Change, Deployment
 from classimage.cloud.found import Found, Names, current_volume, region_refusal, status_token
 
@@ -471,7 +471,7 @@ def test_make_before_break_waits_for_the_old_droplet_to_be_off_and_powers_a_hung
     assert steps.index((f"/v2/droplets/{old['id']}/actions", "shutdown")) \
         < steps.index((f"/v2/droplets/{old['id']}/actions", "power_off")) \
         < steps.index((f"/v2/volumes/{volume['id']}/actions", "detach"))
-    assert f"did not shut down within {deploy.SHUTDOWN_WAIT:.0f} s: powering it off" in result.stdout
+    assert f"did not shut down within {actions.SHUTDOWN_WAIT:.0f} s: powering it off" in result.stdout
     # the power was cut with the class's data mounted: the one hazard, which the fixture would refuse
     assert standin.machines.hazards == [f"droplet {old['id']} powered off with the class's data mounted"]
     standin.machines.hazards.clear()
