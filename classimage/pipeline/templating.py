@@ -31,9 +31,15 @@ class UnescapedValue(jinja2.TemplateError):
     pass
 
 
+# Bash's reserved words (bash(1), RESERVED WORDS). As arguments they are plain words, but a reader, and
+# shellcheck (SC1010), take `--course fi` for a misplaced keyword: a slug or name may be one, so it is quoted.
+_RESERVED = frozenset("! case coproc do done elif else esac fi for function if in select then time until while "
+                      "{ } [[ ]]".split())
+
+
 def sh(value) -> Escaped:
-    """One shell word per value, quoted so the shell reads it back byte for byte. A list or
-    tuple becomes several words."""
+    """One shell word per value, quoted so the shell reads it back byte for byte, and never bare
+    as one of the shell's reserved words. A list or tuple becomes several words."""
     if isinstance(value, (list, tuple)):
         return Escaped(" ".join(sh(v) for v in value))
     if isinstance(value, bool) or not isinstance(value, (str, int, float)):
@@ -41,7 +47,7 @@ def sh(value) -> Escaped:
     text = str(value)
     if "\0" in text:
         raise UnescapedValue("a shell word cannot hold a NUL byte")
-    return Escaped(shlex.quote(text))
+    return Escaped(f"'{text}'" if text in _RESERVED else shlex.quote(text))
 
 
 _PY_TYPES = (str, int, float, bool, type(None))

@@ -183,11 +183,18 @@ TEXT = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters=
 
 
 @settings(max_examples=150, deadline=None)
-@given(st.lists(TEXT, min_size=1, max_size=4))
+@given(st.lists(TEXT | st.sampled_from(sorted(templating._RESERVED)), min_size=1, max_size=4))
 def test_sh_round_trips_through_bash(words):
     script = "printf '%s\\0' " + templating.sh(words)
     result = subprocess.run(["bash", "-c", script], capture_output=True)
     assert result.stdout.decode("utf-8", "surrogateescape").split("\0")[:-1] == words
+
+
+def test_sh_never_leaves_a_reserved_word_bare():
+    # Found by test_properties in CI: slug `fi` made `--course fi`, which shellcheck refuses (SC1010).
+    for word in ("fi", "done", "then", "esac", "{", "[["):
+        assert templating.sh(word) == f"'{word}'"
+    assert templating.sh("fin") == "fin"
 
 
 @settings(max_examples=300, deadline=None)

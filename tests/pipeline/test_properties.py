@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
@@ -71,6 +71,7 @@ def tools():
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large,
                                  HealthCheck.function_scoped_fixture])  # record_property only accumulates
 @given(data=from_schema(generating_schema()))
+@example(data={"course": {"name": "x", "slug": "fi"}, "hub": {"admins": ["o-4rxvnv3u0"]}})  # CI found: --course fi
 def test_whatever_validates_renders_and_passes_the_real_validators(tools, data, record_property):
     COUNTS["generated"] += 1
     record_property("property-counts", json.dumps(COUNTS))
