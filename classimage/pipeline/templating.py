@@ -33,8 +33,10 @@ class UnescapedValue(jinja2.TemplateError):
 
 # Bash's reserved words (bash(1), RESERVED WORDS). As arguments they are plain words, but a reader, and
 # shellcheck (SC1010), take `--course fi` for a misplaced keyword: a slug or name may be one, so it is quoted.
-_RESERVED = frozenset("! case coproc do done elif else esac fi for function if in select then time until while "
-                      "{ } [[ ]]".split())
+_RESERVED = frozenset(
+    ("!", "case", "coproc", "do", "done", "elif", "else", "esac", "fi", "for", "function", "if", "in", "select")
+    + ("then", "time", "until", "while", "{", "}", "[[", "]]")
+)
 
 
 def sh(value) -> Escaped:
