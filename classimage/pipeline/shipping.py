@@ -1,6 +1,6 @@
 """The droplet's programs (classimage/droplet/) as the user data ships them: their source, read
 rather than imported (the command line need not load what only a droplet runs), without comments
-and docstrings, line for line."""
+and docstrings, line for line; several of them as one zip Python runs."""
 
 from __future__ import annotations
 
@@ -8,7 +8,11 @@ import ast
 import importlib.util
 import io
 import tokenize
+import zipfile
+from collections.abc import Iterable
 from pathlib import Path
+
+EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip holds: the same modules make the same bytes
 
 
 def shipped(module: str) -> str:
@@ -16,6 +20,21 @@ def shipped(module: str) -> str:
     command line need not load what only a droplet runs), made lean for the user data."""
     origin = importlib.util.find_spec(f"classimage.droplet.{module}").origin  # type: ignore[union-attr]
     return lean(Path(origin).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+
+
+def zipapp(members: Iterable[tuple[str, str | bytes]]) -> bytes:
+    """`members` (name, content; `__main__.py` first) as one file Python runs: a #! line and a zip
+    of them (a zipapp). The members are stored, not deflated: the user data's gzip compresses them
+    together, which saves more than each alone; their times are fixed, so that the same sources
+    make the same bytes."""
+    archive = io.BytesIO()
+    archive.write(b"#!/usr/bin/env python3\n")
+    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
+        for name, content in members:
+            member = zipfile.ZipInfo(name, date_time=EPOCH)
+            member.external_attr = 0o644 << 16
+            zipped.writestr(member, content)
+    return archive.getvalue()
 
 
 def lean(source: str) -> str:

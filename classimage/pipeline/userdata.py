@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import base64
 import gzip
-import io
-import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
@@ -74,27 +72,18 @@ def plan_document(
 # The runner's modules, in the zip's order; the first is the program (its main).
 RUNNER_MODULES = ("runner", "statusservice", "provision")
 RUNNER_MAIN = "import sys\n\nfrom runner import main\n\nsys.exit(main())\n"
-EPOCH = (1980, 1, 1, 0, 0, 0)  # the earliest time a zip holds: the same modules make the same bytes
 
 
 def runner(staged: Mapping[str, str] | None = None) -> bytes:
     """The provisioning program, its modules lean (as TLJH ships its bootstrap, but for comments),
-    as one file Python runs: a #! line and a zip of them (a zipapp), with the files `staged` (by
-    their staged paths) that the runner stages before a run. The members are stored, not deflated:
-    the user data's gzip compresses them together, which saves more than each alone."""
-    archive = io.BytesIO()
-    archive.write(b"#!/usr/bin/env python3\n")
+    as one file Python runs (shipping.zipapp), with the files `staged` (by their staged paths) that
+    the runner stages before a run."""
     members = [("__main__.py", RUNNER_MAIN)] + [(f"{m}.py", shipping.shipped(m)) for m in RUNNER_MODULES]
     members += [
         (provision.FILES_IN_ZIP + path.removeprefix(provision.FILES + "/"), text)
         for path, text in (staged or {}).items()
     ]
-    with zipfile.ZipFile(archive, "w", zipfile.ZIP_STORED) as zipped:
-        for name, source in members:
-            member = zipfile.ZipInfo(name, date_time=EPOCH)
-            member.external_attr = 0o644 << 16
-            zipped.writestr(member, source)
-    return archive.getvalue()
+    return shipping.zipapp(members)
 
 
 def files(
