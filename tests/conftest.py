@@ -96,7 +96,7 @@ def in_a_network_of_its_own(folder: Path, names: list[str], argv: list[str], env
 def written_files(user_data: str, unzipped: bool = True) -> dict[str, dict]:
     """The write_files entries of rendered user data, by path, contents decoded as cloud-init does
     (text, but for a binary file: the runner's zip); `unzipped`: with the files the runner stages
-    from its zip, as it stages them (their entries say `zipped: true`)."""
+    from its zip, as it stages them (their entries say `zipped: true`; bytes: the class-data program's zip)."""
     import base64
     import contextlib
     import gzip
@@ -119,8 +119,9 @@ def written_files(user_data: str, unzipped: bool = True) -> dict[str, dict]:
                 for name in zipped.namelist():
                     if name.startswith(provision.FILES_IN_ZIP):
                         path = f"{provision.FILES}/{name.removeprefix(provision.FILES_IN_ZIP)}"
+                        staged = zipped.read(name)  # text, but for a program that is a zip itself
                         files[path] = {"path": path, "permissions": "0600", "zipped": True,
-                                       "content": zipped.read(name).decode()}
+                                       "content": staged if zipfile.is_zipfile(io.BytesIO(staged)) else staged.decode()}
     return files
 
 

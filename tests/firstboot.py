@@ -22,7 +22,8 @@ import tljh_downloads
 from conftest import cli
 from hubclient import Browser, wait_for
 from classimage.pipeline import admins, artifacts, plan, spec, tljh
-from classimage.droplet import classdata, provision
+from classimage.droplet import provision
+from classimage.droplet.classdata import devices
 
 BOOT_DEADLINE = 1200  # seconds for cloud-init to finish a first boot
 ADMIN_PASSWORD = "correct-horse-battery-staple"
@@ -142,13 +143,13 @@ def assert_ready(droplet, spec_path: Path, *, first_boot_clean: bool = True, vol
     # the class's data on its device: mounted where TLJH looks for it, recorded without an error
     device = plan.data_device(course, volume)
     record = droplet.read_json(provision.DATA_RECORD) if device else None
-    if record is not None and record.get("chosen") == classdata.OWN_DISK:
+    if record is not None and record.get("chosen") == devices.OWN_DISK:
         # `auto` with no volume attached: the data stays on the droplet's own disk, and says so
-        assert device == classdata.ANY_VOLUME_OR_OWN_DISK and record["error"] is None, record
+        assert device == devices.ANY_VOLUME_OR_OWN_DISK and record["error"] is None, record
         assert "own disk" in record["notes"][0], record
     elif device:
         assert record and record["error"] is None, record
-        placeholder = device in (classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK)
+        placeholder = device in (devices.ANY_VOLUME, devices.ANY_VOLUME_OR_OWN_DISK)
         assert record["device"] == (record["chosen"] if placeholder else device), record
         places = droplet.sh("for place in /srv/classimage-data /home /opt/tljh/state; do "
                             "findmnt -n -o TARGET --mountpoint $place; done").stdout

@@ -39,9 +39,9 @@ POST_BUILD = LIB + "/post-build"  # the course's postBuild (repo2docker's)
 HUB_ACCOUNTS = LIB + "/hub-accounts.py"  # classimage/droplet/hubaccounts.py, run with the hub's Python
 HUB_ACCOUNTS_PLAN = LIB + "/hub-accounts.json"  # the admins, with their password hashes (root only)
 HUB_GUARDS = LIB + "/hubguards.py"  # classimage/droplet/hubguards.py, which the hub's config imports from LIB
-CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/droplet/classdata.py
+CLASS_DATA = "/usr/local/sbin/classimage-class-data"  # classimage/droplet/classdata/, one zip
 # The class's data device of user data pasted at DigitalOcean, where the volume's name is the
-# instructor's: the one volume attached, whatever its name (classdata.py has the same words).
+# instructor's: the one volume attached, whatever its name (classdata/devices.py has the same words).
 ANY_VOLUME = "any-digitalocean-volume"
 ANY_VOLUME_OR_OWN_DISK = "any-digitalocean-volume-or-own-disk"
 OWN_DISK = "own-disk"  # what classimage-class-data chose when it keeps the data on the droplet's disk

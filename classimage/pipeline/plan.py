@@ -19,7 +19,7 @@ from typing import Any
 from classimage.droplet import provision
 from classimage.pipeline import network, templating, tljh
 from classimage.pipeline.model import Spec
-from classimage.pipeline.shipping import shipped
+from classimage.pipeline.shipping import packaged, shipped
 
 FULL, BAKE, BOOT = "full", "bake", "boot"
 STAGES = (FULL, BAKE, BOOT)
@@ -61,9 +61,13 @@ class File:
 
     step: str
     path: str
-    content: str
+    content: str | bytes  # bytes: a program zipped (the class-data program), always compressed
     mode: str = "0644"
     compressed: bool = False  # Python: classimage's own programs and the hub's config, as gzip+base64
+
+    def __post_init__(self) -> None:
+        if isinstance(self.content, bytes) and not self.compressed:
+            raise ValueError(f"{self.path}: a binary file goes compressed, in the runner's zip")
 
     @property
     def staged(self) -> str:
@@ -84,8 +88,13 @@ class Step:
     @property
     def digest(self) -> str:
         """Changes whenever what the step does changes, so a changed step runs again."""
-        parts = [self.run, self.check or ""] + [f"{f.path}\0{f.mode}\0{f.content}" for f in self.files]
+        parts = [self.run, self.check or ""] + [f"{f.path}\0{f.mode}\0{_text(f.content)}" for f in self.files]
         return hashlib.sha256("\0\0".join(parts).encode()).hexdigest()[:16]
+
+
+def _text(content: str | bytes) -> str:
+    """A file's content in a step's digest: text as it is, a zipped program by its SHA-256."""
+    return content if isinstance(content, str) else hashlib.sha256(content).hexdigest()
 
 
 def volume_name(slug: str) -> str:
@@ -195,7 +204,7 @@ def _step(
     *,
     check: bool = False,
     files: tuple[tuple[str, str, str], ...] = (),
-    programs: tuple[tuple[str, str, str], ...] = (),
+    programs: tuple[tuple[str, str | bytes, str], ...] = (),
     when: str = provision.ONCE,
     timeout: int = 1800,
     template: str | None = None,
@@ -203,7 +212,7 @@ def _step(
 ) -> Step:
     """A step from its template(s) (its stages come from its declaration in PLAN); `files` (path,
     content, mode) and `programs` (path, Python source: one of classimage's own modules or the hub's
-    config, shipped compressed, mode) are what it installs."""
+    config; or a program of several modules, zipped; shipped compressed, mode) are what it installs."""
     template = template or name
     staged = tuple(File(name, path, content, mode) for path, content, mode in files) + tuple(
         File(name, path, content, mode, compressed=True) for path, content, mode in programs
@@ -353,7 +362,7 @@ def _post_build(c: Needs) -> Step:
 
 
 def _class_data(c: Needs) -> Step:
-    """The class's data on its own device, before the hub first starts (classimage/droplet/classdata.py)."""
+    """The class's data on its own device, before the hub first starts (classimage/droplet/classdata/)."""
     assert c.device is not None  # declared only_if a device
     unit = PurePosixPath(provision.DATA_UNIT).name
     values: dict[str, Any] = {
@@ -379,7 +388,7 @@ def _class_data(c: Needs) -> Step:
         # A DigitalOcean volume may come hours later (an `up` interrupted between making the droplet and
         # moving the volume is finished by the next): the droplet waits, saying so; a day at most.
         timeout=DATA_WAIT if waits_for_volume(c.device) else 900,
-        programs=((provision.CLASS_DATA, shipped("classdata"), "0755"),),  # run by systemd
+        programs=((provision.CLASS_DATA, packaged("classdata"), "0755"),),  # run by systemd, one zip
         files=(
             (provision.DATA_UNIT, templating.render("classimage-data.service.j2", **values), "0644"),
             (provision.DATA_COPY_UNIT, templating.render("classimage-data-copy.service.j2", **values), "0644"),

@@ -1,6 +1,6 @@
 """The droplet's programs (classimage/droplet/) as the user data ships them: their source, read
 rather than imported (the command line need not load what only a droplet runs), without comments
-and docstrings, line for line; several of them as one zip Python runs."""
+and docstrings, line for line; a program of several modules as one zip Python runs."""
 
 from __future__ import annotations
 
@@ -20,6 +20,16 @@ def shipped(module: str) -> str:
     command line need not load what only a droplet runs), made lean for the user data."""
     origin = importlib.util.find_spec(f"classimage.droplet.{module}").origin  # type: ignore[union-attr]
     return lean(Path(origin).read_text(encoding="utf-8"))  # type: ignore[arg-type]
+
+
+def packaged(package: str) -> bytes:
+    """A program of the droplet's made of several modules (the package classimage/droplet/PACKAGE/,
+    its main in PACKAGE/program.py), each lean, as one file Python runs: in the zip as in the
+    package, the modules' relative imports find each other."""
+    folder = Path(importlib.util.find_spec(f"classimage.droplet.{package}").origin).parent  # type: ignore[union-attr,arg-type]
+    main = f"import sys\n\nfrom {package}.program import main\n\nsys.exit(main())\n"
+    modules = [(f"{package}/{p.name}", lean(p.read_text(encoding="utf-8"))) for p in sorted(folder.glob("*.py"))]
+    return zipapp([("__main__.py", main), *modules])
 
 
 def zipapp(members: Iterable[tuple[str, str | bytes]]) -> bytes:

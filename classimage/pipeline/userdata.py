@@ -74,14 +74,15 @@ RUNNER_MODULES = ("runner", "statusservice", "provision")
 RUNNER_MAIN = "import sys\n\nfrom runner import main\n\nsys.exit(main())\n"
 
 
-def runner(staged: Mapping[str, str] | None = None) -> bytes:
+def runner(staged: Mapping[str, str | bytes] | None = None) -> bytes:
     """The provisioning program, its modules lean (as TLJH ships its bootstrap, but for comments),
     as one file Python runs (shipping.zipapp), with the files `staged` (by their staged paths) that
     the runner stages before a run."""
-    members = [("__main__.py", RUNNER_MAIN)] + [(f"{m}.py", shipping.shipped(m)) for m in RUNNER_MODULES]
+    members: list[tuple[str, str | bytes]] = [("__main__.py", RUNNER_MAIN)]
+    members += [(f"{m}.py", shipping.shipped(m)) for m in RUNNER_MODULES]
     members += [
-        (provision.FILES_IN_ZIP + path.removeprefix(provision.FILES + "/"), text)
-        for path, text in (staged or {}).items()
+        (provision.FILES_IN_ZIP + path.removeprefix(provision.FILES + "/"), content)
+        for path, content in (staged or {}).items()
     ]
     return shipping.zipapp(members)
 
@@ -122,8 +123,8 @@ def files(
                 ),
             )
         )
-    staged: dict[str, str] = {}
-    zipped: dict[str, str] = {}  # classimage's programs and the hub's config: Python, in the runner's zip
+    staged: dict[str, str | bytes] = {}
+    zipped: dict[str, str | bytes] = {}  # classimage's programs and the hub's config, in the runner's zip
     for number, step in enumerate(steps, 1):
         written.append(WrittenFile(script_path(number, step, "sh"), "0700", step.run))
         if step.check:

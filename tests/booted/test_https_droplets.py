@@ -27,7 +27,7 @@ import pebble
 import testdroplet
 from firstboot import BOOT_DEADLINE, assert_ready, browser, droplets, explain, render_for, student_journey
 from classimage.cloud import progress
-from classimage.droplet import classdata
+from classimage.droplet.classdata import shared
 from conftest import CASES
 
 pytestmark = pytest.mark.droplet
@@ -159,7 +159,7 @@ def test_https_acme_json_is_on_the_class_device(https_class):
     droplet = https_class.droplet
     places = droplet.sh("findmnt -n -o TARGET --mountpoint /opt/tljh/state").stdout
     assert places.strip() == "/opt/tljh/state", places  # the device's tljh-state, bound there
-    on_device = droplet.read_json(f"{classdata.MOUNT}/{classdata.STATE}/acme.json")
+    on_device = droplet.read_json(f"{shared.MOUNT}/{shared.STATE}/acme.json")
     assert on_device == droplet.read_json("/opt/tljh/state/acme.json")
     assert on_device["letsencrypt"]["Certificates"][0]["domain"]["main"] == HOSTNAME, on_device.keys()
     assert droplet.file_mode("/opt/tljh/state/acme.json") == 0o600

@@ -32,7 +32,7 @@ from conftest import REPO
 from firstboot import ADMIN_PASSWORD, browser, droplets, explain, render_for
 from hubclient import run_cell
 from test_https_droplets import DEVICE, HOSTNAME, boot_watched, certificate
-from classimage.droplet import classdata
+from classimage.droplet.classdata import shared
 
 pytestmark = pytest.mark.droplet
 # Pebble's certificates last 22 minutes: traefik renews each once it has 20 minutes left, at its first
@@ -86,7 +86,7 @@ def hub_api(connection: http.client.HTTPSConnection) -> dict:
 
 def on_device(droplet) -> bytes:
     """The certificate acme.json holds on the class's device (the first of its PEM chain), as DER."""
-    stored = droplet.read_json(f"{classdata.MOUNT}/{classdata.STATE}/acme.json")
+    stored = droplet.read_json(f"{shared.MOUNT}/{shared.STATE}/acme.json")
     chain = base64.b64decode(stored["letsencrypt"]["Certificates"][0]["certificate"]).decode()
     first = re.search(r"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", chain, re.S)
     assert first, chain[:200]

@@ -1,4 +1,4 @@
-"""The class-data program (classimage/droplet/classdata.py), in-process and without root: its decisions as
+"""The class-data program (classimage/droplet/classdata/), in-process and without root: its decisions as
 tables, the real blkid and mkfs on files, and the real SQLite for the hub database's copy and its
 repair. The test droplets prove it end to end (a volume moved between droplets, backup and restore)."""
 
@@ -16,7 +16,8 @@ import pytest
 
 from conftest import REPO
 from classimage.pipeline import tljh
-from classimage.droplet import classdata, provision
+from classimage.droplet import provision
+from classimage.droplet.classdata import accounts, database, devices, filesystem, move, program, record, shared
 
 NOBODY = {"root": (0, 0), "ubuntu": (1000, 1000)}
 NOBODY_UIDS = {0: "root", 1000: "ubuntu"}
@@ -56,7 +57,7 @@ ALICE = {**NOBODY, "jupyter-alice": (1002, 1002)}, {**NOBODY_UIDS, 1002: "jupyte
 ], ids=["fresh", "second-boot", "group-there", "recorded", "chgrp-recorded", "chgrp-unrecorded", "chgrp-same-droplet",
         "other-uid", "uid-taken"])
 def test_plan_accounts(wanted, by_name, by_uid, groups, recorded, create, repair, problem):
-    got, repaired, warnings, conflicts = classdata.plan_accounts(wanted, by_name, by_uid, groups, recorded)
+    got, repaired, warnings, conflicts = accounts.plan_accounts(wanted, by_name, by_uid, groups, recorded)
     assert (got, repaired) == (create, repair)
     said = [f"CONFLICT {c}" for c in conflicts] + warnings
     expected = [] if problem is None else [problem] if isinstance(problem, str) else problem
@@ -93,7 +94,7 @@ SNAPSHOT = {"jupyterhub-admins": 1000, "jupyterhub-users": 1001}  # made by TLJH
 ], ids=["nothing", "snapshot-unrecorded", "half-made", "snapshot-after-one-piece", "one-piece-after-snapshot",
         "same", "fresh-droplet", "foreign-group"])
 def test_the_class_groups_keep_their_gids(recorded, here, taken, after, problem):
-    commands, conflicts = classdata.plan_class_groups(recorded, here, taken)
+    commands, conflicts = accounts.plan_class_groups(recorded, here, taken)
     assert apply(commands, here) == after
     assert len(conflicts) == (problem is not None) and all(c.startswith(problem) for c in conflicts), conflicts
 
@@ -105,12 +106,12 @@ def test_homes_are_read_from_their_owners(tmp_path):
         (tmp_path / name).mkdir()
         os.chown(tmp_path / name, uid, uid + 100)
     (tmp_path / "jupyter-link").symlink_to(tmp_path / "jupyter-bob")
-    assert classdata.homes(str(tmp_path)) == [("jupyter-alice", 4000, 4100), ("jupyter-bob", 4001, 4101)]
+    assert accounts.homes(str(tmp_path)) == [("jupyter-alice", 4000, 4100), ("jupyter-bob", 4001, 4101)]
 
 
 @pytest.mark.parametrize("found, formats", [(None, True), ("ext4", False), ("xfs", False), ("unknown", False)])
 def test_only_a_device_without_any_filesystem_is_formatted(found, formats):
-    assert classdata.decide_format(found) is formats
+    assert filesystem.decide_format(found) is formats
 
 
 def device_with(tmp_path: Path, content: str) -> Path:
@@ -169,30 +170,30 @@ def test_blkid_every_exit_and_only_nothing_found_formats(tmp_path, monkeypatch, 
         real = subprocess.run(["blkid", "--probe", "--output", "value", "--match-tag", "TYPE", str(device)])
         assert real.returncode == exit_code  # the case is what it says it is
     if found is None or found in ("ext4", "crypto_LUKS", "unknown"):
-        kind = classdata.filesystem(str(device))
-        assert kind == found and classdata.decide_format(kind) is (found is None)
+        kind = filesystem.kind(str(device))
+        assert kind == found and filesystem.decide_format(kind) is (found is None)
     else:
-        with pytest.raises(classdata.DataError, match=found):
-            classdata.filesystem(str(device))
+        with pytest.raises(shared.DataError, match=found):
+            filesystem.kind(str(device))
 
 
 def test_a_bigger_volume_grows_its_filesystem_before_mounting_and_keeps_its_files(tmp_path, monkeypatch):
     """resize2fs on the real ext4 of a file standing for a volume made bigger: the data stays."""
-    monkeypatch.setattr(classdata, "mounted", lambda path: False)
+    monkeypatch.setattr(filesystem, "mounted", lambda path: False)
     device = tmp_path / "device"
     device.write_bytes(b"")
     subprocess.run(["truncate", "--size", "64M", str(device)], check=True)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(write_tree(tmp_path / "tree")), str(device)], check=True)
-    before = classdata.filesystem_size(str(device))
-    assert classdata.grow_unmounted(str(device), "ext4") is None  # nothing to gain
+    before = filesystem.filesystem_size(str(device))
+    assert filesystem.grow_unmounted(str(device), "ext4") is None  # nothing to gain
     subprocess.run(["truncate", "--size", "96M", str(device)], check=True)  # the volume, resized
-    said = classdata.grow_unmounted(str(device), "ext4")
+    said = filesystem.grow_unmounted(str(device), "ext4")
     assert said is not None and said.startswith(f"grew the filesystem on {device} from 0.1 to 0.1 GiB")
-    assert classdata.filesystem_size(str(device)) == 96 << 20 > before
+    assert filesystem.filesystem_size(str(device)) == 96 << 20 > before
     listing = subprocess.run(["debugfs", "-R", "cat /home/jupyter-ada/work.txt", str(device)], capture_output=True,
                              text=True, check=True).stdout
     assert listing == "still here\n"
-    assert classdata.grow_unmounted(str(device), "xfs") is None  # classimage grows only what it makes
+    assert filesystem.grow_unmounted(str(device), "xfs") is None  # classimage grows only what it makes
 
 
 def write_tree(root: Path) -> Path:
@@ -202,13 +203,13 @@ def write_tree(root: Path) -> Path:
 
 
 def test_a_missing_device_says_what_to_attach(tmp_path, monkeypatch):
-    monkeypatch.setattr(classdata, "DEVICE_WAIT", 0)
-    with pytest.raises(classdata.DataError, match="attach the class's volume") as error:
-        classdata.wait_for(str(tmp_path / "missing"), "restart the droplet")
+    monkeypatch.setattr(devices, "DEVICE_WAIT", 0)
+    with pytest.raises(shared.DataError, match="attach the class's volume") as error:
+        devices.wait_for(str(tmp_path / "missing"), "restart the droplet")
     assert "then restart the droplet. The hub does not start without it" in str(error.value)
 
 
-def database(path: Path, users: list[str]) -> None:
+def hub_database(path: Path, users: list[str]) -> None:
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE IF NOT EXISTS users (name TEXT)")
         connection.executemany("INSERT INTO users VALUES (?)", [(user,) for user in users])
@@ -226,7 +227,7 @@ def users(path: Path) -> list[str]:
 @pytest.fixture
 def data(tmp_path, monkeypatch):
     """A device's mount point and a hub state folder, with the record in the temporary folder."""
-    monkeypatch.setattr(classdata, "RECORD", str(tmp_path / "record" / "data.json"))
+    monkeypatch.setattr(record, "RECORD", str(tmp_path / "record" / "data.json"))
     (tmp_path / "data" / "tljh-state").mkdir(parents=True)
     (tmp_path / "state").symlink_to(tmp_path / "data" / "tljh-state")  # where the hub sees it
     return tmp_path
@@ -234,16 +235,16 @@ def data(tmp_path, monkeypatch):
 
 def test_the_copy_is_written_only_onto_the_mounted_device(data, monkeypatch):
     state, mount = data / "state", data / "data"
-    database(state / classdata.DATABASE, ["alice", "bob"])
-    monkeypatch.setattr(classdata, "mounted", lambda path: False)
-    assert classdata.copy_database(str(mount)) is None
-    assert not (mount / classdata.COPY).exists()
-    monkeypatch.setattr(classdata, "mounted", lambda path: path == str(mount))
-    when = classdata.copy_database(str(mount))
-    assert users(mount / classdata.COPY) == ["alice", "bob"]
-    assert (mount / classdata.COPY).stat().st_mode & 0o777 == 0o600
-    assert json.loads(Path(classdata.RECORD).read_text())["database_copied"] == when
-    assert not list((mount / classdata.COPY).parent.glob(".copy-*"))  # no temporary file left behind
+    hub_database(state / shared.DATABASE, ["alice", "bob"])
+    monkeypatch.setattr(filesystem, "mounted", lambda path: False)
+    assert database.copy_database(str(mount)) is None
+    assert not (mount / shared.COPY).exists()
+    monkeypatch.setattr(filesystem, "mounted", lambda path: path == str(mount))
+    when = database.copy_database(str(mount))
+    assert users(mount / shared.COPY) == ["alice", "bob"]
+    assert (mount / shared.COPY).stat().st_mode & 0o777 == 0o600
+    assert json.loads(Path(record.RECORD).read_text())["database_copied"] == when
+    assert not list((mount / shared.COPY).parent.glob(".copy-*"))  # no temporary file left behind
 
 
 def pairs(path: Path) -> tuple[int, str]:
@@ -262,8 +263,8 @@ def test_the_database_copy_holds_what_only_the_wal_holds_while_another_connectio
     consistent (whole pairs only) and holds every row committed before it began."""
     import threading
 
-    monkeypatch.setattr(classdata, "mounted", lambda path: True)
-    live = data / "data" / "tljh-state" / classdata.DATABASE
+    monkeypatch.setattr(filesystem, "mounted", lambda path: True)
+    live = data / "data" / "tljh-state" / shared.DATABASE
     writer = sqlite3.connect(live, check_same_thread=False, isolation_level=None)
     writer.execute("PRAGMA journal_mode=wal")
     writer.execute("PRAGMA wal_autocheckpoint=0")  # every commit stays in the -wal file
@@ -286,26 +287,26 @@ def test_the_database_copy_holds_what_only_the_wal_holds_while_another_connectio
     thread = threading.Thread(target=write)
     thread.start()
     try:
-        copies = [classdata.copy_database(str(data / "data")) for _ in range(5)]
+        copies = [database.copy_database(str(data / "data")) for _ in range(5)]
     finally:
         stop.set()
         thread.join()
-    rows, check = pairs(data / "data" / classdata.COPY)
+    rows, check = pairs(data / "data" / shared.COPY)
     writer.close()
     assert all(copies) and check == "ok"
     assert rows >= 1000 and rows % 2 == 0, rows
 
 
 def test_no_database_yet_means_no_copy(data, monkeypatch):
-    monkeypatch.setattr(classdata, "mounted", lambda path: True)
-    assert classdata.copy_database(str(data / "data")) is None
+    monkeypatch.setattr(filesystem, "mounted", lambda path: True)
+    assert database.copy_database(str(data / "data")) is None
 
 
 def test_a_sound_database_is_left_alone(data):
-    live, copy = data / "state" / classdata.DATABASE, data / "data" / "copy.sqlite"
-    database(live, ["alice", "carol"])
-    database(copy, ["alice"])
-    assert classdata.check_database(str(data / "state"), str(copy)) is None
+    live, copy = data / "state" / shared.DATABASE, data / "data" / "copy.sqlite"
+    hub_database(live, ["alice", "carol"])
+    hub_database(copy, ["alice"])
+    assert database.check_database(str(data / "state"), str(copy)) is None
     assert users(live) == ["alice", "carol"]
 
 
@@ -316,47 +317,47 @@ def damage(path: Path) -> None:
 
 
 def test_a_damaged_database_is_set_aside_and_replaced_by_the_copy(data):
-    live, copy = data / "state" / classdata.DATABASE, data / "data" / "copy.sqlite"
-    database(live, ["user%d" % n for n in range(400)])
-    database(copy, ["alice"])
+    live, copy = data / "state" / shared.DATABASE, data / "data" / "copy.sqlite"
+    hub_database(live, ["user%d" % n for n in range(400)])
+    hub_database(copy, ["alice"])
     damage(live)
-    assert classdata.database_problem(str(live)) is not None
-    said = classdata.check_database(str(data / "state"), str(copy))
+    assert database.database_problem(str(live)) is not None
+    said = database.check_database(str(data / "state"), str(copy))
     assert said is not None and said.startswith("WARNING: the hub's database was damaged")
     assert users(live) == ["alice"]
-    aside = list((data / "state").glob(classdata.DATABASE + ".damaged-*"))
+    aside = list((data / "state").glob(shared.DATABASE + ".damaged-*"))
     assert len(aside) == 1  # kept for whoever wants to look
 
 
 def test_a_damaged_database_without_a_sound_copy_stops_the_hub(data):
-    live = data / "state" / classdata.DATABASE
-    database(live, ["user%d" % n for n in range(400)])
+    live = data / "state" / shared.DATABASE
+    hub_database(live, ["user%d" % n for n in range(400)])
     damage(live)
-    with pytest.raises(classdata.DataError, match="restore a backup"):
-        classdata.check_database(str(data / "state"), str(data / "data" / "missing.sqlite"))
+    with pytest.raises(shared.DataError, match="restore a backup"):
+        database.check_database(str(data / "state"), str(data / "data" / "missing.sqlite"))
     assert live.exists()  # nothing moved
 
 
 def test_the_record_keeps_what_each_verb_said(data):
-    classdata.update_record({"admins": ["ada"], "error": "boom"})
-    classdata.record("/dev/x", ["said"])
-    record = json.loads(Path(classdata.RECORD).read_text())
-    assert record == {"admins": ["ada"], "error": None, "notes": ["said"], "device": "/dev/x",
-                      "mounted": record["mounted"], "warnings": []}
+    record.update_record({"admins": ["ada"], "error": "boom"})
+    record.after_mount("/dev/x", ["said"])
+    written = json.loads(Path(record.RECORD).read_text())
+    assert written == {"admins": ["ada"], "error": None, "notes": ["said"], "device": "/dev/x",
+                       "mounted": written["mounted"], "warnings": []}
 
 
 def test_a_missing_device_fails_the_verb_and_says_so(data, monkeypatch, capsys):
-    monkeypatch.setattr(classdata, "DEVICE_WAIT", 0)
-    assert classdata.main(["mount", str(data / "missing"), "--course", "geo", "--admin", "ada"]) == 1
-    record = json.loads(Path(classdata.RECORD).read_text())
-    assert "is not there" in record["error"] and record["admins"] == ["ada"]
+    monkeypatch.setattr(devices, "DEVICE_WAIT", 0)
+    assert program.main(["mount", str(data / "missing"), "--course", "geo", "--admin", "ada"]) == 1
+    written = json.loads(Path(record.RECORD).read_text())
+    assert "is not there" in written["error"] and written["admins"] == ["ada"]
     assert "FAILED" in capsys.readouterr().out
 
 
 def test_the_paths_are_the_ones_everything_else_uses():
-    assert classdata.RECORD == provision.DATA_RECORD
-    assert dict(classdata.PLACES)["tljh-state"] == tljh.STATE
-    assert classdata.DATABASE == Path(tljh.DATABASE).name
+    assert record.RECORD == provision.DATA_RECORD
+    assert dict(shared.PLACES)["tljh-state"] == tljh.STATE
+    assert shared.DATABASE == Path(tljh.DATABASE).name
     assert (provision.TLJH_PYTHON, provision.TLJH_CONFIG) == (tljh.HUB_PYTHON, tljh.CONFIG_YAML)
 
 
@@ -471,7 +472,7 @@ def test_the_first_move_keeps_every_owner_mode_time_acl_attribute_and_link(files
     home.mkdir(parents=True)
     for _, make, _ in HOME:
         make(home)
-    said = classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    said = move.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert said.startswith(f"moved {disk / 'home'} onto the device")
     copy = volume / "home" / "jupyter-ada"
     lost = [name for name, _, kept in HOME if not kept(copy)]
@@ -494,15 +495,15 @@ def test_a_move_that_cannot_keep_everything_is_refused_with_the_reason(filesyste
     home.mkdir(parents=True)
     (home / "work.ipynb").write_text("{}")
     os.setxattr(home / "work.ipynb", "user.big", b"x" * 10000)
-    with pytest.raises(classdata.DataError, match="cannot move .* without losing something, so nothing was moved: "
+    with pytest.raises(shared.DataError, match="cannot move .* without losing something, so nothing was moved: "
                                                   ".*user.big.*No space left on device"):
-        classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+        move.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]  # no half copy
     assert (home / "work.ipynb").read_text() == "{}"  # the droplet's own files as they were
 
 
 def test_a_refusal_naming_a_file_that_is_not_utf8_is_said_plainly(capsys):
-    classdata.say("cannot move " + os.fsdecode(b"caf\xe9.txt"))
+    shared.say("cannot move " + os.fsdecode(b"caf\xe9.txt"))
     assert capsys.readouterr().out == "classimage-class-data: cannot move caf\\udce9.txt\n"
 
 
@@ -511,8 +512,8 @@ def test_a_hard_link_out_of_the_home_cannot_be_kept_so_nothing_moves(filesystems
     (disk / "home" / "jupyter-ada").mkdir(parents=True)
     (disk / "elsewhere.txt").write_text("e\n")
     os.link(disk / "elsewhere.txt", disk / "home" / "jupyter-ada" / "linked.txt")
-    with pytest.raises(classdata.DataError, match="hard links to files outside .*: .*jupyter-ada/linked.txt"):
-        classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    with pytest.raises(shared.DataError, match="hard links to files outside .*: .*jupyter-ada/linked.txt"):
+        move.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in volume.iterdir()) == ["lost+found"]
 
 
@@ -522,7 +523,7 @@ def test_an_interrupted_move_is_done_again_from_the_start(filesystems):
     (disk / "home" / "jupyter-ada" / "work.txt").write_text("w\n")
     (volume / "home.copying" / "jupyter-ada").mkdir(parents=True)  # what an interrupted copy left
     (volume / "home.copying" / "jupyter-ada" / "half").write_text("")
-    classdata.move_onto_device(str(disk / "home"), str(volume / "home"))
+    move.move_onto_device(str(disk / "home"), str(volume / "home"))
     assert sorted(p.name for p in (volume / "home" / "jupyter-ada").iterdir()) == ["work.txt"]
     assert not (volume / "home.copying").exists()
 
@@ -557,8 +558,8 @@ def droplet_accounts(tmp_path):
 
 def reconcile_in(tmp_path: Path, admins: list[str]) -> str:
     """classdata's reconcile as the data service runs it at boot: what it says, one line each."""
-    return (f"python3 -c 'import classdata; classdata.RECORD = \"{tmp_path}/data.json\"; "
-            f"print(*classdata.reconcile({json.dumps(admins)}, \"{tmp_path}/device/ids.json\"), sep=chr(10))'")
+    return (f"python3 -c 'from classdata import accounts, record; record.RECORD = \"{tmp_path}/data.json\"; "
+            f"print(*accounts.reconcile({json.dumps(admins)}, \"{tmp_path}/device/ids.json\"), sep=chr(10))'")
 
 
 def gids(run, droplet: str) -> dict[str, int]:
@@ -606,25 +607,25 @@ def test_the_records_warnings_outlive_the_mount_after_them(data):
     """`prepare` gives a home back with a warning, and the service's `mount` right after it (and at
     every boot) says nothing of it: the record keeps the warning, once, with when it was first said."""
     given_back = "WARNING: the home of jupyter-alice was group-owned by jupyterhub-users, not by its own group"
-    classdata.record("/dev/x", ["formatted /dev/x", given_back])
-    classdata.record("/dev/x", [])
-    classdata.record("/dev/x", [given_back])
-    record = json.loads(Path(classdata.RECORD).read_text())
-    assert record["notes"] == [given_back]
-    assert [w["message"] for w in record["warnings"]] == [given_back]
-    for number in range(classdata.KEPT + 5):
-        classdata.record("/dev/x", [f"WARNING: number {number}"])
-    kept = json.loads(Path(classdata.RECORD).read_text())["warnings"]
-    assert len(kept) == classdata.KEPT and kept[-1]["message"] == f"WARNING: number {classdata.KEPT + 4}"
+    record.after_mount("/dev/x", ["formatted /dev/x", given_back])
+    record.after_mount("/dev/x", [])
+    record.after_mount("/dev/x", [given_back])
+    written = json.loads(Path(record.RECORD).read_text())
+    assert written["notes"] == [given_back]
+    assert [w["message"] for w in written["warnings"]] == [given_back]
+    for number in range(record.KEPT + 5):
+        record.after_mount("/dev/x", [f"WARNING: number {number}"])
+    kept = json.loads(Path(record.RECORD).read_text())["warnings"]
+    assert len(kept) == record.KEPT and kept[-1]["message"] == f"WARNING: number {record.KEPT + 4}"
 
 
 def test_the_record_is_roots_alone(data):
     """Its notes and errors name students, their files and devices, and quote commands' output."""
     root_only()
-    classdata.update_record({"error": "cp: cannot preserve /home/jupyter-bob/private-file-name"})
-    os.chmod(Path(classdata.RECORD).parent, 0o755)
+    record.update_record({"error": "cp: cannot preserve /home/jupyter-bob/private-file-name"})
+    os.chmod(Path(record.RECORD).parent, 0o755)
     os.chmod(data, 0o755)
-    assert oct(Path(classdata.RECORD).stat().st_mode & 0o777) == "0o600"
-    student = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", classdata.RECORD],
+    assert oct(Path(record.RECORD).stat().st_mode & 0o777) == "0o600"
+    student = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "cat", record.RECORD],
                              capture_output=True, text=True)
     assert student.returncode == 1 and "Permission denied" in student.stderr and student.stdout == ""

@@ -1,4 +1,4 @@
-"""Which device holds the class's data, and waiting for it (classimage/droplet/classdata.py's device part):
+"""Which device holds the class's data, and waiting for it (classimage/droplet/classdata/devices.py):
 user data pasted by hand at DigitalOcean takes the one volume attached whatever its name (issue 19:
 the control panel proposes `volume-nyc3-01`), refuses two naming them; a droplet `up` made while the
 old one still has the class's volume waits for it, saying so in the record the status service
@@ -14,9 +14,10 @@ from pathlib import Path
 import pytest
 
 from classimage.pipeline import plan
-from classimage.droplet import classdata, provision
+from classimage.droplet import provision
+from classimage.droplet.classdata import devices, program, record, shared
 
-ANY, ANY_OR_OWN = classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK
+ANY, ANY_OR_OWN = devices.ANY_VOLUME, devices.ANY_VOLUME_OR_OWN_DISK
 
 
 def volumes(*names: str) -> list[str]:
@@ -29,16 +30,16 @@ def volumes(*names: str) -> list[str]:
     (ANY, volumes("volume-nyc3-01"), volumes("volume-nyc3-01")[0]),  # whatever its name
     (ANY, [], None),  # none yet: wait
     (ANY_OR_OWN, volumes("volume-nyc3-01"), volumes("volume-nyc3-01")[0]),
-    (ANY_OR_OWN, [], classdata.OWN_DISK),
+    (ANY_OR_OWN, [], devices.OWN_DISK),
 ])
 def test_which_device_holds_the_class_data(device, attached, chosen):
-    assert classdata.choose(device, attached) == chosen
+    assert devices.choose(device, attached) == chosen
 
 
 @pytest.mark.parametrize("device", [ANY, ANY_OR_OWN])
 def test_two_volumes_are_refused_naming_them_and_the_fix(device):
-    with pytest.raises(classdata.DataError) as error:
-        classdata.choose(device, volumes("volume-nyc3-01", "scratch"))
+    with pytest.raises(shared.DataError) as error:
+        devices.choose(device, volumes("volume-nyc3-01", "scratch"))
     said = str(error.value)
     assert "2 DigitalOcean volumes are attached to this droplet (volume-nyc3-01, scratch)" in said
     assert "Detach the others (control panel > Volumes" in said and "classimage-provision run" in said
@@ -49,88 +50,88 @@ def disk(tmp_path, monkeypatch):
     """/dev/disk/by-id and the record, in a temporary folder."""
     folder = tmp_path / "by-id"
     folder.mkdir()
-    monkeypatch.setattr(classdata, "VOLUMES", str(folder))
-    monkeypatch.setattr(classdata, "RECORD", str(tmp_path / "record" / "data.json"))
+    monkeypatch.setattr(devices, "VOLUMES", str(folder))
+    monkeypatch.setattr(record, "RECORD", str(tmp_path / "record" / "data.json"))
     (folder / "wwn-0x5000c500a1b2c3d4").touch()  # another disk of the droplet's
     return folder
 
 
-def record() -> dict:
-    return json.loads(Path(classdata.RECORD).read_text())
+def recorded() -> dict:
+    return json.loads(Path(record.RECORD).read_text())
 
 
 def test_the_attached_volumes_are_read_from_their_stable_paths(disk):
     (disk / "scsi-0DO_Volume_volume-nyc3-01").touch()
-    assert classdata.attached_volumes(str(disk)) == [str(disk / "scsi-0DO_Volume_volume-nyc3-01")]
-    assert classdata.attached_volumes(str(disk / "missing")) == []
+    assert devices.attached_volumes(str(disk)) == [str(disk / "scsi-0DO_Volume_volume-nyc3-01")]
+    assert devices.attached_volumes(str(disk / "missing")) == []
 
 
 def test_a_droplet_waits_for_its_volume_and_says_so(disk, monkeypatch):
     """The class's volume comes later (`up` moves it once the old droplet is off): the droplet waits,
     the record says for what while it does, and not once it came."""
-    monkeypatch.setattr(classdata, "DEVICE_WAIT", 0)  # a volume is waited for without that limit
+    monkeypatch.setattr(devices, "DEVICE_WAIT", 0)  # a volume is waited for without that limit
     volume = disk / "scsi-0DO_Volume_geo101-data"
     seen = []
 
     def attach_later():
         deadline = time.monotonic() + 30
-        while not Path(classdata.RECORD).exists() and time.monotonic() < deadline:
+        while not Path(record.RECORD).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
-        seen.append(record().get("waiting"))
+        seen.append(recorded().get("waiting"))
         volume.touch()
 
     helper = threading.Thread(target=attach_later)
     helper.start()
-    assert classdata.wait_for(str(volume), "restart", patient=True) == str(volume)
+    assert devices.wait_for(str(volume), "restart", patient=True) == str(volume)
     helper.join()
     assert seen == ["the class's volume geo101-data to be attached to this droplet"]
-    assert record()["waiting"] is None
+    assert recorded()["waiting"] is None
 
 
 def test_a_missing_device_that_is_not_a_volume_fails_after_the_wait(disk, monkeypatch):
-    monkeypatch.setattr(classdata, "DEVICE_WAIT", 0)
-    with pytest.raises(classdata.DataError, match="virtio-classdata is not there: attach"):
-        classdata.wait_for("/dev/disk/by-id/virtio-classdata", "restart the droplet")
-    assert classdata.is_volume(ANY) and classdata.is_volume(volumes("x")[0])
-    assert not classdata.is_volume("/dev/disk/by-id/virtio-classdata")
+    monkeypatch.setattr(devices, "DEVICE_WAIT", 0)
+    with pytest.raises(shared.DataError, match="virtio-classdata is not there: attach"):
+        devices.wait_for("/dev/disk/by-id/virtio-classdata", "restart the droplet")
+    assert devices.is_volume(ANY) and devices.is_volume(volumes("x")[0])
+    assert not devices.is_volume("/dev/disk/by-id/virtio-classdata")
 
 
 def test_pasted_user_data_with_no_volume_keeps_the_data_on_the_droplets_own_disk(disk, capsys):
-    assert classdata.main(["prepare", ANY_OR_OWN, "--course", "geo101", "--admin", "ada"]) == 0
-    assert record()["chosen"] == classdata.OWN_DISK and "own disk" in record()["notes"][0]
+    assert program.main(["prepare", ANY_OR_OWN, "--course", "geo101", "--admin", "ada"]) == 0
+    assert recorded()["chosen"] == devices.OWN_DISK and "own disk" in recorded()["notes"][0]
     assert "stays on this droplet's own disk" in capsys.readouterr().out
-    assert classdata.main(["mount", ANY_OR_OWN, "--course", "geo101"]) == 0  # at every boot: nothing to mount
-    assert classdata.main(["tend", ANY_OR_OWN]) == 0
+    assert program.main(["mount", ANY_OR_OWN, "--course", "geo101"]) == 0  # at every boot: nothing to mount
+    assert program.main(["tend", ANY_OR_OWN]) == 0
 
 
 def test_pasted_user_data_with_two_volumes_fails_naming_them(disk):
     for name in ("volume-nyc3-01", "volume-nyc3-02"):
         (disk / f"scsi-0DO_Volume_{name}").touch()
-    assert classdata.main(["prepare", ANY, "--course", "geo101"]) == 1
-    assert "volume-nyc3-01, volume-nyc3-02" in record()["error"]
+    assert program.main(["prepare", ANY, "--course", "geo101"]) == 1
+    assert "volume-nyc3-01, volume-nyc3-02" in recorded()["error"]
 
 
 def test_the_choice_made_at_provisioning_is_kept_at_every_boot(disk):
     (disk / "scsi-0DO_Volume_volume-nyc3-01").touch()
-    classdata.update_record({"chosen": str(disk / "scsi-0DO_Volume_volume-nyc3-01")})
+    record.update_record({"chosen": str(disk / "scsi-0DO_Volume_volume-nyc3-01")})
     (disk / "scsi-0DO_Volume_scratch").touch()  # attached later, for something else
-    assert classdata.recalled(ANY) == str(disk / "scsi-0DO_Volume_volume-nyc3-01")
-    assert classdata.recalled("/dev/vdb") == "/dev/vdb"
+    assert devices.recalled(ANY) == str(disk / "scsi-0DO_Volume_volume-nyc3-01")
+    assert devices.recalled("/dev/vdb") == "/dev/vdb"
 
 
 def test_wait_now_answers_whether_the_device_is_there(disk, capsys):
     volume = disk / "scsi-0DO_Volume_volume-nyc3-01"
-    assert classdata.main(["wait", ANY, "--now"]) == 3
+    assert program.main(["wait", ANY, "--now"]) == 3
     volume.touch()
-    assert classdata.main(["wait", ANY, "--now"]) == 0
+    assert program.main(["wait", ANY, "--now"]) == 0
     assert capsys.readouterr().out.strip() == str(volume)
-    assert classdata.main(["wait", ANY_OR_OWN]) == 0
+    assert program.main(["wait", ANY_OR_OWN]) == 0
 
 
 def test_the_words_and_paths_are_the_ones_everything_else_uses():
-    assert (classdata.ANY_VOLUME, classdata.ANY_VOLUME_OR_OWN_DISK, classdata.OWN_DISK) == (
+    assert (devices.ANY_VOLUME, devices.ANY_VOLUME_OR_OWN_DISK, devices.OWN_DISK) == (
         provision.ANY_VOLUME, provision.ANY_VOLUME_OR_OWN_DISK, provision.OWN_DISK)
-    assert classdata.VOLUMES + "/" + classdata.VOLUME_PREFIX == plan.VOLUME_DEVICE
+    assert devices.VOLUMES + "/" + devices.VOLUME_PREFIX == plan.VOLUME_DEVICE
 
 
 @pytest.mark.parametrize("kind, volume, device", [

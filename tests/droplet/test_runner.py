@@ -24,7 +24,8 @@ import pytest
 
 from conftest import EXAMPLES
 from classimage.pipeline import plan, spec, userdata
-from classimage.droplet import classdata, provision, runner, statusservice
+from classimage.droplet import provision, runner, statusservice
+from classimage.droplet.classdata import record
 from classimage.droplet.provision import AFTER_CHANGES, ONCE, Plan, PlanError, PlanStep
 
 DONE = {"state": "done", "digest": "d1"}
@@ -497,11 +498,11 @@ def test_a_home_given_back_is_told_to_the_instructor_by_status_not_to_the_public
     instructor reads `classimage status` (the token holder's status over HTTP), or the status
     command on the droplet, not the droplet's log. The mount at the next boot says nothing of it:
     the warning must still be there, and anyone else asking must not learn the student's name."""
-    monkeypatch.setattr(classdata, "RECORD", droplet.paths.at(provision.DATA_RECORD))
+    monkeypatch.setattr(record, "RECORD", droplet.paths.at(provision.DATA_RECORD))
     droplet.plan(*three_steps(), token_sha256=hashlib.sha256(b"t0ken").hexdigest())
     droplet.run()
-    classdata.record("/dev/x", ["mounted /dev/x", GIVEN_BACK])  # the droplet whose mount gave it back
-    classdata.record("/dev/x", ["mounted /dev/x"])  # its next boot
+    record.after_mount("/dev/x", ["mounted /dev/x", GIVEN_BACK])  # the droplet whose mount gave it back
+    record.after_mount("/dev/x", ["mounted /dev/x"])  # its next boot
     told = GIVEN_BACK.replace("WARNING: ", "", 1)
     printed = droplet.cli("status").stdout
     assert f"WARNING: {told} (" in printed, printed

@@ -27,7 +27,7 @@ import yaml
 from conftest import CASES, EXAMPLES, REPO, check_golden, cli, written_files
 from hubprocess import tljh_source
 from classimage.pipeline import artifacts, links, network, packer, plan, shipping, spec, tljh, userdata
-from classimage.droplet import classdata, hubaccounts, hubguards, provision
+from classimage.droplet import hubaccounts, hubguards, provision
 
 TLJH_CASES = sorted(p for p in (CASES / "tljh").iterdir() if p.is_dir())
 # Every spec whose rendering the real tools must accept: the examples and the TLJH table's specs.
@@ -115,8 +115,10 @@ def skeleton(text: str, stage: str, where: dict[tuple[str, str], str]) -> str:
     return header + yaml.safe_dump(document, sort_keys=False, width=1 << 20)
 
 
-DROPLET_MODULES = (*userdata.RUNNER_MODULES, "hubaccounts", "hubguards", "classdata")
-SHIPPED = {shipping.shipped(name) for name in DROPLET_MODULES}
+# The class-data program is a folder of modules, shipped as one zip of them.
+CLASS_DATA = sorted(f"classdata.{path.stem}" for path in (REPO / "classimage" / "droplet" / "classdata").glob("*.py"))
+DROPLET_MODULES = (*userdata.RUNNER_MODULES, "hubaccounts", "hubguards", *CLASS_DATA)
+SHIPPED = {shipping.shipped(name) for name in DROPLET_MODULES} | {shipping.packaged("classdata")}
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.stem)
@@ -258,6 +260,35 @@ def test_runner_runs_on_the_oldest_supported_python(tmp_path):
             imports |= {n.module.split(".")[0] for n in ast.walk(ast.parse(source))
                         if isinstance(n, ast.ImportFrom) and n.module and n.level == 0}
             assert imports <= set(sys.stdlib_module_names) | {"__future__"} | set(userdata.RUNNER_MODULES), imports
+
+
+def test_the_class_data_program_is_one_zip_of_its_modules_that_runs_on_the_oldest_supported_python(tmp_path):
+    """classimage-class-data, a folder of modules (classimage/droplet/classdata/), as the one file the
+    class-data step installs: a #! line and a zip of the package, lean, whose relative imports find
+    each other there; run by the droplet's python3, it loads every module (`wait` reads the record's
+    module through the devices one) and answers."""
+    loaded = spec.load_file(CASES / "tljh" / "campus-network" / "spec.yaml")
+    step = next(s for s in plan.steps(loaded.spec, plan.FULL) if s.name == "class-data")
+    (installed,) = [f for f in step.files if f.path == provision.CLASS_DATA]
+    assert (installed.content, installed.mode, installed.compressed) == (shipping.packaged("classdata"), "0755", True)
+    program = tmp_path / "classimage-class-data"
+    program.write_bytes(installed.content)
+    program.chmod(0o755)
+    result = subprocess.run([str(program), "--help"], capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0 and result.stdout.startswith("usage: classimage-class-data"), result.stderr
+    result = subprocess.run([str(program), "wait", str(program), "--now"], capture_output=True, text=True,
+                            env={"PATH": "/usr/bin:/bin"})
+    assert (result.returncode, result.stdout) == (0, f"{program}\n"), result.stderr
+    with zipfile.ZipFile(program) as zipped:
+        assert zipped.namelist() == ["__main__.py", *(f"{name.replace('.', '/')}.py" for name in CLASS_DATA)]
+        assert {member.compress_type for member in zipped.infolist()} == {zipfile.ZIP_STORED}  # gzip's to do
+        assert {member.date_time for member in zipped.infolist()} == {(1980, 1, 1, 0, 0, 0)}
+        for member in zipped.namelist()[1:]:
+            assert zipped.read(member).decode() == shipping.shipped(member.removesuffix(".py").replace("/", "."))
+            ast.parse(zipped.read(member).decode(), feature_version=(3, 9))
+    # In the runner's zip, as a file the step installs, stored: the user data's gzip compresses it too.
+    text = artifacts.render(loaded)[artifacts.USER_DATA[plan.FULL]]
+    assert written_files(text)[installed.staged]["content"] == installed.content
 
 
 @pytest.mark.parametrize("case", TLJH_CASES, ids=lambda p: p.name)
@@ -500,7 +531,7 @@ def test_every_name_the_schema_allows_fits_the_class_data_units():
 def test_a_shipped_program_is_its_source_line_for_line_without_comments_or_docstrings(name):
     """The droplet's programs go lean (the user data holds 64 KiB): a traceback there names the line
     of the file in this commit, every statement is where it was, and what is gone is only prose."""
-    source = (REPO / "classimage" / "droplet" / f"{name}.py").read_text()
+    source = (REPO / "classimage" / "droplet" / f"{name.replace('.', '/')}.py").read_text()
     lean = shipping.shipped(name)
     assert lean.count("\n") == source.count("\n")
 
