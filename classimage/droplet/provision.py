@@ -60,6 +60,12 @@ CLOUD_INIT_OUTPUT = "/var/log/cloud-init-output.log"
 TLJH_PYTHON = "/opt/tljh/hub/bin/python3"
 TLJH_CONFIG = "/opt/tljh/config/config.yaml"
 ACME = "/opt/tljh/state/acme.json"  # traefik's Let's Encrypt account and certificates (on the class's device)
+# traefik orders a certificate only when its configuration changes: `https-nudge` changes this file
+# of it (in the folder TLJH has traefik watch), every minute from a timer, when it is time to ask again.
+ACME_NUDGE = "/opt/tljh/state/rules/classimage-acme.toml"
+ACME_NUDGE_STATE = "/run/classimage/https-nudge.json"  # what the last run saw (gone at reboot: traefik asks then)
+HTTPS_NUDGE_UNIT = "/etc/systemd/system/classimage-https-nudge.service"
+HTTPS_NUDGE_TIMER = "/etc/systemd/system/classimage-https-nudge.timer"
 CULL_PROBE = (
     "import json; from tljh.configurer import load_config; print(json.dumps(load_config()['services']['cull']))"
 )
@@ -251,14 +257,18 @@ def read_json(path: str) -> Any | None:
 
 
 def write_json(path: str, data: Any, mode: int) -> None:
-    """Replace `path` atomically: readers see the old file or the new one, never half of one."""
+    write_text(path, json.dumps(data, indent=2) + "\n", mode)
+
+
+def write_text(path: str, text: str, mode: int) -> None:
+    """Replace `path` atomically: readers see the old file or the new one, never half of one. The
+    file being written has no extension (traefik reads .toml files only)."""
     directory = os.path.dirname(path)
     os.makedirs(directory, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=directory, prefix=".status-")
     try:
         with os.fdopen(handle, "w", encoding="utf-8") as out:
-            json.dump(data, out, indent=2)
-            out.write("\n")
+            out.write(text)
             out.flush()
             os.fsync(out.fileno())
         os.chmod(temporary, mode)

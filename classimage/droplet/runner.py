@@ -12,6 +12,8 @@ library only, Python 3.9 or newer: Ubuntu 22.04's python3).
   classimage-provision check-image --bake-digest D
                                      on a droplet from a snapshot: refuse if it is not one, warn
                                      if it was baked from another spec
+  classimage-provision https-nudge    while traefik holds no certificate for the hub's name: make it
+                                     order again once the name resolves anew, or every 20 minutes
   classimage-provision serve-status --port N [--page]
                                      answer HTTP requests with the status (the hub runs it as a
                                      service: /services/classimage-status/); with --page, every
@@ -428,6 +430,9 @@ def main(argv: list[str] | None = None, page_port: int = provision.HTTP_PORT) ->
     verbs.add_parser("finish-bake", help="on Packer's build droplet: wait, seal and clean for a snapshot")
     check = verbs.add_parser("check-image", help="refuse unless this droplet was made from a classimage snapshot")
     check.add_argument("--bake-digest", required=True)
+    verbs.add_parser(
+        "https-nudge", help="make traefik order the hub's certificate again if it is time (a timer runs it)"
+    )
     serving = verbs.add_parser("serve-status", help="answer HTTP requests with the status (no log tails)")
     where = serving.add_mutually_exclusive_group(required=True)
     where.add_argument("--port", type=int, help="listen on 127.0.0.1:PORT")
@@ -453,6 +458,7 @@ def main(argv: list[str] | None = None, page_port: int = provision.HTTP_PORT) ->
         "finish-bake": lambda: command_finish_bake(paths),
         "resume": lambda: command_run(paths, only_if_interrupted=True, page_port=page_port),
         "run": lambda: command_run(paths, page_port=page_port),
+        "https-nudge": lambda: statusservice.https_nudge(paths),
     }
     return commands[args.verb]()
 

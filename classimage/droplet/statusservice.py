@@ -1,6 +1,7 @@
 """The status service of classimage-provision: the status as JSON over HTTP (the hub runs
 `classimage-provision serve-status` as its service; the public part for anyone, all of it for the
-token holder), where HTTPS stands, and the page students see while the class is being prepared.
+token holder), where HTTPS stands, and the page students see while the class is being prepared;
+and `https-nudge`, which has traefik order the hub's certificate again (a timer runs it).
 Shipped in the runner's zip; standard library only, Python 3.9.
 """
 
@@ -179,6 +180,62 @@ def read_acme(paths: provision.Paths) -> Any:
         return provision.read_json(paths.at(provision.ACME))
     except (OSError, ValueError):  # traefik's empty file before its first certificate
         return None
+
+
+# -------------------------------------------------------------------------------------------------
+# traefik asked to order the certificate again. traefik 3.1 orders one only when its configuration
+# changes (its ACME provider, watchNewDomains): at its start, and after a failed order, whose
+# challenge's clean-up is such a change; but that loop ends (a refusal before any challenge, as Let's
+# Encrypt's once 5 validations of the name failed in an hour; or the change arriving while the order
+# still counts as running) and then it never asks again by itself. tests/booted/test_https_late_dns.py.
+
+NUDGE_AGAIN = 20 * 60  # at most 3 orders an hour from here: under Let's Encrypt's 5 failed validations
+
+
+def nudge_due(last: dict[str, Any] | None, resolves_to: list[str], now: float) -> bool:
+    """Whether to make traefik order again, the name resolving to `resolves_to` and no certificate
+    held: when the name's addresses changed since the last run (the instructor made the record), or
+    NUDGE_AGAIN after the last nudge. Not on the first run after boot (traefik orders at its start),
+    nor while the name resolves nowhere (no validation can succeed)."""
+    if last is None or not resolves_to:
+        return False
+    return resolves_to != last.get("resolves_to") or now >= float(last.get("nudged", 0)) + NUDGE_AGAIN
+
+
+def nudge_text(at: str) -> str:
+    """A change of traefik's dynamic configuration that changes nothing else: a middleware no route uses."""
+    return (
+        "# classimage-provision https-nudge: changed to make traefik order the hub's certificate again\n"
+        "[http.middlewares.classimage-acme-nudge.headers.customResponseHeaders]\n"
+        '  X-Classimage-Acme-Order = "%s"\n' % at
+    )
+
+
+def https_nudge(paths: provision.Paths) -> int:
+    """One look (the timer's, every minute): nudge traefik if it is time."""
+    try:
+        plan = provision.read_plan(paths)
+    except provision.PlanError as error:
+        provision.say(str(error), sys.stderr)
+        return 1
+    hostname = plan.https_hostname if plan else None
+    if not hostname or acme_certificate(read_acme(paths), hostname):
+        return 0
+    state = paths.at(provision.ACME_NUDGE_STATE)
+    try:
+        last = provision.read_json(state)
+    except (OSError, ValueError):
+        last = None
+    resolves_to, now = addresses(hostname), time.time()
+    nudged = last.get("nudged", now) if isinstance(last, dict) else now
+    if nudge_due(last if isinstance(last, dict) else None, resolves_to, now):
+        provision.write_text(paths.at(provision.ACME_NUDGE), nudge_text(provision.now()), 0o600)
+        provision.say(
+            "%s resolves to %s: traefik asked to order its certificate again" % (hostname, ", ".join(resolves_to))
+        )
+        nudged = now
+    provision.write_json(state, {"resolves_to": resolves_to, "nudged": nudged}, 0o600)
+    return 0
 
 
 # -------------------------------------------------------------------------------------------------

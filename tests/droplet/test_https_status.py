@@ -104,8 +104,8 @@ NOW = time.mktime((2026, 3, 1, 0, 0, 0, 0, 0, 0))
      f"{NAME}: no certificate yet (from the droplet it resolves to 198.51.100.1): create the DNS record {NAME} A "
      "203.0.113.7"),
     ({"hostname": NAME, "certificate": None, "resolves_to": ["203.0.113.7"]},
-     f"{NAME}: no certificate yet; it resolves to 203.0.113.7, traefik asks Let's Encrypt again and again: if this "
-     "lasts an hour, see `ssh root@203.0.113.7 journalctl -u traefik`"),
+     f"{NAME}: no certificate yet; it resolves to 203.0.113.7, the droplet has traefik ask Let's Encrypt again every "
+     "20 minutes: if this lasts an hour, see `ssh root@203.0.113.7 journalctl -u traefik`"),
 ])
 def test_https_said_by_classimage_status(https, said):
     assert progress.https_said({"state": "ready", "https": https}, "203.0.113.7", now=NOW) == said
@@ -176,3 +176,52 @@ def test_https_state_is_absent_without_a_hostname(tmp_path):
     assert droplet.run() == 0
     with status_service(droplet) as url:
         assert json.loads(get(url)[1])["https"] is None
+
+
+# -- traefik asked to order again (statusservice.https_nudge; the real traefik: tests/booted/test_https_late_dns.py)
+
+AT = 1_000_000.0
+
+
+@pytest.mark.parametrize("last, resolves_to, now, due", [
+    (None, ["203.0.113.7"], AT, False),  # the first look after boot: traefik orders at its own start
+    ({"resolves_to": [], "nudged": AT}, [], AT + 9999, False),  # resolving nowhere: no validation can succeed
+    ({"resolves_to": [], "nudged": AT}, ["203.0.113.7"], AT + 60, True),  # the record was made
+    ({"resolves_to": ["198.51.100.1"], "nudged": AT}, ["203.0.113.7"], AT + 60, True),  # ... or changed
+    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + statusservice.NUDGE_AGAIN - 1, False),
+    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + statusservice.NUDGE_AGAIN, True),
+])
+def test_https_nudge_is_due_when_the_record_changes_and_then_every_20_minutes(last, resolves_to, now, due):
+    assert statusservice.nudge_due(last, resolves_to, now) is due
+
+
+def test_https_nudge_changes_traefiks_configuration_only_when_due(tmp_path, issued):
+    """The real `https-nudge` command, as the timer runs it: the first look records what the name
+    resolves to; a look after the name resolved elsewhere writes a new middleware value into
+    traefik's watched folder (valid TOML); nothing once traefik holds the certificate."""
+    import tomllib
+    droplet = Droplet(tmp_path)
+    droplet.plan(*three_steps())
+    plan = Plan.from_json(Path(droplet.paths.plan).read_text())
+    Path(droplet.paths.plan).write_text(dataclasses.replace(plan, https_hostname="localhost").to_json())
+    nudge, state = Path(droplet.paths.at(provision.ACME_NUDGE)), Path(droplet.paths.at(provision.ACME_NUDGE_STATE))
+    assert droplet.cli("https-nudge").returncode == 0
+    assert not nudge.exists() and "127.0.0.1" in json.loads(state.read_text())["resolves_to"]
+    state.write_text(json.dumps({"resolves_to": ["203.0.113.7"], "nudged": time.time()}))  # the name moved since
+    result = droplet.cli("https-nudge")
+    assert result.returncode == 0 and "traefik asked to order its certificate again" in result.stdout
+    headers = tomllib.loads(nudge.read_text())["http"]["middlewares"]["classimage-acme-nudge"]["headers"]
+    assert set(headers["customResponseHeaders"]) == {"X-Classimage-Acme-Order"}
+    nudge.unlink()  # (its text holds the time to the second: the same within one)
+    assert droplet.cli("https-nudge").returncode == 0 and not nudge.exists()  # the same name, at once: not due
+    state.write_text(json.dumps({"resolves_to": ["203.0.113.7"], "nudged": 0}))
+    acme = Path(droplet.paths.at(provision.ACME))
+    acme.write_text(json.dumps(acme_json(issued["chain"], "localhost")))
+    assert droplet.cli("https-nudge").returncode == 0 and not nudge.exists()  # a certificate held: never
+
+
+def test_https_nudge_without_a_hostname_does_nothing(tmp_path):
+    droplet = Droplet(tmp_path)
+    droplet.plan(*three_steps())
+    assert droplet.cli("https-nudge").returncode == 0
+    assert not Path(droplet.paths.at(provision.ACME_NUDGE_STATE)).exists()
