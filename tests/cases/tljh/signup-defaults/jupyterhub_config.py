@@ -20,8 +20,9 @@ hubguards.configure(c, 'native', ['alice', 'bob'], '/opt/tljh/state/classimage-a
 # A server starting is mostly CPU (about 2.5 s each): when a whole class clicks at once they share
 # the droplet's cores, and the last ones answer the hub long after JupyterHub's default 30 s (30
 # clicks in 10 s on 2 busy cores: 24 of 30 spawns failed "didn't respond in 30 seconds", each
-# student shown an error page; docs/design.md, "A class's first minute"). Waiting costs nothing.
-c.Spawner.http_timeout = 120
+# student shown an error page; with 120 s, once 1 of 30 in CI; docs/design.md, "A class's first
+# minute"). Waiting costs nothing: 300 s, when a student would give up anyway.
+c.Spawner.http_timeout = 300
 
 # Traefik checks its API's password (TLJH's random secret, on localhost) at each request the hub
 # makes while it waits for a student's route: at TLJH's bcrypt cost 12 (0.26 s of CPU), 2 of 30
