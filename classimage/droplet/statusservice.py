@@ -219,7 +219,8 @@ def https_nudge(paths: provision.Paths) -> int:
         provision.say(str(error), sys.stderr)
         return 1
     hostname = plan.https_hostname if plan else None
-    if not hostname or acme_certificate(read_acme(paths), hostname):
+    rules = os.path.dirname(paths.at(provision.ACME_NUDGE))  # TLJH's, on the class's device: none while it is missing
+    if not hostname or not os.path.isdir(rules) or acme_certificate(read_acme(paths), hostname):
         return 0
     state = paths.at(provision.ACME_NUDGE_STATE)
     try:

@@ -205,6 +205,11 @@ def test_https_nudge_changes_traefiks_configuration_only_when_due(tmp_path, issu
     plan = Plan.from_json(Path(droplet.paths.plan).read_text())
     Path(droplet.paths.plan).write_text(dataclasses.replace(plan, https_hostname="localhost").to_json())
     nudge, state = Path(droplet.paths.at(provision.ACME_NUDGE)), Path(droplet.paths.at(provision.ACME_NUDGE_STATE))
+    state.parent.mkdir(parents=True)
+    state.write_text(json.dumps({"resolves_to": ["203.0.113.7"], "nudged": time.time()}))  # due, but ...
+    assert droplet.cli("https-nudge").returncode == 0 and not nudge.parent.exists()  # no traefik folder: nothing
+    state.unlink()
+    nudge.parent.mkdir(parents=True)  # TLJH's
     assert droplet.cli("https-nudge").returncode == 0
     assert not nudge.exists() and "127.0.0.1" in json.loads(state.read_text())["resolves_to"]
     state.write_text(json.dumps({"resolves_to": ["203.0.113.7"], "nudged": time.time()}))  # the name moved since
