@@ -155,7 +155,8 @@ def https_said(status: JSON | None, address: str, now: float | None = None) -> s
     if address in seen:  # the record is right: Let's Encrypt's turn (or its hourly limit of failures)
         return (
             f"{name}: no certificate yet; it resolves to {address}, the droplet has traefik ask Let's Encrypt again "
-            f"every 20 minutes: if this lasts an hour, see `ssh root@{address} journalctl -u traefik`"
+            f"every {provision.NUDGE_AGAIN // 60} minutes: if this lasts an hour, see "
+            f"`ssh root@{address} journalctl -u traefik`"
         )
     found = f"resolves to {', '.join(seen)}" if seen else "does not resolve"
     return f"{name}: no certificate yet (from the droplet it {found}): create the DNS record {name} A {address}"

@@ -63,6 +63,7 @@ ACME = "/opt/tljh/state/acme.json"  # traefik's Let's Encrypt account and certif
 # traefik orders a certificate only when its configuration changes: `https-nudge` changes this file
 # of it (in the folder TLJH has traefik watch), every minute from a timer, when it is time to ask again.
 ACME_NUDGE = "/opt/tljh/state/rules/classimage-acme.toml"
+NUDGE_AGAIN = 20 * 60  # at most 3 orders an hour from the timer: under Let's Encrypt's 5 failed validations
 ACME_NUDGE_STATE = "/run/classimage/https-nudge.json"  # what the last run saw (gone at reboot: traefik asks then)
 HTTPS_NUDGE_UNIT = "/etc/systemd/system/classimage-https-nudge.service"
 HTTPS_NUDGE_TIMER = "/etc/systemd/system/classimage-https-nudge.timer"

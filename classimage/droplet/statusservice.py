@@ -189,17 +189,15 @@ def read_acme(paths: provision.Paths) -> Any:
 # Encrypt's once 5 validations of the name failed in an hour; or the change arriving while the order
 # still counts as running) and then it never asks again by itself. tests/booted/test_https_late_dns.py.
 
-NUDGE_AGAIN = 20 * 60  # at most 3 orders an hour from here: under Let's Encrypt's 5 failed validations
-
 
 def nudge_due(last: dict[str, Any] | None, resolves_to: list[str], now: float) -> bool:
     """Whether to make traefik order again, the name resolving to `resolves_to` and no certificate
     held: when the name's addresses changed since the last run (the instructor made the record), or
-    NUDGE_AGAIN after the last nudge. Not on the first run after boot (traefik orders at its start),
+    provision.NUDGE_AGAIN after the last nudge. Not on the first run after boot (traefik orders at its start),
     nor while the name resolves nowhere (no validation can succeed)."""
     if last is None or not resolves_to:
         return False
-    return resolves_to != last.get("resolves_to") or now >= float(last.get("nudged", 0)) + NUDGE_AGAIN
+    return resolves_to != last.get("resolves_to") or now >= float(last.get("nudged", 0)) + provision.NUDGE_AGAIN
 
 
 def nudge_text(at: str) -> str:
@@ -227,9 +225,10 @@ def https_nudge(paths: provision.Paths) -> int:
         last = provision.read_json(state)
     except (OSError, ValueError):
         last = None
+    last = last if isinstance(last, dict) else None
     resolves_to, now = addresses(hostname), time.time()
-    nudged = last.get("nudged", now) if isinstance(last, dict) else now
-    if nudge_due(last if isinstance(last, dict) else None, resolves_to, now):
+    nudged = last.get("nudged", now) if last else now
+    if nudge_due(last, resolves_to, now):
         provision.write_text(paths.at(provision.ACME_NUDGE), nudge_text(provision.now()), 0o600)
         provision.say(
             "%s resolves to %s: traefik asked to order its certificate again" % (hostname, ", ".join(resolves_to))

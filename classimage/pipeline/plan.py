@@ -429,14 +429,15 @@ def _hub_accounts(c: Needs) -> Step:
 
 
 def _hub_reload(c: Needs) -> Step:
-    # HTTPS only once the class's data (Let's Encrypt's account and certificate) is in place; with it the
-    # timer that has traefik order the certificate again once the name's record is made.
-    nudge = templating.render("classimage-https-nudge.service.j2", runner=provision.RUNNER)
-    https = (
-        (tljh.CONFIG_YAML, tljh.config_yaml(c.spec), "0600"),
-        (provision.HTTPS_NUDGE_UNIT, nudge, "0644"),
-        (provision.HTTPS_NUDGE_TIMER, templating.render("classimage-https-nudge.timer.j2"), "0644"),
-    )
+    # HTTPS once the class's data (Let's Encrypt's account and certificate) is there; with it, https-nudge's timer.
+    https: tuple[tuple[str, str, str], ...] = ()
+    if c.spec.https.enabled:
+        nudge = templating.render("classimage-https-nudge.service.j2", runner=provision.RUNNER)
+        https = (
+            (tljh.CONFIG_YAML, tljh.config_yaml(c.spec), "0600"),
+            (provision.HTTPS_NUDGE_UNIT, nudge, "0644"),
+            (provision.HTTPS_NUDGE_TIMER, templating.render("classimage-https-nudge.timer.j2"), "0644"),
+        )
     return _step(
         "hub-reload",
         "Restart the proxy and hub with the course's settings",
@@ -445,8 +446,8 @@ def _hub_reload(c: Needs) -> Step:
         hub_open=provision.HUB_OPEN,
         wait=HUB_WAIT,
         page_pid=provision.PROGRESS_PAGE_PID,
-        nudge_timer=PurePosixPath(provision.HTTPS_NUDGE_TIMER).name if c.spec.https.enabled else None,
-        files=https if c.spec.https.enabled else (),
+        nudge_timer=PurePosixPath(provision.HTTPS_NUDGE_TIMER).name if https else None,
+        files=https,
     )
 
 

@@ -188,8 +188,8 @@ AT = 1_000_000.0
     ({"resolves_to": [], "nudged": AT}, [], AT + 9999, False),  # resolving nowhere: no validation can succeed
     ({"resolves_to": [], "nudged": AT}, ["203.0.113.7"], AT + 60, True),  # the record was made
     ({"resolves_to": ["198.51.100.1"], "nudged": AT}, ["203.0.113.7"], AT + 60, True),  # ... or changed
-    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + statusservice.NUDGE_AGAIN - 1, False),
-    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + statusservice.NUDGE_AGAIN, True),
+    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + provision.NUDGE_AGAIN - 1, False),
+    ({"resolves_to": ["203.0.113.7"], "nudged": AT}, ["203.0.113.7"], AT + provision.NUDGE_AGAIN, True),
 ])
 def test_https_nudge_is_due_when_the_record_changes_and_then_every_20_minutes(last, resolves_to, now, due):
     assert statusservice.nudge_due(last, resolves_to, now) is due
